@@ -1,0 +1,85 @@
+#pragma once
+// Shape: the dimensions of a Tensor, batch first (N, F) or (N, C, H, W).
+// Requires: rank <= Shape::max_rank, every dimension >= 0.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "glassbox/core/error.hpp"
+
+namespace glassbox {
+
+using index_t = std::ptrdiff_t;
+
+class Shape {
+ public:
+  static constexpr int max_rank = 6;
+
+  Shape() = default;
+  Shape(std::initializer_list<index_t> dims) { assign(dims.begin(), dims.end()); }
+  template <class It>
+  Shape(It first, It last) {
+    assign(first, last);
+  }
+
+  int rank() const { return rank_; }
+  index_t operator[](int axis) const { return dims_[static_cast<std::size_t>(axis)]; }
+  index_t& operator[](int axis) { return dims_[static_cast<std::size_t>(axis)]; }
+
+  // Number of elements (1 for a rank-0 shape).
+  index_t size() const {
+    index_t n = 1;
+    for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
+    return n;
+  }
+
+  // Shape without the batch (first) dimension.
+  Shape sample() const {
+    if (rank_ == 0) throw Error("Shape::sample: a rank-0 shape has no batch dimension");
+    return Shape(dims_.begin() + 1, dims_.begin() + rank_);
+  }
+
+  // Prepends a batch dimension: Shape{784}.batched(32) == Shape{32, 784}.
+  Shape batched(index_t batch) const {
+    Shape s;
+    s.rank_ = rank_ + 1;
+    if (s.rank_ > max_rank) throw Error(fmt::format("Shape: rank {} exceeds the maximum of {}", s.rank_, max_rank));
+    s.dims_[0] = batch;
+    std::copy(dims_.begin(), dims_.begin() + rank_, s.dims_.begin() + 1);
+    return s;
+  }
+
+  const index_t* begin() const { return dims_.data(); }
+  const index_t* end() const { return dims_.data() + rank_; }
+
+  friend bool operator==(const Shape& a, const Shape& b) {
+    return a.rank_ == b.rank_ && std::equal(a.begin(), a.end(), b.begin());
+  }
+  friend bool operator!=(const Shape& a, const Shape& b) { return !(a == b); }
+
+  // "(32, 784)"
+  std::string str() const { return fmt::format("({})", fmt::join(begin(), end(), ", ")); }
+
+ private:
+  template <class It>
+  void assign(It first, It last) {
+    const auto n = std::distance(first, last);
+    if (n > max_rank) throw Error(fmt::format("Shape: rank {} exceeds the maximum of {}", n, max_rank));
+    rank_ = static_cast<int>(n);
+    std::size_t i = 0;
+    for (; first != last; ++first, ++i) {
+      if (*first < 0) throw Error(fmt::format("Shape: dimension {} is negative ({})", i, *first));
+      dims_[i] = static_cast<index_t>(*first);
+    }
+  }
+
+  std::array<index_t, max_rank> dims_{};
+  int rank_ = 0;
+};
+
+}  // namespace glassbox

@@ -1,0 +1,53 @@
+#pragma once
+// Thread settings in one place. The default is every core, or the value of
+// GLASSBOX_NUM_THREADS; set_num_threads() overrides both. Eigen's GEMM and
+// glassbox's OpenMP loops share this one setting so that two pools never
+// compete for the same cores.
+
+#include <Eigen/Core>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "glassbox/core/error.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace glassbox {
+
+namespace detail {
+inline int& configured_threads() {
+  static int n = 0;  // 0: not yet decided
+  return n;
+}
+}  // namespace detail
+
+// Threads from GLASSBOX_NUM_THREADS when it holds a positive integer, else all cores.
+inline int default_num_threads() {
+  if (const char* env = std::getenv("GLASSBOX_NUM_THREADS")) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n > 0 && n <= 4096) return static_cast<int>(n);
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+inline void set_num_threads(int n) {
+  if (n <= 0) throw Error(fmt::format("set_num_threads: thread count must be positive, got {}", n));
+  detail::configured_threads() = n;
+  Eigen::setNbThreads(n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
+inline int num_threads() {
+  if (detail::configured_threads() == 0) set_num_threads(default_num_threads());
+  return detail::configured_threads();
+}
+
+}  // namespace glassbox

@@ -1,0 +1,73 @@
+#pragma once
+// Layer<T>: the runtime-polymorphic building block of a model.
+//
+// Contract for every layer:
+//  - output_shape(in) validates a batch-first input shape and returns the
+//    output shape, or throws glassbox::Error naming the layer and the shapes.
+//  - forward(x, y, mode) writes y (resizing it; allocation is reused across
+//    batches). x has passed output_shape().
+//  - backward(x, y, dy, dx) receives the same x and y as the last forward and
+//    dy = dLoss/dy. It OVERWRITES every parameter's grad (one backward per
+//    optimizer step) and writes dLoss/dx into *dx when dx is not null.
+//  - parameters() lists the trainable tensors; reset_parameters() draws them
+//    from a seeded Rng.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "glassbox/core/parameter.hpp"
+#include "glassbox/core/rng.hpp"
+#include "glassbox/core/tensor.hpp"
+
+namespace glassbox {
+
+enum class Mode { train, eval };
+
+template <class T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  // Short lower-case kind, also the stem of automatic names: "dense" -> "dense_1".
+  virtual std::string kind() const = 0;
+
+  virtual Shape output_shape(const Shape& input) const = 0;
+  virtual void forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) = 0;
+  virtual void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) = 0;
+
+  virtual std::vector<Parameter<T>*> parameters() { return {}; }
+  virtual void reset_parameters(Rng& /*rng*/) {}
+
+  // Hyperparameters for summaries, e.g. "784 -> 256" or "slope=0.01".
+  virtual std::string config() const { return {}; }
+
+  const std::string& name() const { return name_.empty() ? kind_name() : name_; }
+
+  // Renames the layer and its parameters ("dense_1" -> "dense_1.weight").
+  void set_name(std::string name) {
+    name_ = std::move(name);
+    for (Parameter<T>* p : parameters()) p->name = name_ + "." + p->local_name();
+  }
+
+  index_t parameter_count() {
+    index_t n = 0;
+    for (const Parameter<T>* p : parameters()) n += p->value.size();
+    return n;
+  }
+
+ private:
+  const std::string& kind_name() const {
+    if (kind_cache_.empty()) kind_cache_ = kind();
+    return kind_cache_;
+  }
+  std::string name_;
+  mutable std::string kind_cache_;
+};
+
+// Throws the standard shape error "<layer>: <what>" for input validation.
+[[noreturn]] inline void throw_shape_error(const std::string& layer, const std::string& what) {
+  throw Error(layer + ": " + what);
+}
+
+}  // namespace glassbox

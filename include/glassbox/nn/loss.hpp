@@ -1,0 +1,28 @@
+#pragma once
+// Loss<T>: maps a model's output and the targets to a scalar (the batch mean)
+// and, on request, dLoss/doutput. Targets are always a Tensor<T>; class labels
+// are stored as integral values (0, 1, ..., C-1).
+
+#include <string>
+
+#include "glassbox/core/tensor.hpp"
+
+namespace glassbox::nn {
+
+// How many predictions in a batch were right, out of how many made.
+struct Tally {
+  index_t correct = 0;
+  index_t total = 0;  // 0 when accuracy has no meaning for the loss (regression)
+};
+
+template <class T>
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual std::string name() const = 0;
+  // Mean loss over the batch; writes dLoss/doutput into *grad when not null.
+  virtual T forward(const Tensor<T>& output, const Tensor<T>& target, Tensor<T>* grad) const = 0;
+  virtual Tally tally(const Tensor<T>& /*output*/, const Tensor<T>& /*target*/) const { return {}; }
+};
+
+}  // namespace glassbox::nn

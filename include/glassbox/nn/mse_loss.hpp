@@ -1,0 +1,29 @@
+#pragma once
+// Mean squared error over every element, as torch.nn.MSELoss(reduction="mean").
+
+#include <fmt/format.h>
+
+#include "glassbox/nn/loss.hpp"
+
+namespace glassbox::nn {
+
+template <class T>
+class MSELoss : public Loss<T> {
+ public:
+  std::string name() const override { return "mse"; }
+
+  T forward(const Tensor<T>& output, const Tensor<T>& target, Tensor<T>* grad) const override {
+    if (output.shape() != target.shape())
+      throw Error(fmt::format("mse: output shape {} differs from target shape {}", output.shape().str(),
+                              target.shape().str()));
+    if (output.size() == 0) throw Error("mse: empty batch");
+    const T n = static_cast<T>(output.size());
+    if (grad) {
+      grad->resize(output.shape());
+      grad->flat() = (T(2) / n) * (output.flat() - target.flat());
+    }
+    return (output.flat() - target.flat()).square().sum() / n;
+  }
+};
+
+}  // namespace glassbox::nn

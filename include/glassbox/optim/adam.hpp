@@ -1,0 +1,65 @@
+#pragma once
+// Adam and AdamW with exactly the update of torch.optim.Adam / AdamW:
+//   L2 mode (Adam):        g = grad + weight_decay * w
+//   decoupled (AdamW):     w *= 1 - lr * weight_decay;  g = grad
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//   w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+#include <cmath>
+
+#include "glassbox/optim/optimizer.hpp"
+
+namespace glassbox::optim {
+
+template <class T>
+class Adam : public Optimizer<T> {
+ public:
+  struct Options {
+    T beta1 = T(0.9);
+    T beta2 = T(0.999);
+    T eps = T(1e-8);
+    T weight_decay = T(0);
+    bool decoupled_weight_decay = false;  // true: AdamW
+  };
+
+  explicit Adam(std::vector<Parameter<T>*> params, T learning_rate = T(1e-3))
+      : Adam(std::move(params), learning_rate, Options{}) {}
+  Adam(std::vector<Parameter<T>*> params, T learning_rate, Options options)
+      : Optimizer<T>(std::move(params), learning_rate), options_(options) {
+    if (!(options_.beta1 >= T(0) && options_.beta1 < T(1) && options_.beta2 >= T(0) && options_.beta2 < T(1)))
+      throw Error(fmt::format("adam: betas must lie in [0, 1), got ({}, {})", options_.beta1, options_.beta2));
+  }
+
+ protected:
+  void update(std::size_t index, Parameter<T>& p) override {
+    auto w = p.value.flat();
+    auto m = this->state(m_, index, p.value.shape()).flat();
+    auto v = this->state(v_, index, p.value.shape()).flat();
+    const T lr = this->lr_;
+    const T wd = options_.weight_decay;
+    const auto t = static_cast<T>(this->steps_);
+    const T bias1 = T(1) - std::pow(options_.beta1, t);
+    const T bias2_sqrt = std::sqrt(T(1) - std::pow(options_.beta2, t));
+    if (options_.decoupled_weight_decay) {
+      if (wd != T(0)) w *= T(1) - lr * wd;
+      update_moments(m, v, p.grad.flat());
+    } else if (wd != T(0)) {
+      update_moments(m, v, p.grad.flat() + wd * w);
+    } else {
+      update_moments(m, v, p.grad.flat());
+    }
+    w -= (lr / bias1) * m / (v.sqrt() / bias2_sqrt + options_.eps);
+  }
+
+ private:
+  template <class M, class V, class G>
+  void update_moments(M& m, V& v, const G& g) const {
+    m = options_.beta1 * m + (T(1) - options_.beta1) * g;
+    v = options_.beta2 * v + (T(1) - options_.beta2) * g.square();
+  }
+
+  Options options_;
+  std::vector<Tensor<T>> m_, v_;
+};
+
+}  // namespace glassbox::optim

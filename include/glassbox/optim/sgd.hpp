@@ -1,0 +1,59 @@
+#pragma once
+// SGD with momentum, Nesterov momentum and L2 weight decay, with exactly the
+// update of torch.optim.SGD:
+//   g = grad + weight_decay * w
+//   buf = g on the first step, else momentum * buf + (1 - dampening) * g
+//   g = nesterov ? g + momentum * buf : buf        (when momentum != 0)
+//   w -= lr * g
+
+#include "glassbox/optim/optimizer.hpp"
+
+namespace glassbox::optim {
+
+template <class T>
+class SGD : public Optimizer<T> {
+ public:
+  struct Options {
+    T momentum = T(0);
+    T dampening = T(0);
+    bool nesterov = false;
+    T weight_decay = T(0);
+  };
+
+  SGD(std::vector<Parameter<T>*> params, T learning_rate) : SGD(std::move(params), learning_rate, Options{}) {}
+  SGD(std::vector<Parameter<T>*> params, T learning_rate, Options options)
+      : Optimizer<T>(std::move(params), learning_rate), options_(options) {
+    if (options_.nesterov && (options_.momentum <= T(0) || options_.dampening != T(0)))
+      throw Error("sgd: nesterov momentum requires momentum > 0 and zero dampening");
+  }
+
+ protected:
+  void update(std::size_t index, Parameter<T>& p) override {
+    auto w = p.value.flat();
+    auto g = p.grad.flat();
+    const T lr = this->lr_;
+    if (options_.momentum == T(0)) {
+      if (options_.weight_decay != T(0))
+        w -= lr * (g + options_.weight_decay * w);
+      else
+        w -= lr * g;
+      return;
+    }
+    const bool first = momentum_.size() <= index || momentum_[index].empty();
+    auto buf = this->state(momentum_, index, p.value.shape()).flat();
+    if (first)
+      buf = g + options_.weight_decay * w;
+    else
+      buf = options_.momentum * buf + (T(1) - options_.dampening) * (g + options_.weight_decay * w);
+    if (options_.nesterov)
+      w -= lr * ((g + options_.weight_decay * w) + options_.momentum * buf);
+    else
+      w -= lr * buf;
+  }
+
+ private:
+  Options options_;
+  std::vector<Tensor<T>> momentum_;  // empty until a parameter's first step
+};
+
+}  // namespace glassbox::optim

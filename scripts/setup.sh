@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages glassbox needs, only those missing.
+#   scripts/setup.sh [build] [tests] [npm]     (no argument: build)
+# As root it runs apt-get; otherwise it names the packages to install.
+set -euo pipefail
+
+declare -A groups=(
+  [build]="cmake g++ make libeigen3-dev libfmt-dev"
+  [tests]="cmake g++ make libeigen3-dev libfmt-dev catch2"
+  [npm]="npm ca-certificates"
+)
+wanted=""
+for group in "${@:-build}"; do
+  [[ -n "${groups[$group]:-}" ]] || { echo "setup.sh: unknown group '$group' (build, tests, npm)" >&2; exit 2; }
+  wanted="$wanted ${groups[$group]}"
+done
+
+missing=""
+for pkg in $wanted; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+[[ -z "$missing" ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup.sh: missing Debian packages:$missing" >&2
+  echo "          install them as root: apt-get install$missing" >&2
+  exit 1
+fi
+echo "setup.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

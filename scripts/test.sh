@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: installs dependencies, configures, builds, runs ctest;
+# then builds and runs the unit tests again under AddressSanitizer and UBSan
+# (skip that pass with GLASSBOX_SKIP_SANITIZERS=1).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/setup.sh tests
+jobs=$(nproc)
+
+cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_TESTS=ON -DGLASSBOX_BUILD_EXAMPLES=ON >/dev/null
+cmake --build build/test -j "$jobs"
+ctest --test-dir build/test -j "$jobs" --output-on-failure
+
+if [[ "${GLASSBOX_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DGLASSBOX_SANITIZE=ON \
+    -DGLASSBOX_BUILD_TESTS=ON -DGLASSBOX_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build/sanitize -j "$jobs"
+  ctest --test-dir build/sanitize -j "$jobs" -L unit --output-on-failure
+fi

@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""Writes the PyTorch golden vectors that tests/test_parity.cpp compares against.
+
+Run with Debian's PyTorch:  /usr/bin/python3 tests/data/make_golden.py
+Inputs are drawn as float32 and computed in float64, so the C++ float and
+double builds read the very same inputs and compare with exact references.
+
+Format (golden/*.txt): one tensor per line,
+    <name> <rank> <dim_0> ... <dim_rank-1> <value> <value> ...
+"""
+import os
+import torch
+
+torch.manual_seed(20261126)
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "golden")
+
+
+def rand(*shape, low=-2.0, high=2.0):
+    """float32-representable inputs, returned as float64."""
+    return (torch.rand(*shape, dtype=torch.float32) * (high - low) + low).double()
+
+
+class Writer:
+    def __init__(self, name):
+        self.path = os.path.join(OUT, name + ".txt")
+        self.lines = []
+
+    def add(self, name, t):
+        t = torch.as_tensor(t, dtype=torch.float64).detach()
+        dims = list(t.shape)
+        values = " ".join(repr(float(v)) for v in t.reshape(-1).tolist())
+        self.lines.append(f"{name} {len(dims)} {' '.join(map(str, dims))} {values}".replace("  ", " "))
+
+    def close(self):
+        with open(self.path, "w") as f:
+            f.write("\n".join(self.lines) + "\n")
+
+
+def layer_case(w, name, module, x):
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    dy = rand(*y.shape)
+    y.backward(dy)
+    w.add(f"{name}.x", x)
+    w.add(f"{name}.y", y)
+    w.add(f"{name}.dy", dy)
+    w.add(f"{name}.dx", x.grad)
+    for pname, p in module.named_parameters():
+        w.add(f"{name}.{pname}", p)
+        w.add(f"{name}.d{pname}", p.grad)
+
+
+def layers():
+    w = Writer("layers")
+    dense = torch.nn.Linear(5, 3).double()
+    with torch.no_grad():
+        dense.weight.copy_(rand(3, 5, low=-1, high=1))
+        dense.bias.copy_(rand(3, low=-1, high=1))
+    layer_case(w, "dense", dense, rand(4, 5))
+    x = rand(4, 6, low=-3, high=3)
+    layer_case(w, "relu", torch.nn.ReLU(), x)
+    layer_case(w, "leaky_relu", torch.nn.LeakyReLU(0.1), x)
+    layer_case(w, "sigmoid", torch.nn.Sigmoid(), x)
+    layer_case(w, "tanh", torch.nn.Tanh(), x)
+    layer_case(w, "gelu", torch.nn.GELU(), x)
+    layer_case(w, "gelu_tanh", torch.nn.GELU(approximate="tanh"), x)
+    layer_case(w, "softmax", torch.nn.Softmax(dim=1), x)
+    w.close()
+
+
+def losses():
+    w = Writer("losses")
+    cases = [
+        ("mse", torch.nn.MSELoss(), rand(4, 3), rand(4, 3)),
+        ("cross_entropy", torch.nn.CrossEntropyLoss(), rand(5, 4, low=-4, high=4),
+         torch.tensor([0, 3, 1, 1, 2])),
+        ("bce_with_logits", torch.nn.BCEWithLogitsLoss(), rand(4, 3, low=-6, high=6),
+         rand(4, 3, low=0, high=1)),
+    ]
+    for name, fn, z, target in cases:
+        z = z.clone().requires_grad_(True)
+        loss = fn(z, target)
+        loss.backward()
+        w.add(f"{name}.output", z)
+        w.add(f"{name}.target", target)
+        w.add(f"{name}.loss", loss.reshape(1))
+        w.add(f"{name}.grad", z.grad)
+    w.close()
+
+
+def optimizers():
+    w = Writer("optimizers")
+    w0 = rand(3, 4)
+    grads = [rand(3, 4) for _ in range(5)]
+    w.add("initial", w0)
+    for k, g in enumerate(grads):
+        w.add(f"grad{k}", g)
+    cases = {
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.1),
+        "sgd_momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1),
+        "sgd_nesterov_wd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+        "adam_wd": lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    }
+    for name, make in cases.items():
+        p = torch.nn.Parameter(w0.clone())
+        opt = make([p])
+        for k, g in enumerate(grads):
+            p.grad = g.clone()
+            opt.step()
+            w.add(f"{name}.step{k + 1}", p)
+    w.close()
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    layers()
+    losses()
+    optimizers()
+    print("golden vectors written to", OUT, "with torch", torch.__version__)

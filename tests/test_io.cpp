@@ -1,0 +1,129 @@
+// io/: read_idx accepts every IDX element type and rejects corrupt files with
+// an error naming the file and the field; load_mnist reads the shipped subset.
+#include <filesystem>
+#include <fstream>
+
+#include "support.hpp"
+
+using namespace glassbox;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string temp_file(const std::string& name, const std::vector<unsigned char>& bytes) {
+  const auto dir = std::filesystem::temp_directory_path() / "glassbox_test_io";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / name).string();
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                              static_cast<std::streamsize>(bytes.size()));
+  return path;
+}
+
+void put_u32(std::vector<unsigned char>& b, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<unsigned char>(v >> shift));
+}
+
+// Header for `type` with the given dimensions, followed by `data_bytes` bytes 0, 1, 2, ...
+std::vector<unsigned char> idx_file(unsigned char type, const std::vector<std::uint32_t>& dims, std::size_t data_bytes) {
+  std::vector<unsigned char> b{0, 0, type, static_cast<unsigned char>(dims.size())};
+  for (auto d : dims) put_u32(b, d);
+  for (std::size_t i = 0; i < data_bytes; ++i) b.push_back(static_cast<unsigned char>(i));
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("read_idx reads every element type, big-endian") {
+  const auto bytes = io::read_idx<float>(temp_file("u8", idx_file(0x08, {2, 3}, 6)));
+  CHECK(bytes.shape() == Shape{2, 3});
+  CHECK(bytes[5] == 5.f);
+  CHECK(io::read_idx<double>(temp_file("u8s", idx_file(0x08, {2}, 2)), 0.5)[1] == 0.5);
+
+  std::vector<unsigned char> s8 = idx_file(0x09, {1}, 0);
+  s8.push_back(0xFF);
+  CHECK(io::read_idx<int>(temp_file("s8", s8))[0] == -1);
+
+  std::vector<unsigned char> i16 = idx_file(0x0B, {1}, 0);
+  i16.insert(i16.end(), {0xFF, 0xFE});
+  CHECK(io::read_idx<int>(temp_file("i16", i16))[0] == -2);
+
+  std::vector<unsigned char> i32 = idx_file(0x0C, {1}, 0);
+  put_u32(i32, 70000);
+  CHECK(io::read_idx<double>(temp_file("i32", i32))[0] == 70000.0);
+
+  std::vector<unsigned char> f32 = idx_file(0x0D, {1}, 0);
+  put_u32(f32, 0x3FC00000u);  // 1.5f
+  CHECK(io::read_idx<float>(temp_file("f32", f32))[0] == 1.5f);
+
+  std::vector<unsigned char> f64 = idx_file(0x0E, {1}, 0);
+  put_u32(f64, 0xC0040000u);  // -2.5
+  put_u32(f64, 0);
+  CHECK(io::read_idx<double>(temp_file("f64", f64))[0] == -2.5);
+}
+
+TEST_CASE("read_idx rejects corrupt files before allocating, naming the file and field") {
+  SECTION("missing file") {
+    CHECK_THROWS_WITH(io::read_idx<float>("/nonexistent/images"), Contains("/nonexistent/images: cannot open"));
+  }
+  SECTION("too short for a header") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("short", {0, 0})), Contains("too short for the IDX header (field: magic)"));
+  }
+  SECTION("wrong magic") {
+    const std::string path = temp_file("magic", {0x1F, 0x8B, 0x08, 0x03, 0, 0, 0, 0});
+    CHECK_THROWS_WITH(io::read_idx<float>(path), Contains(path + ": bad magic number 0x1F8B0803"));
+  }
+  SECTION("unknown element type") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("type", idx_file(0x07, {1}, 1))),
+                      Contains("unknown element type 0x07 (field: type)"));
+  }
+  SECTION("too many dimensions") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("rank", {0, 0, 0x08, 200})),
+                      Contains("200 dimensions, supported are 1 to 6 (field: dimension count)"));
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("rank0", {0, 0, 0x08, 0})), Contains("0 dimensions"));
+  }
+  SECTION("header cut inside the dimensions") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("dims", {0, 0, 0x08, 3, 0, 0, 0, 5})),
+                      Contains("truncated header: 3 dimensions need 16 bytes, file has 8"));
+  }
+  SECTION("sizes whose product overflows 64 bits") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("overflow", idx_file(0x0E, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, 8))),
+                      Contains("4294967295 x 4294967295 x 4294967295 need more data than the file's 8 bytes"));
+  }
+  SECTION("sizes larger than the file (truncated data)") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("truncated", idx_file(0x08, {60000, 28, 28}, 1000))),
+                      Contains("60000 x 28 x 28 need more data than the file's 1000 bytes"));
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("truncated16", idx_file(0x0B, {3}, 5))),
+                      Contains("field: dimension sizes"));
+  }
+  SECTION("trailing bytes") {
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("trailing", idx_file(0x08, {2, 2}, 5))),
+                      Contains("need 4 bytes of data but the file has 5"));
+  }
+}
+
+TEST_CASE("load_mnist reads the shipped 1,000-image subset") {
+  const io::Mnist<float> m = io::load_mnist<float>(test::data_path("mnist-subset"));
+  CHECK(m.train_images.shape() == Shape{1000, 1, 28, 28});
+  CHECK(m.train_labels.shape() == Shape{1000});
+  CHECK(m.test_images.shape() == Shape{1000, 1, 28, 28});
+  CHECK(m.train_images.flat().minCoeff() == 0.f);
+  CHECK(m.train_images.flat().maxCoeff() == 1.f);
+  CHECK(m.train_labels.flat().maxCoeff() == 9.f);
+  CHECK(m.train_labels[0] == 5.f);  // the famous first MNIST digit
+  CHECK(m.test_labels[0] == 7.f);
+}
+
+TEST_CASE("load_mnist explains a missing or inconsistent directory") {
+  CHECK_THROWS_WITH(io::load_mnist<float>("/nonexistent"), Contains("no train-images-idx3-ubyte in '/nonexistent'"));
+  const auto dir = std::filesystem::temp_directory_path() / "glassbox_test_mnist";
+  std::filesystem::create_directories(dir);
+  const auto images = idx_file(0x08, {2, 28, 28}, 2 * 784);
+  const auto labels = idx_file(0x08, {3}, 3);
+  for (const char* split : {"train", "t10k"}) {
+    std::ofstream((dir / (std::string(split) + "-images-idx3-ubyte")).string(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(images.data()), static_cast<std::streamsize>(images.size()));
+    std::ofstream((dir / (std::string(split) + "-labels-idx1-ubyte")).string(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(labels.data()), static_cast<std::streamsize>(labels.size()));
+  }
+  CHECK_THROWS_WITH(io::load_mnist<float>(dir.string()), Contains("3 labels for 2 images"));
+}

@@ -1,0 +1,244 @@
+// nn/ and model/: numerical gradient checks of every layer and loss (double),
+// the float instantiation, Sequential's chain rule, naming, summary and shape
+// errors.
+#include "support.hpp"
+
+using namespace glassbox;
+using Catch::Matchers::Contains;
+using test::gradient_error;
+using test::numerical_gradient;
+using test::random_tensor;
+
+// Every layer and loss compiles for float and double.
+template class glassbox::nn::Dense<float>;
+template class glassbox::nn::Dense<double>;
+template class glassbox::nn::ReLU<float>;
+template class glassbox::nn::LeakyReLU<float>;
+template class glassbox::nn::Sigmoid<float>;
+template class glassbox::nn::Tanh<float>;
+template class glassbox::nn::GELU<float>;
+template class glassbox::nn::Softmax<float>;
+template class glassbox::nn::MSELoss<float>;
+template class glassbox::nn::SoftmaxCrossEntropy<float>;
+template class glassbox::nn::BCEWithLogitsLoss<float>;
+template class glassbox::Sequential<float>;
+template class glassbox::Sequential<double>;
+
+namespace {
+
+constexpr double tolerance = 1e-6;
+
+// Keeps inputs away from the kinks of ReLU and LeakyReLU, where the
+// derivative is not defined and central differences straddle the kink.
+Tensor<double> away_from_zero(Tensor<double> x) {
+  for (double& v : x)
+    if (std::abs(v) < 0.05) v += v < 0 ? -0.1 : 0.1;
+  return x;
+}
+
+// Checks dL/dx and dL/dparam of L = sum(r * layer(x)) against central differences.
+void check_layer_gradients(Layer<double>& layer, Tensor<double> x, std::uint64_t seed = 1) {
+  Rng rng(seed);
+  layer.reset_parameters(rng);
+  Tensor<double> y;
+  layer.forward(x, y, Mode::train);
+  const Tensor<double> r = random_tensor(y.shape(), rng);
+  Tensor<double> dx;
+  layer.backward(x, y, r, &dx);
+  auto objective = [&] {
+    Tensor<double> out;
+    layer.forward(x, out, Mode::train);
+    return (out.flat() * r.flat()).sum();
+  };
+  INFO(layer.kind() << " input gradient");
+  CHECK(gradient_error(dx, numerical_gradient(objective, x)) < tolerance);
+  for (Parameter<double>* p : layer.parameters()) {
+    INFO(layer.kind() << " gradient of " << p->name);
+    const Tensor<double> analytic = p->grad;
+    CHECK(gradient_error(analytic, numerical_gradient(objective, p->value)) < tolerance);
+  }
+}
+
+void check_loss_gradient(const nn::Loss<double>& loss, Tensor<double> z, const Tensor<double>& target) {
+  Tensor<double> grad;
+  loss.forward(z, target, &grad);
+  auto objective = [&] { return loss.forward(z, target, nullptr); };
+  INFO(loss.name());
+  CHECK(gradient_error(grad, numerical_gradient(objective, z)) < tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("Gradient check: every layer, input and parameters (double)") {
+  Rng rng(42);
+  const Tensor<double> x = random_tensor(Shape{4, 7}, rng, -2, 2);
+  SECTION("dense") {
+    nn::Dense<double> dense(7, 5);
+    check_layer_gradients(dense, x);
+  }
+  SECTION("dense without bias, He init") {
+    nn::Dense<double> dense(7, 3, {false, nn::Init::he_normal, nn::Init::zeros});
+    CHECK(dense.parameters().size() == 1);
+    check_layer_gradients(dense, x);
+  }
+  SECTION("relu") {
+    nn::ReLU<double> relu;
+    check_layer_gradients(relu, away_from_zero(x));
+  }
+  SECTION("leaky_relu") {
+    nn::LeakyReLU<double> leaky(0.2);
+    check_layer_gradients(leaky, away_from_zero(x));
+  }
+  SECTION("sigmoid") {
+    nn::Sigmoid<double> sigmoid;
+    check_layer_gradients(sigmoid, x);
+  }
+  SECTION("tanh") {
+    nn::Tanh<double> tanh_layer;
+    check_layer_gradients(tanh_layer, x);
+  }
+  SECTION("gelu") {
+    nn::GELU<double> gelu;
+    check_layer_gradients(gelu, x);
+  }
+  SECTION("gelu, tanh approximation") {
+    nn::GELU<double> gelu(nn::GELU<double>::Approximation::tanh);
+    check_layer_gradients(gelu, x);
+  }
+  SECTION("softmax") {
+    nn::Softmax<double> softmax;
+    check_layer_gradients(softmax, x);
+  }
+  SECTION("elementwise layers accept any batch-first rank") {
+    nn::Tanh<double> tanh_layer;
+    check_layer_gradients(tanh_layer, random_tensor(Shape{2, 3, 2, 2}, rng));
+  }
+}
+
+TEST_CASE("Gradient check: every loss (double)") {
+  Rng rng(3);
+  const Tensor<double> z = random_tensor(Shape{5, 4}, rng, -3, 3);
+  check_loss_gradient(nn::MSELoss<double>(), z, random_tensor(Shape{5, 4}, rng));
+  check_loss_gradient(nn::SoftmaxCrossEntropy<double>(), z, Tensor<double>(Shape{5}, {0, 3, 2, 2, 1}));
+  check_loss_gradient(nn::BCEWithLogitsLoss<double>(), z, random_tensor(Shape{5, 4}, rng, 0, 1));
+}
+
+TEST_CASE("Stable losses: extreme logits give finite values and gradients") {
+  const Tensor<double> z(Shape{2, 2}, {1000, -1000, -800, 800});
+  Tensor<double> grad;
+  const double ce = nn::SoftmaxCrossEntropy<double>().forward(z, Tensor<double>(Shape{2}, {0, 0}), &grad);
+  CHECK(ce == Approx(800.0));  // sample 1 right with certainty, sample 2 wrong by 1600 / 2
+  CHECK(grad.flat().allFinite());
+  const double bce = nn::BCEWithLogitsLoss<double>().forward(z, Tensor<double>(Shape{2, 2}, {1, 0, 0, 1}), &grad);
+  CHECK(bce == Approx(0.0).margin(1e-12));
+  nn::Sigmoid<double> sigmoid;
+  Tensor<double> y;
+  sigmoid.forward(z, y, Mode::eval);
+  CHECK(y.flat().allFinite());
+}
+
+TEST_CASE("Sequential backpropagates through the whole chain (double)") {
+  Sequential<double> model(Shape{6}, 11);
+  model.add<nn::Dense<double>>(6, 8);
+  model.add<nn::Tanh<double>>();
+  model.add<nn::Dense<double>>(8, 5);
+  model.add<nn::GELU<double>>();
+  model.add<nn::Dense<double>>(5, 3);
+  model.add<nn::Softmax<double>>();
+  Rng rng(9);
+  Tensor<double> x = random_tensor(Shape{4, 6}, rng);
+  const Tensor<double> target = random_tensor(Shape{4, 3}, rng, 0, 1);
+  nn::MSELoss<double> mse;
+  Tensor<double> grad;
+  mse.forward(model.forward(x, Mode::train), target, &grad);
+  model.backward(grad, /*want_input_grad=*/true);
+  auto objective = [&] { return mse.forward(model.forward(x, Mode::train), target, nullptr); };
+
+  const Tensor<double> input_grad = model.input_grad();
+  CHECK(gradient_error(input_grad, numerical_gradient(objective, x)) < tolerance);
+  for (Parameter<double>* p : model.parameters()) {
+    INFO(p->name);
+    const Tensor<double> analytic = p->grad;
+    CHECK(gradient_error(analytic, numerical_gradient(objective, p->value)) < tolerance);
+  }
+}
+
+TEST_CASE("Sequential names layers and parameters, and prints a summary") {
+  Sequential<float> model(Shape{784});
+  model.add<nn::Dense<float>>(784, 256);
+  model.add<nn::ReLU<float>>();
+  model.add<nn::Dense<float>>(256, 128);
+  model.add<nn::ReLU<float>>();
+  model.add(std::make_unique<nn::Dense<float>>(128, 10), "logits");
+  CHECK(model.layer(1).name() == "relu_1");
+  CHECK(model.layer(2).name() == "dense_2");
+  CHECK(model.layer("logits").kind() == "dense");
+  const auto params = model.parameters();
+  REQUIRE(params.size() == 6);
+  CHECK(params[0]->name == "dense_1.weight");
+  CHECK(params[3]->name == "dense_2.bias");
+  CHECK(params[5]->name == "logits.bias");
+  CHECK(model.parameter_count() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+
+  const std::string s = model.summary();
+  CHECK_THAT(s, Contains("dense_1 (dense)"));
+  CHECK_THAT(s, Contains("(None, 256)"));
+  CHECK_THAT(s, Contains("200960"));
+  CHECK_THAT(s, Contains("logits (dense)"));
+  CHECK_THAT(s, Contains("Total params: 235146"));
+  CHECK_THROWS_WITH(model.add(std::make_unique<nn::ReLU<float>>(), "logits"), Contains("'logits' already exists"));
+  CHECK_THROWS_WITH(model.layer("nope"), Contains("no layer named 'nope'"));
+  CHECK_THROWS_WITH(model.layer(9), Contains("index 9 out of range"));
+}
+
+TEST_CASE("Shape mismatches name the layer and the shapes") {
+  SECTION("at add(), when the model's input shape is declared") {
+    Sequential<float> model(Shape{784});
+    model.add<nn::Dense<float>>(784, 128);
+    CHECK_THROWS_WITH(model.add<nn::Dense<float>>(5408, 10),
+                      Contains("dense_2: input has 128 features, layer expects 5408"));
+  }
+  SECTION("at forward(), with the input shape declared") {
+    Sequential<float> model(Shape{784});
+    model.add<nn::Dense<float>>(784, 10);
+    CHECK_THROWS_WITH(model.forward(Tensor<float>(Shape{2, 10})),
+                      Contains("model input: expected samples of shape (784), got a batch of shape (2, 10)"));
+  }
+  SECTION("at forward(), without a declared input shape") {
+    Sequential<float> model;
+    model.add<nn::Dense<float>>(784, 10);
+    CHECK_THROWS_WITH(model.forward(Tensor<float>(Shape{2, 10})),
+                      Contains("dense_1: input has 10 features, layer expects 784"));
+    CHECK_THROWS_WITH(model.forward(Tensor<float>(Shape{2, 1, 28, 28})),
+                      Contains("dense_1: expects input of shape (batch, 784), got (2, 1, 28, 28)"));
+  }
+  SECTION("labels that do not match the batch") {
+    nn::SoftmaxCrossEntropy<float> ce;
+    CHECK_THROWS_WITH(ce.forward(Tensor<float>(Shape{4, 10}), Tensor<float>(Shape{3}), nullptr),
+                      Contains("softmax_cross_entropy: 4 rows of logits but labels of shape (3)"));
+    CHECK_THROWS_WITH(ce.forward(Tensor<float>(Shape{1, 10}), Tensor<float>(Shape{1}, {10.f}), nullptr),
+                      Contains("label 10 at index 0 is not a class in [0, 10)"));
+    CHECK_THROWS_WITH(nn::MSELoss<float>().forward(Tensor<float>(Shape{4, 2}), Tensor<float>(Shape{4, 1}), nullptr),
+                      Contains("mse: output shape (4, 2) differs from target shape (4, 1)"));
+  }
+  SECTION("backward before forward, and a gradient of the wrong shape") {
+    Sequential<float> model;
+    model.add<nn::Dense<float>>(3, 2);
+    CHECK_THROWS_WITH(model.backward(Tensor<float>(Shape{1, 2})), Contains("call forward first"));
+    model.forward(Tensor<float>(Shape{1, 3}), Mode::train);
+    CHECK_THROWS_WITH(model.backward(Tensor<float>(Shape{1, 3})), Contains("gradient shape (1, 3) differs"));
+  }
+}
+
+TEST_CASE("Sequential::predict batches the input and matches forward") {
+  Sequential<float> model(Shape{3}, 4);
+  model.add<nn::Dense<float>>(3, 2);
+  model.add<nn::Softmax<float>>();
+  Rng rng(2);
+  Tensor<float> x(Shape{7, 3});
+  for (float& v : x) v = static_cast<float>(rng.normal());
+  const Tensor<float> all = model.predict(x, 3);  // batches of 3, 3, 1
+  const Tensor<float> once = model.forward(x);
+  CHECK(all.shape() == Shape{7, 2});
+  CHECK(test::relative_error(all, once) < 1e-6);
+}
