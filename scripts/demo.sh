@@ -10,7 +10,9 @@ cd "$root"
 scripts/setup.sh build
 
 data="$root/data/mnist"
-if ! scripts/fetch_mnist.sh "$@"; then
+if [[ $# -ge 1 ]]; then
+  scripts/fetch_mnist.sh "$1"  # a directory the user names must be right: no fallback
+elif ! scripts/fetch_mnist.sh; then
   data="$root/tests/data/mnist-subset"
   echo "demo: the full MNIST could not be fetched; training on the 1,000-image subset in" >&2
   echo "      tests/data/mnist-subset instead (expect a lower accuracy than the full set's ~98%)" >&2

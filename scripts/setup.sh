@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages glassbox needs, only those missing.
-#   scripts/setup.sh [build] [tests] [npm]     (no argument: build)
+#   scripts/setup.sh [build] [tests] [npm] [bench]     (no argument: build)
 # As root it runs apt-get; otherwise it names the packages to install.
 set -euo pipefail
 
@@ -8,10 +8,13 @@ declare -A groups=(
   [build]="cmake g++ make libeigen3-dev libfmt-dev"
   [tests]="cmake g++ make libeigen3-dev libfmt-dev catch2"
   [npm]="npm ca-certificates"
+  # Debian's PyTorch uses whatever libblas.so.3 is selected: without OpenBLAS it
+  # is the reference BLAS, some 50x slower, and the benchmark ratios mean nothing.
+  [bench]="cmake g++ make libeigen3-dev libfmt-dev python3-torch libopenblas0-pthread"
 )
 wanted=""
 for group in "${@:-build}"; do
-  [[ -n "${groups[$group]:-}" ]] || { echo "setup.sh: unknown group '$group' (build, tests, npm)" >&2; exit 2; }
+  [[ -n "${groups[$group]:-}" ]] || { echo "setup.sh: unknown group '$group' (build, tests, npm, bench)" >&2; exit 2; }
   wanted="$wanted ${groups[$group]}"
 done
 
