@@ -9,9 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <vector>
-
 #include <glassbox/glassbox.hpp>
+#include <vector>
 
 using namespace glassbox;
 

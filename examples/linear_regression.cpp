@@ -12,9 +12,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <string>
-
 #include <glassbox/glassbox.hpp>
+#include <string>
 
 using namespace glassbox;
 

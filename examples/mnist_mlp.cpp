@@ -6,9 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-
 #include <glassbox/glassbox.hpp>
+#include <string>
 
 int main(int argc, char** argv) try {
   using namespace glassbox;
@@ -19,8 +18,8 @@ int main(int argc, char** argv) try {
   const index_t pixels = 28 * 28;
   data.train_images.reshape({data.train_images.dim(0), pixels});
   data.test_images.reshape({data.test_images.dim(0), pixels});
-  std::printf("MNIST from %s: %td training and %td test images, %d thread(s)\n", dir.c_str(),
-              data.train_images.dim(0), data.test_images.dim(0), num_threads());
+  std::printf("MNIST from %s: %td training and %td test images, %d thread(s)\n", dir.c_str(), data.train_images.dim(0),
+              data.test_images.dim(0), num_threads());
 
   Sequential<float> model(Shape{pixels}, /*seed=*/1);
   model.add<nn::Dense<float>>(pixels, 256);

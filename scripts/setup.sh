@@ -15,6 +15,9 @@ declare -A groups=(
 wanted=""
 for group in "${@:-build}"; do
   [[ -n "${groups[$group]:-}" ]] || { echo "setup.sh: unknown group '$group' (build, tests, npm, bench)" >&2; exit 2; }
+  # An npm installed outside Debian's packages (nodesource, nvm) serves as well;
+  # Debian's npm package would conflict with its nodejs.
+  [[ "$group" == npm ]] && command -v npm >/dev/null && continue
   wanted="$wanted ${groups[$group]}"
 done
 

@@ -2,15 +2,14 @@
 // Test helpers: golden-vector files, tensor comparison and the numerical
 // gradient check, shared by every test file.
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <glassbox/glassbox.hpp>
 #include <map>
 #include <sstream>
 #include <string>
-
-#include <catch2/catch.hpp>
-#include <glassbox/glassbox.hpp>
 
 namespace test {
 

@@ -14,8 +14,8 @@ std::string temp_file(const std::string& name, const std::vector<unsigned char>&
   const auto dir = std::filesystem::temp_directory_path() / "glassbox_test_io";
   std::filesystem::create_directories(dir);
   const std::string path = (dir / name).string();
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   return path;
 }
 
@@ -24,7 +24,8 @@ void put_u32(std::vector<unsigned char>& b, std::uint32_t v) {
 }
 
 // Header for `type` with the given dimensions, followed by `data_bytes` bytes 0, 1, 2, ...
-std::vector<unsigned char> idx_file(unsigned char type, const std::vector<std::uint32_t>& dims, std::size_t data_bytes) {
+std::vector<unsigned char> idx_file(unsigned char type, const std::vector<std::uint32_t>& dims,
+                                    std::size_t data_bytes) {
   std::vector<unsigned char> b{0, 0, type, static_cast<unsigned char>(dims.size())};
   for (auto d : dims) put_u32(b, d);
   for (std::size_t i = 0; i < data_bytes; ++i) b.push_back(static_cast<unsigned char>(i));
@@ -66,7 +67,8 @@ TEST_CASE("read_idx rejects corrupt files before allocating, naming the file and
     CHECK_THROWS_WITH(io::read_idx<float>("/nonexistent/images"), Contains("/nonexistent/images: cannot open"));
   }
   SECTION("too short for a header") {
-    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("short", {0, 0})), Contains("too short for the IDX header (field: magic)"));
+    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("short", {0, 0})),
+                      Contains("too short for the IDX header (field: magic)"));
   }
   SECTION("wrong magic") {
     const std::string path = temp_file("magic", {0x1F, 0x8B, 0x08, 0x03, 0, 0, 0, 0});
@@ -86,8 +88,9 @@ TEST_CASE("read_idx rejects corrupt files before allocating, naming the file and
                       Contains("truncated header: 3 dimensions need 16 bytes, file has 8"));
   }
   SECTION("sizes whose product overflows 64 bits") {
-    CHECK_THROWS_WITH(io::read_idx<float>(temp_file("overflow", idx_file(0x0E, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, 8))),
-                      Contains("4294967295 x 4294967295 x 4294967295 need more data than the file's 8 bytes"));
+    CHECK_THROWS_WITH(
+        io::read_idx<float>(temp_file("overflow", idx_file(0x0E, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, 8))),
+        Contains("4294967295 x 4294967295 x 4294967295 need more data than the file's 8 bytes"));
   }
   SECTION("sizes larger than the file (truncated data)") {
     CHECK_THROWS_WITH(io::read_idx<float>(temp_file("truncated", idx_file(0x08, {60000, 28, 28}, 1000))),

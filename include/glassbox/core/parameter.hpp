@@ -18,8 +18,7 @@ struct Parameter {
   Tensor<T> mask;  // empty: no mask; else same shape as value, entries 0 or 1
 
   Parameter() = default;
-  Parameter(std::string local_name, const Shape& shape)
-      : name(std::move(local_name)), value(shape), grad(shape) {}
+  Parameter(std::string local_name, const Shape& shape) : name(std::move(local_name)), value(shape), grad(shape) {}
 
   bool has_mask() const { return !mask.empty(); }
 

@@ -2,13 +2,13 @@
 // Shape: the dimensions of a Tensor, batch first (N, F) or (N, C, H, W).
 // Requires: rank <= Shape::max_rank, every dimension >= 0.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <initializer_list>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "glassbox/core/error.hpp"
 

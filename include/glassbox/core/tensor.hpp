@@ -62,8 +62,8 @@ class Tensor {
   // Same elements, new shape (e.g. (N, 1, 28, 28) -> (N, 784)).
   void reshape(const Shape& shape) {
     if (shape.size() != size())
-      throw Error(fmt::format("Tensor::reshape: cannot view {} ({} elements) as {} ({} elements)", shape_.str(),
-                              size(), shape.str(), shape.size()));
+      throw Error(fmt::format("Tensor::reshape: cannot view {} ({} elements) as {} ({} elements)", shape_.str(), size(),
+                              shape.str(), shape.size()));
     shape_ = shape;
   }
 

@@ -4,11 +4,11 @@
 // glassbox's OpenMP loops share this one setting so that two pools never
 // compete for the same cores.
 
+#include <fmt/format.h>
+
 #include <Eigen/Core>
 #include <cstdlib>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "glassbox/core/error.hpp"
 

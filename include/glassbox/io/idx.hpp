@@ -7,13 +7,13 @@
 // allocated; any mismatch is a glassbox::Error naming the file and the field.
 // The file must hold exactly the declared data: trailing bytes are an error too.
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "glassbox/core/tensor.hpp"
 
@@ -29,10 +29,12 @@ inline std::uint64_t big_endian(const unsigned char* p, int bytes) {
 // Element size in bytes of an IDX type code, 0 if the code is unknown.
 inline int idx_element_size(unsigned code) {
   switch (code) {
-    case 0x08: case 0x09: return 1;  // unsigned / signed byte
-    case 0x0B: return 2;             // int16
-    case 0x0C: case 0x0D: return 4;  // int32 / float32
-    case 0x0E: return 8;             // float64
+    case 0x08:
+    case 0x09: return 1;  // unsigned / signed byte
+    case 0x0B: return 2;  // int16
+    case 0x0C:
+    case 0x0D: return 4;  // int32 / float32
+    case 0x0E: return 8;  // float64
     default: return 0;
   }
 }
@@ -79,8 +81,8 @@ Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
   if (element_size == 0) throw Error(fmt::format("{}: unknown element type 0x{:02X} (field: type)", path, code));
   const int rank = header[3];
   if (rank < 1 || rank > Shape::max_rank)
-    throw Error(fmt::format("{}: {} dimensions, supported are 1 to {} (field: dimension count)", path, rank,
-                            Shape::max_rank));
+    throw Error(
+        fmt::format("{}: {} dimensions, supported are 1 to {} (field: dimension count)", path, rank, Shape::max_rank));
   const std::streamoff header_size = 4 + 4 * static_cast<std::streamoff>(rank);
   if (file_size < header_size)
     throw Error(fmt::format("{}: truncated header: {} dimensions need {} bytes, file has {} (field: dimensions)", path,
@@ -102,20 +104,23 @@ Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
   }
   std::string dims_text = fmt::format("{}", fmt::join(dims, " x "));
   if (too_big || elements * static_cast<std::uint64_t>(element_size) > data_bytes)
-    throw Error(fmt::format("{}: dimensions {} need more data than the file's {} bytes (field: dimension sizes; "
-                            "truncated or corrupt)",
-                            path, dims_text, data_bytes));
+    throw Error(
+        fmt::format("{}: dimensions {} need more data than the file's {} bytes (field: dimension sizes; "
+                    "truncated or corrupt)",
+                    path, dims_text, data_bytes));
   if (elements * static_cast<std::uint64_t>(element_size) < data_bytes)
-    throw Error(fmt::format("{}: dimensions {} need {} bytes of data but the file has {} (field: dimension sizes; "
-                            "trailing bytes)",
-                            path, dims_text, elements * static_cast<std::uint64_t>(element_size), data_bytes));
+    throw Error(
+        fmt::format("{}: dimensions {} need {} bytes of data but the file has {} (field: dimension sizes; "
+                    "trailing bytes)",
+                    path, dims_text, elements * static_cast<std::uint64_t>(element_size), data_bytes));
 
   std::vector<unsigned char> raw(static_cast<std::size_t>(data_bytes));
   if (!in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(data_bytes)))
     throw Error(fmt::format("{}: read error in the data section", path));
   Tensor<T> out(Shape(dims.begin(), dims.end()));
   for (std::size_t i = 0; i < static_cast<std::size_t>(elements); ++i)
-    out[static_cast<index_t>(i)] = scale * detail::idx_element<T>(code, raw.data() + i * static_cast<std::size_t>(element_size));
+    out[static_cast<index_t>(i)] =
+        scale * detail::idx_element<T>(code, raw.data() + i * static_cast<std::size_t>(element_size));
   return out;
 }
 

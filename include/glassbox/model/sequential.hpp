@@ -6,15 +6,15 @@
 //
 // Lifetime: the input passed to forward() must stay alive until backward().
 
+#include <fmt/format.h>
+
 #include <map>
-#include <numeric>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "glassbox/nn/layer.hpp"
 
@@ -41,14 +41,17 @@ class Sequential {
     return ref;
   }
 
-  // Adds a layer: names it (unless already named), initialises its
-  // parameters from the model's Rng, and checks it accepts the previous output.
+  // Adds a layer named `name` (default: kind_N, N counting that kind from 1),
+  // checks it accepts the previous output, and initialises its parameters
+  // from the model's Rng. On error the model is unchanged.
   Layer<T>& add(std::unique_ptr<Layer<T>> layer, std::string name = {}) {
     if (!layer) throw Error("Sequential::add: null layer");
-    if (name.empty()) name = fmt::format("{}_{}", layer->kind(), ++kind_counts_[layer->kind()]);
+    int& kind_count = kind_counts_[layer->kind()];
+    if (name.empty()) name = fmt::format("{}_{}", layer->kind(), kind_count + 1);
     if (find(name)) throw Error(fmt::format("Sequential::add: a layer named '{}' already exists", name));
     layer->set_name(name);
     if (sample_shape_) layer->output_shape(output_shape_of(layers_.size(), sample_shape_->batched(1)));
+    ++kind_count;
     layer->reset_parameters(rng_);
     layers_.push_back(std::move(layer));
     outputs_.emplace_back();
@@ -115,7 +118,8 @@ class Sequential {
   // Eval-mode forward over x in batches; returns a new tensor.
   Tensor<T> predict(const Tensor<T>& x, index_t batch_size = 256) {
     if (x.rank() < 1) throw Error("Sequential::predict: input needs a batch dimension");
-    if (batch_size <= 0) throw Error(fmt::format("Sequential::predict: batch_size must be positive, got {}", batch_size));
+    if (batch_size <= 0)
+      throw Error(fmt::format("Sequential::predict: batch_size must be positive, got {}", batch_size));
     const index_t n = x.dim(0);
     Tensor<T> result;
     Tensor<T> batch;
@@ -153,8 +157,8 @@ class Sequential {
   // Keras-like table: layer name (kind), output shape, parameter count, totals.
   std::string summary() {
     const std::string rule(72, '-');
-    std::string s = fmt::format("Model: sequential\n{}\n{:<32}{:<26}{:>14}\n{}\n", rule, "Layer (type)",
-                                "Output Shape", "Param #", std::string(72, '='));
+    std::string s = fmt::format("Model: sequential\n{}\n{:<32}{:<26}{:>14}\n{}\n", rule, "Layer (type)", "Output Shape",
+                                "Param #", std::string(72, '='));
     index_t total = 0;
     std::optional<Shape> shape;
     if (sample_shape_) shape = sample_shape_->batched(1);

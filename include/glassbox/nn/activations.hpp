@@ -3,8 +3,9 @@
 // input shape; backward uses whichever of x and y gives the cheaper, stable
 // derivative. Derivatives at kinks follow PyTorch (ReLU'(0) = 0).
 
-#include <cmath>
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "glassbox/nn/layer.hpp"
 
@@ -68,8 +69,7 @@ class Sigmoid : public Elementwise<T> {
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(x.shape());
     // exp of a non-positive number only: no overflow for large |x|.
-    y.flat() = (x.flat() >= T(0))
-                   .select(T(1) / (T(1) + (-x.flat()).exp()), x.flat().exp() / (T(1) + x.flat().exp()));
+    y.flat() = (x.flat() >= T(0)).select(T(1) / (T(1) + (-x.flat()).exp()), x.flat().exp() / (T(1) + x.flat().exp()));
   }
   void backward(const Tensor<T>&, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
     if (!dx) return;

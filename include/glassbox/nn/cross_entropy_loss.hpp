@@ -3,8 +3,9 @@
 // numerically stable (log-sum-exp), as torch.nn.CrossEntropyLoss with
 // reduction="mean". output: (N, C) logits; target: (N) labels in [0, C).
 
-#include <cmath>
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "glassbox/nn/loss.hpp"
 

@@ -40,8 +40,8 @@ class Dense : public Layer<T> {
 
   Shape output_shape(const Shape& in) const override {
     if (in.rank() != 2)
-      throw_shape_error(this->name(), fmt::format("expects input of shape (batch, {}), got {} (flatten it first)", in_,
-                                                  in.str()));
+      throw_shape_error(this->name(),
+                        fmt::format("expects input of shape (batch, {}), got {} (flatten it first)", in_, in.str()));
     if (in[1] != in_)
       throw_shape_error(this->name(), fmt::format("input has {} features, layer expects {}", in[1], in_));
     return Shape{in[0], out_};

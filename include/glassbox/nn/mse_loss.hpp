@@ -14,8 +14,8 @@ class MSELoss : public Loss<T> {
 
   T forward(const Tensor<T>& output, const Tensor<T>& target, Tensor<T>* grad) const override {
     if (output.shape() != target.shape())
-      throw Error(fmt::format("mse: output shape {} differs from target shape {}", output.shape().str(),
-                              target.shape().str()));
+      throw Error(
+          fmt::format("mse: output shape {} differs from target shape {}", output.shape().str(), target.shape().str()));
     if (output.size() == 0) throw Error("mse: empty batch");
     const T n = static_cast<T>(output.size());
     if (grad) {

@@ -3,9 +3,9 @@
 // one update to every parameter and then re-applies each parameter's mask, so
 // pruned weights stay exactly zero through further training.
 
-#include <vector>
-
 #include <fmt/format.h>
+
+#include <vector>
 
 #include "glassbox/core/parameter.hpp"
 

@@ -8,13 +8,13 @@
 // after every epoch, and returns the History. A non-finite loss stops training
 // with a glassbox::Error naming the epoch and batch.
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
 #include <numeric>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/loss.hpp"
@@ -120,7 +120,8 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
     const auto start = std::chrono::steady_clock::now();
     for (Callback* c : callbacks) c->on_epoch_begin(epoch);
     if (options.shuffle) shuffle_rng.shuffle(order.begin(), order.end());
-    ProgressBar bar(epoch, options.epochs, steps, options.verbosity == Verbosity::silent ? nullptr : options.log_stream);
+    ProgressBar bar(epoch, options.epochs, steps,
+                    options.verbosity == Verbosity::silent ? nullptr : options.log_stream);
     double loss_sum = 0;
     index_t seen = 0;
     nn::Tally tally;
@@ -143,8 +144,9 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
       seen += bx.dim(0);
       tally.correct += t.correct;
       tally.total += t.total;
-      BatchLogs logs{step, static_cast<double>(batch_loss),
-                     tally.total ? static_cast<double>(tally.correct) / static_cast<double>(tally.total) : not_measured};
+      BatchLogs logs{
+          step, static_cast<double>(batch_loss),
+          tally.total ? static_cast<double>(tally.correct) / static_cast<double>(tally.total) : not_measured};
       for (Callback* c : callbacks) {
         c->on_batch_end(logs);
         stop = stop || c->stop_training();

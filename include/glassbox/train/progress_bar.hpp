@@ -5,12 +5,12 @@
 // is not a terminal (a log file, CI) only the final line of each epoch is
 // written.
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
-
-#include <fmt/format.h>
 
 #ifdef _WIN32
 #include <io.h>
@@ -61,8 +61,9 @@ class ProgressBar {
     if (filled > 0 && filled < width) bar[static_cast<std::size_t>(filled - 1)] = '>';
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     const double per_step = done > 0 ? seconds / static_cast<double>(done) : 0.0;
-    const std::string timing = done >= steps_ ? fmt::format("{:.0f}s {}/step", seconds, format_duration(per_step))
-                                              : fmt::format("ETA: {:.0f}s", per_step * static_cast<double>(steps_ - done));
+    const std::string timing = done >= steps_
+                                   ? fmt::format("{:.0f}s {}/step", seconds, format_duration(per_step))
+                                   : fmt::format("ETA: {:.0f}s", per_step * static_cast<double>(steps_ - done));
     return fmt::format("{}  {}/{} [{}] - {}{}", prefix_, done, steps_, bar, timing, metrics);
   }
 

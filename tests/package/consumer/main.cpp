@@ -1,5 +1,4 @@
 #include <cstdio>
-
 #include <glassbox/glassbox.hpp>
 
 int main() {
