@@ -2,10 +2,10 @@
 #   find_package(glassbox CONFIG REQUIRED)
 #   target_link_libraries(app PRIVATE glassbox::glassbox)
 # works against the installed prefix.
-include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(GLASSBOX_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/glassbox)
+# Header-only, so architecture-independent: share/, not the multiarch lib/.
+set(GLASSBOX_CMAKE_DIR ${CMAKE_INSTALL_DATADIR}/cmake/glassbox)
 
 install(TARGETS glassbox EXPORT glassboxTargets)
 install(DIRECTORY include/glassbox DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
@@ -14,7 +14,6 @@ install(EXPORT glassboxTargets NAMESPACE glassbox:: DESTINATION ${GLASSBOX_CMAKE
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/glassboxConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/glassboxConfig.cmake
   INSTALL_DESTINATION ${GLASSBOX_CMAKE_DIR})
-# Header-only: the same package works for any architecture.
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/glassboxConfigVersion.cmake
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/glassboxConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/glassboxConfigVersion.cmake

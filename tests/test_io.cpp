@@ -62,6 +62,11 @@ TEST_CASE("read_idx reads every element type, big-endian") {
   CHECK(io::read_idx<double>(temp_file("f64", f64))[0] == -2.5);
 }
 
+TEST_CASE("read_idx reads an empty array whatever dimension is zero") {
+  CHECK(io::read_idx<float>(temp_file("empty", idx_file(0x08, {5, 0}, 0))).shape() == Shape{5, 0});
+  CHECK(io::read_idx<float>(temp_file("empty0", idx_file(0x0E, {0, 7}, 0))).shape() == Shape{0, 7});
+}
+
 TEST_CASE("read_idx rejects corrupt files before allocating, naming the file and field") {
   SECTION("missing file") {
     CHECK_THROWS_WITH(io::read_idx<float>("/nonexistent/images"), Contains("/nonexistent/images: cannot open"));

@@ -230,6 +230,31 @@ TEST_CASE("Shape mismatches name the layer and the shapes") {
   }
 }
 
+TEST_CASE("Sequential keeps its own copy of the input for backward") {
+  Sequential<double> model(Shape{3}, 4);
+  model.add<nn::Dense<double>>(3, 2);
+  nn::MSELoss<double> mse;
+  const Tensor<double> x(Shape{2, 3}, {1, 2, 3, 4, 5, 6});
+  Tensor<double> grad;
+  mse.forward(model.forward(x, Mode::train), Tensor<double>(Shape{2, 2}), &grad);
+  model.backward(grad);
+  const Tensor<double> expected = model.parameters()[0]->grad;
+  {
+    const Tensor<double> temporary = x;
+    model.forward(temporary, Mode::train);
+  }  // the caller's input is gone before backward: still correct (and clean under ASan)
+  model.backward(grad, true);
+  CHECK(test::relative_error(model.parameters()[0]->grad, expected) < 1e-15);
+  model.forward(x);
+  CHECK_THROWS_WITH(model.input_grad(), Contains("call backward(grad, /*want_input_grad=*/true) first"));
+}
+
+TEST_CASE("Softmax rejects an input without classes") {
+  Sequential<float> model;
+  model.add<nn::Softmax<float>>();
+  CHECK_THROWS_WITH(model.forward(Tensor<float>(Shape{2, 0})), Contains("softmax_1: input (2, 0) has no classes"));
+}
+
 TEST_CASE("Sequential::predict batches the input and matches forward") {
   Sequential<float> model(Shape{3}, 4);
   model.add<nn::Dense<float>>(3, 2);

@@ -36,9 +36,18 @@ TEST_CASE("Optimizers reject bad settings and missing gradients") {
   optim::Adam<float>::Options bad_beta;
   bad_beta.beta1 = 1.f;
   CHECK_THROWS_WITH(optim::Adam<float>({&p}, 0.1f, bad_beta), Contains("betas must lie in [0, 1)"));
+  optim::SGD<float>::Options negative;
+  negative.momentum = -0.9f;
+  CHECK_THROWS_WITH(optim::SGD<float>({&p}, 0.1f, negative), Contains("sgd: momentum must be >= 0, got -0.9"));
+
+  // A bad gradient anywhere leaves every parameter and the step count untouched.
+  Parameter<float> good("good", Shape{2});
+  good.grad.fill(1.f);
   p.grad = Tensor<float>();
-  optim::Adam<float> adam({&p});
+  optim::Adam<float> adam({&good, &p});
   CHECK_THROWS_WITH(adam.step(), Contains("w: gradient shape () differs from value shape (2)"));
+  CHECK(good.value[0] == 0.f);
+  CHECK(adam.steps() == 0);
 }
 
 TEST_CASE("Learning rate can be changed between steps") {

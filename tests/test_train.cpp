@@ -171,6 +171,20 @@ TEST_CASE("Progress: one Keras-style line per epoch when the stream is not a ter
   CHECK_THAT(bar.line(937, ""), Contains("937/1875 [=============>................] - ETA:"));
 }
 
+TEST_CASE("History::last explains an empty history; a batch larger than the data is one batch") {
+  CHECK_THROWS_WITH(train::History().last(), Contains("no epoch was trained"));
+  Sequential<float> model = xor_model(1);
+  optim::SGD<float> sgd(model.parameters(), 0.1f);
+  struct CountBatches : train::Callback {
+    int batches = 0;
+    void on_batch_end(const train::BatchLogs&) override { ++batches; }
+  } counter;
+  train::FitOptions<float> o = quiet(2, std::numeric_limits<index_t>::max());
+  o.callbacks = {&counter};
+  train::fit(model, sgd, nn::BCEWithLogitsLoss<float>(), xor_inputs(), xor_targets(), o);
+  CHECK(counter.batches == 2);
+}
+
 TEST_CASE("fit rejects inconsistent data and stops on a non-finite loss") {
   Sequential<float> model = xor_model(1);
   optim::SGD<float> sgd(model.parameters(), 0.1f);

@@ -3,11 +3,13 @@
 // Requires: rank <= Shape::max_rank, every dimension >= 0.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <initializer_list>
+#include <limits>
 #include <string>
 
 #include "glassbox/core/error.hpp"
@@ -51,6 +53,7 @@ class Shape {
     if (s.rank_ > max_rank) throw Error(fmt::format("Shape: rank {} exceeds the maximum of {}", s.rank_, max_rank));
     s.dims_[0] = batch;
     std::copy(dims_.begin(), dims_.begin() + rank_, s.dims_.begin() + 1);
+    s.check_size();
     return s;
   }
 
@@ -75,6 +78,18 @@ class Shape {
     for (; first != last; ++first, ++i) {
       if (*first < 0) throw Error(fmt::format("Shape: dimension {} is negative ({})", i, *first));
       dims_[i] = static_cast<index_t>(*first);
+    }
+    check_size();
+  }
+
+  // The element count must fit index_t, so that size() never overflows.
+  void check_size() const {
+    index_t n = 1;
+    for (int i = 0; i < rank_; ++i) {
+      const index_t d = dims_[static_cast<std::size_t>(i)];
+      if (d != 0 && n > std::numeric_limits<index_t>::max() / d)
+        throw Error(fmt::format("Shape: {} has too many elements", str()));
+      n *= d;
     }
   }
 

@@ -87,6 +87,19 @@ class Tensor {
   std::vector<T, Eigen::aligned_allocator<T>> data_;
 };
 
+// Copies rows [first, first + count) of src into dst, resized to (count, ...).
+template <class T>
+void copy_rows(const Tensor<T>& src, index_t first, index_t count, Tensor<T>& dst) {
+  if (src.rank() == 0) throw Error("copy_rows: source has no batch dimension");
+  if (first < 0 || count < 0 || first > src.dim(0) - count)
+    throw Error(fmt::format("copy_rows: rows [{}, {}) out of range [0, {})", first, first + count, src.dim(0)));
+  Shape shape = src.shape();
+  shape[0] = count;
+  dst.resize(shape);
+  const index_t row = src.dim(0) == 0 ? 0 : src.size() / src.dim(0);
+  std::copy(src.data() + first * row, src.data() + (first + count) * row, dst.data());
+}
+
 // Copies rows (samples) src[indices[i]] into dst[i], resizing dst to
 // (indices.size(), ...). Used to assemble shuffled mini-batches.
 template <class T, class IndexIt>

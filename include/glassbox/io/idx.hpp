@@ -8,7 +8,9 @@
 // The file must hold exactly the declared data: trailing bytes are an error too.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -94,13 +96,17 @@ Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
   const auto data_bytes = static_cast<std::uint64_t>(file_size - header_size);
   const std::uint64_t max_elements = data_bytes / static_cast<std::uint64_t>(element_size);
   std::vector<index_t> dims(static_cast<std::size_t>(rank));
-  std::uint64_t elements = 1;
+  for (int i = 0; i < rank; ++i)
+    dims[static_cast<std::size_t>(i)] = static_cast<index_t>(detail::big_endian(dims_raw + 4 * i, 4));
+  const bool empty = std::find(dims.begin(), dims.end(), index_t{0}) != dims.end();
+  std::uint64_t elements = empty ? 0 : 1;
   bool too_big = false;
-  for (int i = 0; i < rank; ++i) {
-    const std::uint64_t d = detail::big_endian(dims_raw + 4 * i, 4);
-    dims[static_cast<std::size_t>(i)] = static_cast<index_t>(d);
-    if (d != 0 && elements > max_elements / d) too_big = true;
-    if (!too_big) elements *= d;
+  for (std::size_t i = 0; i < dims.size() && !empty && !too_big; ++i) {
+    const auto d = static_cast<std::uint64_t>(dims[i]);
+    if (elements > max_elements / d)
+      too_big = true;
+    else
+      elements *= d;
   }
   std::string dims_text = fmt::format("{}", fmt::join(dims, " x "));
   if (too_big || elements * static_cast<std::uint64_t>(element_size) > data_bytes)

@@ -4,6 +4,7 @@
 // File names as distributed (train-images-idx3-ubyte) or with a dot
 // (train-images.idx3-ubyte); gzip files must be unpacked first.
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 
@@ -40,7 +41,8 @@ void load_split(const std::string& dir, const std::string& split, Tensor<T>& ima
     throw Error(fmt::format("{}: {} labels for {} images in {}", label_path, labels.rank() == 1 ? labels.dim(0) : -1,
                             images.dim(0), image_path));
   for (index_t i = 0; i < labels.size(); ++i)
-    if (labels[i] > T(9)) throw Error(fmt::format("{}: label {} at index {} is not a digit", label_path, labels[i], i));
+    if (!(labels[i] >= T(0) && labels[i] <= T(9) && labels[i] == std::floor(labels[i])))
+      throw Error(fmt::format("{}: label {} at index {} is not a digit", label_path, labels[i], i));
   images.reshape(Shape{images.dim(0), 1, images.dim(1), images.dim(2)});
 }
 }  // namespace detail

@@ -4,18 +4,19 @@
 // inspection, and checks shapes: at add() when the input shape is declared,
 // and at every forward.
 //
-// Lifetime: the input passed to forward() must stay alive until backward().
+// The model keeps a copy of the last forward's input, so backward() never
+// depends on the caller's tensor staying alive.
 
 #include <fmt/format.h>
 
 #include <map>
 #include <memory>
-#include <numeric>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "glassbox/core/threads.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox {
@@ -24,9 +25,11 @@ template <class T>
 class Sequential {
  public:
   // seed drives the initialisation of every layer added.
-  explicit Sequential(std::uint64_t seed = 42) : rng_(seed) {}
+  explicit Sequential(std::uint64_t seed = 42) : rng_(seed) { num_threads(); }
   // sample_shape: one sample's shape without the batch dimension, e.g. {784}.
-  explicit Sequential(const Shape& sample_shape, std::uint64_t seed = 42) : rng_(seed), sample_shape_(sample_shape) {}
+  explicit Sequential(const Shape& sample_shape, std::uint64_t seed = 42) : rng_(seed), sample_shape_(sample_shape) {
+    num_threads();  // applies GLASSBOX_NUM_THREADS before the first GEMM
+  }
 
   Sequential(Sequential&&) noexcept = default;
   Sequential& operator=(Sequential&&) noexcept = default;
@@ -78,8 +81,11 @@ class Sequential {
     if (sample_shape_ && (x.rank() == 0 || x.shape().sample() != *sample_shape_))
       throw Error(fmt::format("model input: expected samples of shape {}, got a batch of shape {}",
                               sample_shape_->str(), x.shape().str()));
-    input_ = &x;
-    const Tensor<T>* in = &x;
+    input_.resize(x.shape());
+    std::copy(x.begin(), x.end(), input_.begin());
+    has_forward_ = true;
+    has_input_grad_ = false;
+    const Tensor<T>* in = &input_;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       layers_[i]->output_shape(in->shape());
       layers_[i]->forward(*in, outputs_[i], mode);
@@ -93,13 +99,13 @@ class Sequential {
   // to the model's input is computed only when want_input_grad is true, and
   // then read with input_grad().
   void backward(const Tensor<T>& grad_output, bool want_input_grad = false) {
-    if (!input_) throw Error("Sequential::backward: call forward first");
+    if (!has_forward_) throw Error("Sequential::backward: call forward first");
     if (grad_output.shape() != outputs_.back().shape())
       throw Error(fmt::format("Sequential::backward: gradient shape {} differs from output shape {}",
                               grad_output.shape().str(), outputs_.back().shape().str()));
     const Tensor<T>* dy = &grad_output;
     for (std::size_t i = layers_.size(); i-- > 0;) {
-      const Tensor<T>& x = i == 0 ? *input_ : outputs_[i - 1];
+      const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
       Tensor<T>* dx = (i > 0 || want_input_grad) ? &grads_[i % 2] : nullptr;
       layers_[i]->backward(x, outputs_[i], *dy, dx);
       dy = dx;
@@ -123,12 +129,9 @@ class Sequential {
     const index_t n = x.dim(0);
     Tensor<T> result;
     Tensor<T> batch;
-    std::vector<index_t> rows;
     for (index_t start = 0; start < n; start += batch_size) {
       const index_t count = std::min(batch_size, n - start);
-      rows.resize(static_cast<std::size_t>(count));
-      std::iota(rows.begin(), rows.end(), start);
-      gather_rows(x, rows.begin(), rows.end(), batch);
+      copy_rows(x, start, count, batch);
       const Tensor<T>& y = forward(batch, Mode::eval);
       if (start == 0) {
         Shape rs = y.shape();
@@ -137,7 +140,6 @@ class Sequential {
       }
       std::copy(y.begin(), y.end(), result.data() + start * (y.size() / count));
     }
-    input_ = nullptr;  // batch dies here
     return result;
   }
 
@@ -199,8 +201,9 @@ class Sequential {
   std::optional<Shape> sample_shape_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   std::vector<Tensor<T>> outputs_;
+  Tensor<T> input_;     // copy of the last forward's input
   Tensor<T> grads_[2];  // ping-pong buffers for input gradients
-  const Tensor<T>* input_ = nullptr;
+  bool has_forward_ = false;
   bool has_input_grad_ = false;
   std::map<std::string, int> kind_counts_;
 };

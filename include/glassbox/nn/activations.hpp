@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "glassbox/nn/functional.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox::nn {
@@ -15,8 +16,7 @@ template <class T>
 class Elementwise : public Layer<T> {
  public:
   Shape output_shape(const Shape& in) const override {
-    if (in.rank() < 2)
-      throw_shape_error(this->name(), fmt::format("expects a batch-first input of rank >= 2, got {}", in.str()));
+    require_batch_first(this->name(), in);
     return in;
   }
 
@@ -68,8 +68,7 @@ class Sigmoid : public Elementwise<T> {
   std::string kind() const override { return "sigmoid"; }
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(x.shape());
-    // exp of a non-positive number only: no overflow for large |x|.
-    y.flat() = (x.flat() >= T(0)).select(T(1) / (T(1) + (-x.flat()).exp()), x.flat().exp() / (T(1) + x.flat().exp()));
+    functional::sigmoid(x.flat(), y.flat());
   }
   void backward(const Tensor<T>&, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
     if (!dx) return;
@@ -103,11 +102,10 @@ class GELU : public Elementwise<T> {
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(x.shape());
-    if (approx_ == Approximation::none) {
-      y.flat() = x.flat().unaryExpr([](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(M_SQRT1_2))); });
-    } else {
-      y.flat() = x.flat().unaryExpr([](T v) { return T(0.5) * v * (T(1) + std::tanh(k0 * (v + k1 * v * v * v))); });
-    }
+    if (approx_ == Approximation::none)
+      y.flat() = x.flat().unaryExpr([](T v) { return v * normal_cdf(v); });
+    else
+      y.flat() = x.flat().unaryExpr([](T v) { return T(0.5) * v * (T(1) + std::tanh(tanh_argument(v))); });
   }
 
   void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
@@ -116,14 +114,11 @@ class GELU : public Elementwise<T> {
     if (approx_ == Approximation::none) {
       // d/dx [x Phi(x)] = Phi(x) + x phi(x)
       out = dy.flat() * x.flat().unaryExpr([](T v) {
-        const T cdf = T(0.5) * (T(1) + std::erf(v * T(M_SQRT1_2)));
-        const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
-        return cdf + v * pdf;
+        return normal_cdf(v) + v * std::exp(T(-0.5) * v * v) * T(0.3989422804014327);  // 1 / sqrt(2 pi)
       });
     } else {
       out = dy.flat() * x.flat().unaryExpr([](T v) {
-        const T inner = k0 * (v + k1 * v * v * v);
-        const T t = std::tanh(inner);
+        const T t = std::tanh(tanh_argument(v));
         return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k0 * (T(1) + T(3) * k1 * v * v);
       });
     }
@@ -132,6 +127,9 @@ class GELU : public Elementwise<T> {
  private:
   static constexpr T k0 = T(0.7978845608028654);  // sqrt(2 / pi)
   static constexpr T k1 = T(0.044715);
+  static T normal_cdf(T v) { return T(0.5) * (T(1) + std::erf(v * T(0.7071067811865476))); }
+  static T tanh_argument(T v) { return k0 * (v + k1 * v * v * v); }
+
   Approximation approx_;
 };
 

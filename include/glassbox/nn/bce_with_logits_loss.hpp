@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/nn/functional.hpp"
 #include "glassbox/nn/loss.hpp"
 
 namespace glassbox::nn {
@@ -15,31 +16,23 @@ class BCEWithLogitsLoss : public Loss<T> {
   std::string name() const override { return "bce_with_logits"; }
 
   T forward(const Tensor<T>& output, const Tensor<T>& target, Tensor<T>* grad) const override {
-    validate(output, target);
+    require_same_shape(name(), output, target);
     const auto z = output.flat();
     const auto t = target.flat();
     const T n = static_cast<T>(output.size());
     if (grad) {
       grad->resize(output.shape());
-      const auto sigmoid = (z >= T(0)).select(T(1) / (T(1) + (-z).exp()), z.exp() / (T(1) + z.exp()));
-      grad->flat() = (sigmoid - t) / n;
+      functional::sigmoid(z, grad->flat());
+      grad->flat() = (grad->flat() - t) / n;
     }
     return (z.max(T(0)) - z * t + (-z.abs()).exp().log1p()).sum() / n;
   }
 
   // A prediction is right when the logit's sign matches target > 0.5.
   Tally tally(const Tensor<T>& output, const Tensor<T>& target) const override {
-    validate(output, target);
+    require_same_shape(name(), output, target);
     const index_t right = ((output.flat() > T(0)) == (target.flat() > T(0.5))).count();
     return {right, output.size()};
-  }
-
- private:
-  void validate(const Tensor<T>& output, const Tensor<T>& target) const {
-    if (output.shape() != target.shape())
-      throw Error(fmt::format("{}: output shape {} differs from target shape {}", name(), output.shape().str(),
-                              target.shape().str()));
-    if (output.size() == 0) throw Error(fmt::format("{}: empty batch", name()));
   }
 };
 

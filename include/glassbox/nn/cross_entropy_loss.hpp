@@ -27,6 +27,7 @@ class SoftmaxCrossEntropy : public Loss<T> {
     if (grad) {
       grad->resize(output.shape());
       auto g = grad->matrix();
+      // softmax / n, reusing the loss's shifted exponentials
       g = ((z.colwise() - row_max).array().exp().colwise() / sum_exp.array()).matrix() / T(n);
       for (index_t i = 0; i < n; ++i) g(i, label(target, i)) -= T(1) / T(n);
     }
@@ -51,7 +52,8 @@ class SoftmaxCrossEntropy : public Loss<T> {
   void validate(const Tensor<T>& output, const Tensor<T>& target) const {
     if (output.rank() != 2)
       throw Error(fmt::format("{}: expects logits of shape (batch, classes), got {}", name(), output.shape().str()));
-    if (output.dim(0) == 0) throw Error(fmt::format("{}: empty batch", name()));
+    if (output.dim(0) == 0 || output.dim(1) == 0)
+      throw Error(fmt::format("{}: empty batch or no classes: logits {}", name(), output.shape().str()));
     if (target.rank() != 1 || target.dim(0) != output.dim(0))
       throw Error(fmt::format("{}: {} rows of logits but labels of shape {} (expected ({}))", name(), output.dim(0),
                               target.shape().str(), output.dim(0)));

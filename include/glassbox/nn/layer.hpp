@@ -12,6 +12,8 @@
 //  - parameters() lists the trainable tensors; reset_parameters() draws them
 //    from a seeded Rng.
 
+#include <fmt/format.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +70,12 @@ class Layer {
 // Throws the standard shape error "<layer>: <what>" for input validation.
 [[noreturn]] inline void throw_shape_error(const std::string& layer, const std::string& what) {
   throw Error(layer + ": " + what);
+}
+
+// Requires a batch-first input with at least one feature dimension.
+inline void require_batch_first(const std::string& layer, const Shape& in) {
+  if (in.rank() < 2)
+    throw_shape_error(layer, fmt::format("expects a batch-first input of rank >= 2, got {}", in.str()));
 }
 
 }  // namespace glassbox

@@ -3,6 +3,8 @@
 // and, on request, dLoss/doutput. Targets are always a Tensor<T>; class labels
 // are stored as integral values (0, 1, ..., C-1).
 
+#include <fmt/format.h>
+
 #include <string>
 
 #include "glassbox/core/tensor.hpp"
@@ -14,6 +16,15 @@ struct Tally {
   index_t correct = 0;
   index_t total = 0;  // 0 when accuracy has no meaning for the loss (regression)
 };
+
+// Requires output and target of one shape, not empty ("mse: output shape ...").
+template <class T>
+void require_same_shape(const std::string& loss, const Tensor<T>& output, const Tensor<T>& target) {
+  if (output.shape() != target.shape())
+    throw Error(fmt::format("{}: output shape {} differs from target shape {}", loss, output.shape().str(),
+                            target.shape().str()));
+  if (output.size() == 0) throw Error(loss + ": empty batch");
+}
 
 template <class T>
 class Loss {

@@ -13,10 +13,7 @@ class MSELoss : public Loss<T> {
   std::string name() const override { return "mse"; }
 
   T forward(const Tensor<T>& output, const Tensor<T>& target, Tensor<T>* grad) const override {
-    if (output.shape() != target.shape())
-      throw Error(
-          fmt::format("mse: output shape {} differs from target shape {}", output.shape().str(), target.shape().str()));
-    if (output.size() == 0) throw Error("mse: empty batch");
+    require_same_shape(name(), output, target);
     const T n = static_cast<T>(output.size());
     if (grad) {
       grad->resize(output.shape());

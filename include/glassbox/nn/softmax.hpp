@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/nn/functional.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox::nn {
@@ -15,17 +16,14 @@ class Softmax : public Layer<T> {
   std::string kind() const override { return "softmax"; }
 
   Shape output_shape(const Shape& in) const override {
-    if (in.rank() < 2)
-      throw_shape_error(this->name(), fmt::format("expects a batch-first input of rank >= 2, got {}", in.str()));
+    require_batch_first(this->name(), in);
+    if (in[in.rank() - 1] == 0) throw_shape_error(this->name(), fmt::format("input {} has no classes", in.str()));
     return in;
   }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(x.shape());
-    const auto in = rows(x);
-    auto out = rows(y);
-    out = (in.colwise() - in.rowwise().maxCoeff()).array().exp().matrix();
-    out.array().colwise() /= out.rowwise().sum().array();
+    functional::softmax_rows(rows(x), rows(y));
   }
 
   // dx = y * (dy - sum(dy * y))

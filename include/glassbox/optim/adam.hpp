@@ -1,9 +1,11 @@
 #pragma once
-// Adam and AdamW with exactly the update of torch.optim.Adam / AdamW:
+// Adam and AdamW with the update of torch.optim.Adam / AdamW (1.13), in the
+// same order of operations, bias corrections in double as Python computes them:
 //   L2 mode (Adam):        g = grad + weight_decay * w
 //   decoupled (AdamW):     w *= 1 - lr * weight_decay;  g = grad
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-//   w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//   w -= lr / (1 - b1^t) * (m / (sqrt(v) / sqrt(1 - b2^t) + eps))
+// Unlike torch.optim.AdamW, weight_decay defaults to 0 in both modes.
 
 #include <cmath>
 
@@ -28,6 +30,8 @@ class Adam : public Optimizer<T> {
       : Optimizer<T>(std::move(params), learning_rate), options_(options) {
     if (!(options_.beta1 >= T(0) && options_.beta1 < T(1) && options_.beta2 >= T(0) && options_.beta2 < T(1)))
       throw Error(fmt::format("adam: betas must lie in [0, 1), got ({}, {})", options_.beta1, options_.beta2));
+    this->require_non_negative("adam", "eps", options_.eps);
+    this->require_non_negative("adam", "weight decay", options_.weight_decay);
   }
 
  protected:
@@ -37,9 +41,9 @@ class Adam : public Optimizer<T> {
     auto v = this->state(v_, index, p.value.shape()).flat();
     const T lr = this->lr_;
     const T wd = options_.weight_decay;
-    const auto t = static_cast<T>(this->steps_);
-    const T bias1 = T(1) - std::pow(options_.beta1, t);
-    const T bias2_sqrt = std::sqrt(T(1) - std::pow(options_.beta2, t));
+    const auto t = static_cast<double>(this->steps_);
+    const auto step_size = static_cast<T>(static_cast<double>(lr) / (1.0 - std::pow(double(options_.beta1), t)));
+    const auto bias2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(double(options_.beta2), t)));
     if (options_.decoupled_weight_decay) {
       if (wd != T(0)) w *= T(1) - lr * wd;
       update_moments(m, v, p.grad.flat());
@@ -48,7 +52,7 @@ class Adam : public Optimizer<T> {
     } else {
       update_moments(m, v, p.grad.flat());
     }
-    w -= (lr / bias1) * m / (v.sqrt() / bias2_sqrt + options_.eps);
+    w -= step_size * (m / (v.sqrt() / bias2_sqrt + options_.eps));
   }
 
  private:

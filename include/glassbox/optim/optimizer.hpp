@@ -15,22 +15,22 @@ template <class T>
 class Optimizer {
  public:
   Optimizer(std::vector<Parameter<T>*> params, T learning_rate) : params_(std::move(params)), lr_(learning_rate) {
-    if (!(learning_rate >= T(0)))
-      throw Error(fmt::format("optimizer: learning rate must be >= 0, got {}", learning_rate));
+    require_non_negative("optimizer", "learning rate", learning_rate);
     for (Parameter<T>* p : params_)
       if (!p) throw Error("optimizer: null parameter");
   }
   virtual ~Optimizer() = default;
 
+  // Checks every gradient first, so that a bad one leaves no parameter updated.
   void step() {
+    for (const Parameter<T>* p : params_)
+      if (p->grad.shape() != p->value.shape())
+        throw Error(fmt::format("{}: gradient shape {} differs from value shape {} (was backward run?)", p->name,
+                                p->grad.shape().str(), p->value.shape().str()));
     ++steps_;
     for (std::size_t i = 0; i < params_.size(); ++i) {
-      Parameter<T>& p = *params_[i];
-      if (p.grad.shape() != p.value.shape())
-        throw Error(fmt::format("{}: gradient shape {} differs from value shape {} (was backward run?)", p.name,
-                                p.grad.shape().str(), p.value.shape().str()));
-      update(i, p);
-      p.apply_mask();
+      update(i, *params_[i]);
+      params_[i]->apply_mask();
     }
   }
 
@@ -42,6 +42,11 @@ class Optimizer {
  protected:
   // Updates params_[index] (== p) using its grad; steps() is already the new count.
   virtual void update(std::size_t index, Parameter<T>& p) = 0;
+
+  // Throws "<optimizer>: <what> must be >= 0, got <value>" for a negative setting.
+  static void require_non_negative(const char* optimizer, const char* what, T value) {
+    if (!(value >= T(0))) throw Error(fmt::format("{}: {} must be >= 0, got {}", optimizer, what, value));
+  }
 
   // Per-parameter state buffers, created zeroed on first use.
   static Tensor<T>& state(std::vector<Tensor<T>>& buffers, std::size_t index, const Shape& shape) {

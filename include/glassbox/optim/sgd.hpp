@@ -23,6 +23,9 @@ class SGD : public Optimizer<T> {
   SGD(std::vector<Parameter<T>*> params, T learning_rate) : SGD(std::move(params), learning_rate, Options{}) {}
   SGD(std::vector<Parameter<T>*> params, T learning_rate, Options options)
       : Optimizer<T>(std::move(params), learning_rate), options_(options) {
+    this->require_non_negative("sgd", "momentum", options_.momentum);
+    this->require_non_negative("sgd", "dampening", options_.dampening);
+    this->require_non_negative("sgd", "weight decay", options_.weight_decay);
     if (options_.nesterov && (options_.momentum <= T(0) || options_.dampening != T(0)))
       throw Error("sgd: nesterov momentum requires momentum > 0 and zero dampening");
   }
@@ -30,23 +33,20 @@ class SGD : public Optimizer<T> {
  protected:
   void update(std::size_t index, Parameter<T>& p) override {
     auto w = p.value.flat();
-    auto g = p.grad.flat();
+    const auto g = p.grad.flat() + options_.weight_decay * w;  // lazy: read before w changes
     const T lr = this->lr_;
     if (options_.momentum == T(0)) {
-      if (options_.weight_decay != T(0))
-        w -= lr * (g + options_.weight_decay * w);
-      else
-        w -= lr * g;
+      w -= lr * g;
       return;
     }
     const bool first = momentum_.size() <= index || momentum_[index].empty();
     auto buf = this->state(momentum_, index, p.value.shape()).flat();
     if (first)
-      buf = g + options_.weight_decay * w;
+      buf = g;
     else
-      buf = options_.momentum * buf + (T(1) - options_.dampening) * (g + options_.weight_decay * w);
+      buf = options_.momentum * buf + (T(1) - options_.dampening) * g;
     if (options_.nesterov)
-      w -= lr * ((g + options_.weight_decay * w) + options_.momentum * buf);
+      w -= lr * (g + options_.momentum * buf);
     else
       w -= lr * buf;
   }

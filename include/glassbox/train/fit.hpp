@@ -73,15 +73,12 @@ Evaluation evaluate(Sequential<T>& model, const nn::Loss<T>& loss, const Tensor<
   const index_t n = x.dim(0);
   if (n == 0) throw Error("evaluate: empty dataset");
   Tensor<T> bx, by;
-  std::vector<index_t> rows;
   double loss_sum = 0;
   nn::Tally tally;
   for (index_t start = 0; start < n; start += batch_size) {
     const index_t count = std::min(batch_size, n - start);
-    rows.resize(static_cast<std::size_t>(count));
-    std::iota(rows.begin(), rows.end(), start);
-    gather_rows(x, rows.begin(), rows.end(), bx);
-    gather_rows(y, rows.begin(), rows.end(), by);
+    copy_rows(x, start, count, bx);
+    copy_rows(y, start, count, by);
     const Tensor<T>& out = model.forward(bx, Mode::eval);
     loss_sum += static_cast<double>(loss.forward(out, by, nullptr)) * static_cast<double>(count);
     const nn::Tally t = loss.tally(out, by);
@@ -106,7 +103,8 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
   const index_t n = x.dim(0);
   if (n == 0) throw Error("fit: empty dataset");
 
-  const long long steps = (n + options.batch_size - 1) / options.batch_size;
+  const index_t batch_size = std::min(options.batch_size, n);  // also keeps the index arithmetic from overflowing
+  const long long steps = (n + batch_size - 1) / batch_size;
   std::vector<index_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), index_t{0});
   Rng shuffle_rng(options.seed);
@@ -128,8 +126,8 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
     long long step = 0;
     for (; step < steps && !stop; ++step) {
       for (Callback* c : callbacks) c->on_batch_begin(step);
-      const auto first = order.begin() + step * options.batch_size;
-      const auto last = order.begin() + std::min<index_t>((step + 1) * options.batch_size, n);
+      const auto first = order.begin() + step * batch_size;
+      const auto last = order.begin() + std::min<index_t>((step + 1) * batch_size, n);
       gather_rows(x, first, last, bx);
       gather_rows(y, first, last, by);
       const Tensor<T>& out = model.forward(bx, Mode::train);

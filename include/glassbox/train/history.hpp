@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "glassbox/core/error.hpp"
+
 namespace glassbox::train {
 
 inline constexpr double not_measured = std::numeric_limits<double>::quiet_NaN();
@@ -27,7 +29,10 @@ struct EpochLogs {
 
 struct History {
   std::vector<EpochLogs> epochs;
-  const EpochLogs& last() const { return epochs.back(); }
+  const EpochLogs& last() const {
+    if (epochs.empty()) throw Error("History::last: no epoch was trained");
+    return epochs.back();
+  }
 };
 
 }  // namespace glassbox::train
