@@ -28,6 +28,7 @@ int main(int argc, char** argv) try {
   model.add<nn::ReLU<float>>();
   model.add<nn::Dense<float>>(128, 10);
   std::printf("%s", model.summary().c_str());
+  std::fflush(stdout);  // before the progress bar starts on stderr
 
   optim::Adam<float> adam(model.parameters(), 1e-3f);
   nn::SoftmaxCrossEntropy<float> loss;
