@@ -7,8 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh tests
 jobs=$(nproc)
-# The full MNIST feeds the accuracy test; without it that one test is left out.
-scripts/fetch_mnist.sh || echo "test.sh: MNIST could not be fetched; the MLP accuracy test will not run" >&2
+# The full MNIST feeds the accuracy tests; without it they are left out.
+scripts/fetch_mnist.sh || echo "test.sh: MNIST could not be fetched; the accuracy tests will not run" >&2
 
 cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_TESTS=ON -DGLASSBOX_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build/test -j "$jobs"

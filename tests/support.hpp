@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 namespace test {
 
@@ -94,6 +95,65 @@ inline Tensor<double> random_tensor(const Shape& shape, glassbox::Rng& rng, doub
   Tensor<double> t(shape);
   for (double& v : t) v = rng.uniform(low, high);
   return t;
+}
+
+constexpr double gradient_tolerance = 1e-6;
+
+// Keeps inputs away from the kinks of ReLU and LeakyReLU, where the
+// derivative is not defined and central differences straddle the kink.
+inline Tensor<double> away_from_zero(Tensor<double> x) {
+  for (double& v : x)
+    if (std::abs(v) < 0.05) v += v < 0 ? -0.1 : 0.1;
+  return x;
+}
+
+// Checks dL/dx and dL/dparam of L = sum(r * layer(x)) against central
+// differences, with freshly drawn parameters and a random r.
+inline void check_layer_gradients(glassbox::Layer<double>& layer, Tensor<double> x, std::uint64_t seed = 1) {
+  using glassbox::Mode;
+  glassbox::Rng rng(seed);
+  layer.reset_parameters(rng);
+  Tensor<double> y;
+  layer.forward(x, y, Mode::train);
+  const Tensor<double> r = random_tensor(y.shape(), rng);
+  Tensor<double> dx;
+  layer.backward(x, y, r, &dx);
+  auto objective = [&] {
+    Tensor<double> out;
+    layer.forward(x, out, Mode::train);
+    return (out.flat() * r.flat()).sum();
+  };
+  INFO(layer.name() << " input gradient");
+  CHECK(gradient_error(dx, numerical_gradient(objective, x)) < gradient_tolerance);
+  for (glassbox::Parameter<double>* p : layer.parameters()) {
+    INFO(layer.name() << " gradient of " << p->name);
+    const Tensor<double> analytic = p->grad;
+    CHECK(gradient_error(analytic, numerical_gradient(objective, p->value)) < gradient_tolerance);
+  }
+}
+
+// PyTorch parity tolerance, relative to each tensor's largest magnitude.
+template <class T>
+constexpr double parity_tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-10;
+
+// Loads the golden parameters "<name>.<param>" of golden/<file>.txt into the
+// layer, runs forward on "<name>.x" and backward on "<name>.dy", and compares
+// y, dx and every parameter gradient with PyTorch's.
+template <class T>
+void check_layer_parity(glassbox::Layer<T>& layer, const std::string& file, const std::string& name) {
+  const auto g = [&](const std::string& field) { return cast<T>(golden(file, name + "." + field)); };
+  for (glassbox::Parameter<T>* p : layer.parameters()) p->value = g(p->local_name());
+  const Tensor<T> x = g("x");
+  Tensor<T> y, dx;
+  layer.forward(x, y, glassbox::Mode::train);
+  layer.backward(x, y, g("dy"), &dx);
+  INFO(name);
+  CHECK(relative_error(y, golden(file, name + ".y")) < parity_tolerance<T>);
+  CHECK(relative_error(dx, golden(file, name + ".dx")) < parity_tolerance<T>);
+  for (glassbox::Parameter<T>* p : layer.parameters()) {
+    INFO(p->name);
+    CHECK(relative_error(p->grad, golden(file, name + ".d" + p->local_name())) < parity_tolerance<T>);
+  }
 }
 
 }  // namespace test

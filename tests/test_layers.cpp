@@ -5,6 +5,8 @@
 
 using namespace glassbox;
 using Catch::Matchers::Contains;
+using test::away_from_zero;
+using test::check_layer_gradients;
 using test::gradient_error;
 using test::numerical_gradient;
 using test::random_tensor;
@@ -26,45 +28,12 @@ template class glassbox::Sequential<double>;
 
 namespace {
 
-constexpr double tolerance = 1e-6;
-
-// Keeps inputs away from the kinks of ReLU and LeakyReLU, where the
-// derivative is not defined and central differences straddle the kink.
-Tensor<double> away_from_zero(Tensor<double> x) {
-  for (double& v : x)
-    if (std::abs(v) < 0.05) v += v < 0 ? -0.1 : 0.1;
-  return x;
-}
-
-// Checks dL/dx and dL/dparam of L = sum(r * layer(x)) against central differences.
-void check_layer_gradients(Layer<double>& layer, Tensor<double> x, std::uint64_t seed = 1) {
-  Rng rng(seed);
-  layer.reset_parameters(rng);
-  Tensor<double> y;
-  layer.forward(x, y, Mode::train);
-  const Tensor<double> r = random_tensor(y.shape(), rng);
-  Tensor<double> dx;
-  layer.backward(x, y, r, &dx);
-  auto objective = [&] {
-    Tensor<double> out;
-    layer.forward(x, out, Mode::train);
-    return (out.flat() * r.flat()).sum();
-  };
-  INFO(layer.kind() << " input gradient");
-  CHECK(gradient_error(dx, numerical_gradient(objective, x)) < tolerance);
-  for (Parameter<double>* p : layer.parameters()) {
-    INFO(layer.kind() << " gradient of " << p->name);
-    const Tensor<double> analytic = p->grad;
-    CHECK(gradient_error(analytic, numerical_gradient(objective, p->value)) < tolerance);
-  }
-}
-
 void check_loss_gradient(const nn::Loss<double>& loss, Tensor<double> z, const Tensor<double>& target) {
   Tensor<double> grad;
   loss.forward(z, target, &grad);
   auto objective = [&] { return loss.forward(z, target, nullptr); };
   INFO(loss.name());
-  CHECK(gradient_error(grad, numerical_gradient(objective, z)) < tolerance);
+  CHECK(gradient_error(grad, numerical_gradient(objective, z)) < test::gradient_tolerance);
 }
 
 }  // namespace
@@ -155,11 +124,11 @@ TEST_CASE("Sequential backpropagates through the whole chain (double)") {
   auto objective = [&] { return mse.forward(model.forward(x, Mode::train), target, nullptr); };
 
   const Tensor<double> input_grad = model.input_grad();
-  CHECK(gradient_error(input_grad, numerical_gradient(objective, x)) < tolerance);
+  CHECK(gradient_error(input_grad, numerical_gradient(objective, x)) < test::gradient_tolerance);
   for (Parameter<double>* p : model.parameters()) {
     INFO(p->name);
     const Tensor<double> analytic = p->grad;
-    CHECK(gradient_error(analytic, numerical_gradient(objective, p->value)) < tolerance);
+    CHECK(gradient_error(analytic, numerical_gradient(objective, p->value)) < test::gradient_tolerance);
   }
 }
 

@@ -12,23 +12,11 @@ using test::relative_error;
 namespace {
 
 template <class T>
-constexpr double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-10;
+constexpr double tolerance = test::parity_tolerance<T>;
 
 template <class T>
 void check_layer(Layer<T>& layer, const std::string& name) {
-  const auto g = [&](const std::string& field) { return cast<T>(golden("layers", name + "." + field)); };
-  for (Parameter<T>* p : layer.parameters()) p->value = g(p->local_name());
-  const Tensor<T> x = g("x");
-  Tensor<T> y, dx;
-  layer.forward(x, y, Mode::train);
-  layer.backward(x, y, g("dy"), &dx);
-  INFO(name);
-  CHECK(relative_error(y, golden("layers", name + ".y")) < tolerance<T>);
-  CHECK(relative_error(dx, golden("layers", name + ".dx")) < tolerance<T>);
-  for (Parameter<T>* p : layer.parameters()) {
-    INFO(p->name);
-    CHECK(relative_error(p->grad, golden("layers", name + ".d" + p->local_name())) < tolerance<T>);
-  }
+  test::check_layer_parity(layer, "layers", name);
 }
 
 template <class T>

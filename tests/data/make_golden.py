@@ -69,6 +69,32 @@ def layers():
     w.close()
 
 
+def conv_layers():
+    """Conv2D variants and pooling, NCHW; Conv2d weights in OIHW."""
+    w = Writer("conv")
+    x = rand(2, 3, 7, 6)
+    convs = {
+        "conv_valid": dict(kernel_size=3),
+        "conv_stride_pad": dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 2)),
+        "conv_same_dilated": dict(kernel_size=3, padding="same", dilation=2),
+        "conv_1x1_nobias": dict(kernel_size=1, bias=False),
+    }
+    for name, kw in convs.items():
+        conv = torch.nn.Conv2d(3, 4, **kw).double()
+        with torch.no_grad():
+            for p in conv.parameters():
+                p.copy_(rand(*p.shape, low=-0.5, high=0.5))
+        layer_case(w, name, conv, x)
+    layer_case(w, "max_pool", torch.nn.MaxPool2d(2), x)
+    layer_case(w, "max_pool_stride_pad", torch.nn.MaxPool2d(3, stride=2, padding=1), x)
+    layer_case(w, "avg_pool", torch.nn.AvgPool2d(2), x)
+    layer_case(w, "avg_pool_pad", torch.nn.AvgPool2d(3, stride=2, padding=1), x)
+    layer_case(w, "avg_pool_pad_exclude", torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), x)
+    layer_case(w, "global_avg_pool", torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), x)
+    layer_case(w, "flatten", torch.nn.Flatten(), x)
+    w.close()
+
+
 def losses():
     w = Writer("losses")
     cases = [
@@ -117,6 +143,7 @@ def optimizers():
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     layers()
+    conv_layers()
     losses()
     optimizers()
     print("golden vectors written to", OUT, "with torch", torch.__version__)

@@ -16,7 +16,25 @@
 #include <omp.h>
 #endif
 
+// Parallel loop over independent iterations (samples, channels) with the one
+// OpenMP pool that Eigen also uses; a plain loop without OpenMP. Eigen runs
+// GEMMs inside such a loop single-threaded, so pools never nest.
+#ifdef _OPENMP
+#define GLASSBOX_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+#else
+#define GLASSBOX_PARALLEL_FOR
+#endif
+
 namespace glassbox {
+
+// Index of the calling thread inside a GLASSBOX_PARALLEL_FOR loop (0 outside).
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 namespace detail {
 inline int& configured_threads() {

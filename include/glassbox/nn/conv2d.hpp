@@ -1,0 +1,195 @@
+#pragma once
+// Conv2D: 2-D convolution (cross-correlation, as in PyTorch and Keras) over
+// NCHW input. Weight layout OIHW as torch.nn.Conv2d: (out_channels,
+// in_channels, kh, kw); bias (out_channels). Stride, dilation and padding
+// valid / same / explicit. Default initialisation as Keras: Glorot-uniform
+// with fan_in = in * kh * kw, fan_out = out * kh * kw; zero bias.
+//
+// Each sample is one GEMM, W (out x in*kh*kw) * im2col(x) (in*kh*kw x oh*ow),
+// and samples are spread over the threads (one thread per GEMM: the GEMMs of
+// small networks are too small to split). Workspaces are kept across batches.
+
+#include <fmt/format.h>
+
+#include <vector>
+
+#include "glassbox/core/threads.hpp"
+#include "glassbox/nn/im2col.hpp"
+#include "glassbox/nn/init.hpp"
+#include "glassbox/nn/window.hpp"
+
+namespace glassbox::nn {
+
+template <class T>
+class Conv2D : public Layer<T> {
+ public:
+  struct Options {
+    Size2 stride{1, 1};
+    Padding padding = Padding::valid;
+    Size2 pad{0, 0};  // with Padding::explicit_
+    Size2 dilation{1, 1};
+    bool bias = true;
+    Init weight_init = Init::glorot_uniform;
+    Init bias_init = Init::zeros;
+  };
+
+  Conv2D(index_t in_channels, index_t out_channels, Size2 kernel)
+      : Conv2D(in_channels, out_channels, kernel, Options{}) {}
+  Conv2D(index_t in_channels, index_t out_channels, Size2 kernel, Options options)
+      : in_(in_channels),
+        out_(out_channels),
+        options_(options),
+        window_{kernel, options.stride, options.dilation, options.padding, options.pad},
+        weight_("weight", Shape{std::max<index_t>(out_channels, 0), std::max<index_t>(in_channels, 0),
+                                std::max<index_t>(kernel.h, 0), std::max<index_t>(kernel.w, 0)}) {
+    if (in_channels <= 0 || out_channels <= 0)
+      throw Error(fmt::format("conv2d: channels must be positive, got in={} out={}", in_channels, out_channels));
+    window_.validate("conv2d");
+    if (options_.bias) bias_ = Parameter<T>("bias", Shape{out_channels});
+  }
+
+  std::string kind() const override { return "conv2d"; }
+  std::string config() const override {
+    return fmt::format("{} -> {}, {}{}", in_, out_, window_.str(), options_.bias ? "" : ", no bias");
+  }
+  const Window2D& window() const { return window_; }
+  Parameter<T>& weight() { return weight_; }
+  Parameter<T>& bias() {
+    if (!options_.bias) throw Error(this->name() + ": layer was built without a bias");
+    return bias_;
+  }
+
+  Shape output_shape(const Shape& in) const override {
+    require_nchw(this->name(), in);
+    if (in[1] != in_)
+      throw_shape_error(this->name(), fmt::format("input has {} channels, layer expects {}", in[1], in_));
+    const Size2 o = window_.output(this->name(), in[2], in[3]);
+    return Shape{in[0], out_, o.h, o.w};
+  }
+
+  void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
+    const Geometry g = geometry(x.shape());
+    y.resize(Shape{g.n, out_, g.out.h, g.out.w});
+    prepare_workspace(g, false, false);
+    const auto w = weight_matrix();
+    const T* xd = x.data();
+    T* yd = y.data();
+    GLASSBOX_PARALLEL_FOR
+    for (index_t s = 0; s < g.n; ++s) {
+      const ConstMap col = lower(xd + s * g.in_size, g, columns_[static_cast<std::size_t>(thread_index())]);
+      Map out(yd + s * out_ * g.positions, out_, g.positions);
+      out.noalias() = w * col;
+      if (options_.bias)
+        out.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.value.data(), out_);
+    }
+  }
+
+  void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
+    const Geometry g = geometry(x.shape());
+    prepare_workspace(g, true, dx != nullptr);
+    const auto w = weight_matrix();
+    for (auto& acc : weight_grads_) acc.set_zero();
+    for (auto& acc : bias_grads_) acc.set_zero();
+    if (dx) {
+      dx->resize(x.shape());
+      dx->set_zero();
+    }
+    const T* xd = x.data();
+    const T* dyd = dy.data();
+    T* dxd = dx ? dx->data() : nullptr;
+    GLASSBOX_PARALLEL_FOR
+    for (index_t s = 0; s < g.n; ++s) {
+      const auto t = static_cast<std::size_t>(thread_index());
+      const ConstMap col = lower(xd + s * g.in_size, g, columns_[t]);
+      const ConstMap grad_out(dyd + s * out_ * g.positions, out_, g.positions);
+      Map(weight_grads_[t].data(), out_, g.patch).noalias() += grad_out * col.transpose();
+      if (options_.bias) bias_grads_[t].flat() += grad_out.rowwise().sum().array();
+      if (dxd) {
+        Map grad_col(grad_columns_[t].data(), g.patch, g.positions);
+        grad_col.noalias() = w.transpose() * grad_out;
+        detail::col2im(grad_col.data(), in_, g.h, g.w, window_, g.pads, g.out, dxd + s * g.in_size);
+      }
+    }
+    weight_.grad.flat() = weight_grads_[0].flat();
+    for (std::size_t t = 1; t < weight_grads_.size(); ++t) weight_.grad.flat() += weight_grads_[t].flat();
+    if (options_.bias) {
+      bias_.grad.flat() = bias_grads_[0].flat();
+      for (std::size_t t = 1; t < bias_grads_.size(); ++t) bias_.grad.flat() += bias_grads_[t].flat();
+    }
+  }
+
+  std::vector<Parameter<T>*> parameters() override {
+    if (options_.bias) return {&weight_, &bias_};
+    return {&weight_};
+  }
+
+  void reset_parameters(Rng& rng) override {
+    const index_t area = window_.kernel.h * window_.kernel.w;
+    initialize(weight_.value, options_.weight_init, in_ * area, out_ * area, rng);
+    if (options_.bias) initialize(bias_.value, options_.bias_init, in_ * area, out_ * area, rng);
+    weight_.apply_mask();
+  }
+
+ private:
+  using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Map = Eigen::Map<Matrix>;
+  using ConstMap = Eigen::Map<const Matrix>;
+
+  struct Geometry {
+    index_t n, h, w, in_size, patch, positions;
+    Size2 out;
+    Window2D::Pads pads;
+    bool identity_lowering;  // 1x1, stride 1, no padding: im2col(x) is x itself
+  };
+
+  Geometry geometry(const Shape& in) const {
+    Geometry g;
+    g.n = in[0];
+    g.h = in[2];
+    g.w = in[3];
+    g.in_size = in_ * g.h * g.w;
+    g.out = window_.output(this->name(), g.h, g.w);
+    g.pads = window_.pads(g.h, g.w);
+    g.patch = in_ * window_.kernel.h * window_.kernel.w;
+    g.positions = g.out.h * g.out.w;
+    g.identity_lowering = window_.kernel.h == 1 && window_.kernel.w == 1 && window_.stride.h == 1 &&
+                          window_.stride.w == 1 && g.pads.top == 0 && g.pads.left == 0 && g.pads.bottom == 0 &&
+                          g.pads.right == 0;
+    return g;
+  }
+
+  ConstMap weight_matrix() const {
+    return ConstMap(weight_.value.data(), out_, in_ * window_.kernel.h * window_.kernel.w);
+  }
+
+  // im2col of one sample into the thread's buffer (or a view of x itself).
+  ConstMap lower(const T* sample, const Geometry& g, Tensor<T>& buffer) const {
+    if (g.identity_lowering) return ConstMap(sample, g.patch, g.positions);
+    detail::im2col(sample, in_, g.h, g.w, window_, g.pads, g.out, buffer.data());
+    return ConstMap(buffer.data(), g.patch, g.positions);
+  }
+
+  // One buffer of each kind per thread, grown only when shapes grow.
+  void prepare_workspace(const Geometry& g, bool for_backward, bool input_grad) {
+    const auto threads = static_cast<std::size_t>(num_threads());
+    auto fit = [&](std::vector<Tensor<T>>& buffers, const Shape& shape) {
+      buffers.resize(threads);
+      for (auto& b : buffers)
+        if (b.shape() != shape) b.resize(shape);
+    };
+    if (!g.identity_lowering) fit(columns_, Shape{g.patch, g.positions});
+    if (input_grad) fit(grad_columns_, Shape{g.patch, g.positions});
+    if (for_backward) fit(weight_grads_, weight_.value.shape());
+    if (for_backward && options_.bias) fit(bias_grads_, Shape{out_});
+    if (columns_.size() < threads) columns_.resize(threads);  // identity lowering: unused, but indexable
+  }
+
+  index_t in_, out_;
+  Options options_;
+  Window2D window_;
+  Parameter<T> weight_;
+  Parameter<T> bias_;
+  std::vector<Tensor<T>> columns_, grad_columns_, weight_grads_, bias_grads_;
+};
+
+}  // namespace glassbox::nn

@@ -1,0 +1,146 @@
+// Convolution and pooling (nn/conv2d.hpp, max_pool2d.hpp, avg_pool2d.hpp,
+// flatten.hpp): gradient checks, PyTorch parity, shapes and errors.
+#include "support.hpp"
+
+using namespace glassbox;
+using Catch::Matchers::Contains;
+using nn::Padding;
+using nn::Size2;
+using test::check_layer_gradients;
+using test::check_layer_parity;
+using test::random_tensor;
+
+template class glassbox::nn::Conv2D<float>;
+template class glassbox::nn::MaxPool2D<float>;
+template class glassbox::nn::AvgPool2D<float>;
+template class glassbox::nn::GlobalAvgPool2D<float>;
+template class glassbox::nn::Flatten<float>;
+
+namespace {
+
+template <class T>
+typename nn::Conv2D<T>::Options conv_options(Size2 stride, Padding padding, Size2 pad, Size2 dilation, bool bias) {
+  typename nn::Conv2D<T>::Options o;
+  o.stride = stride;
+  o.padding = padding;
+  o.pad = pad;
+  o.dilation = dilation;
+  o.bias = bias;
+  return o;
+}
+
+// The four Conv2D variants of golden/conv.txt.
+template <class T>
+nn::Conv2D<T> conv_variant(const std::string& name) {
+  if (name == "conv_valid") return nn::Conv2D<T>(3, 4, {3, 3});
+  if (name == "conv_stride_pad")
+    return nn::Conv2D<T>(3, 4, {3, 2}, conv_options<T>({2, 1}, Padding::explicit_, {1, 2}, {1, 1}, true));
+  if (name == "conv_same_dilated")
+    return nn::Conv2D<T>(3, 4, {3, 3}, conv_options<T>({1, 1}, Padding::same, {0, 0}, {2, 2}, true));
+  return nn::Conv2D<T>(3, 4, {1, 1}, conv_options<T>({1, 1}, Padding::valid, {0, 0}, {1, 1}, false));
+}
+
+const char* const conv_names[] = {"conv_valid", "conv_stride_pad", "conv_same_dilated", "conv_1x1_nobias"};
+
+}  // namespace
+
+TEST_CASE("Gradient check: Conv2D in every configuration (double)") {
+  Rng rng(17);
+  const Tensor<double> x = random_tensor(Shape{2, 3, 7, 6}, rng);
+  for (const char* name : conv_names) {
+    nn::Conv2D<double> conv = conv_variant<double>(name);
+    conv.set_name(name);
+    check_layer_gradients(conv, x);
+  }
+  SECTION("same padding with stride 2 (asymmetric pads)") {
+    nn::Conv2D<double> conv(3, 2, {4, 3}, conv_options<double>({2, 2}, Padding::same, {0, 0}, {1, 1}, true));
+    CHECK(conv.output_shape(x.shape()) == Shape{2, 2, 4, 3});
+    check_layer_gradients(conv, x);
+  }
+}
+
+TEST_CASE("Gradient check: pooling and flatten (double)") {
+  Rng rng(5);
+  const Tensor<double> x = random_tensor(Shape{2, 3, 7, 6}, rng);
+  nn::MaxPool2D<double> max_pool({2, 2});
+  check_layer_gradients(max_pool, x);
+  nn::MaxPool2D<double> max_pool_padded({3, 3}, {{2, 2}, Padding::explicit_, {1, 1}});
+  check_layer_gradients(max_pool_padded, x);
+  nn::AvgPool2D<double> avg_pool({2, 2});
+  check_layer_gradients(avg_pool, x);
+  nn::AvgPool2D<double> avg_pool_same({3, 3}, {{2, 2}, Padding::same, {0, 0}}, false);
+  check_layer_gradients(avg_pool_same, x);
+  nn::GlobalAvgPool2D<double> global;
+  check_layer_gradients(global, x);
+  nn::Flatten<double> flatten;
+  check_layer_gradients(flatten, x);
+}
+
+TEMPLATE_TEST_CASE("PyTorch parity: Conv2D (OIHW weights) and pooling", "", float, double) {
+  using T = TestType;
+  for (const char* name : conv_names) {
+    nn::Conv2D<T> conv = conv_variant<T>(name);
+    check_layer_parity(conv, "conv", name);
+  }
+  nn::MaxPool2D<T> max_pool({2, 2});
+  check_layer_parity(max_pool, "conv", "max_pool");
+  nn::MaxPool2D<T> max_pool_padded({3, 3}, {{2, 2}, Padding::explicit_, {1, 1}});
+  check_layer_parity(max_pool_padded, "conv", "max_pool_stride_pad");
+  nn::AvgPool2D<T> avg_pool({2, 2});
+  check_layer_parity(avg_pool, "conv", "avg_pool");
+  nn::AvgPool2D<T> avg_pool_padded({3, 3}, {{2, 2}, Padding::explicit_, {1, 1}});
+  check_layer_parity(avg_pool_padded, "conv", "avg_pool_pad");
+  nn::AvgPool2D<T> avg_pool_exclude({3, 3}, {{2, 2}, Padding::explicit_, {1, 1}}, false);
+  check_layer_parity(avg_pool_exclude, "conv", "avg_pool_pad_exclude");
+  nn::GlobalAvgPool2D<T> global;
+  check_layer_parity(global, "conv", "global_avg_pool");
+  nn::Flatten<T> flatten;
+  check_layer_parity(flatten, "conv", "flatten");
+}
+
+TEST_CASE("Conv2D results do not depend on the thread count") {
+  Rng rng(3);
+  const Tensor<double> x = random_tensor(Shape{5, 3, 7, 6}, rng);
+  const Tensor<double> dy = random_tensor(Shape{5, 4, 5, 4}, rng);
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    nn::Conv2D<double> conv(3, 4, {3, 3});
+    Rng init(1);
+    conv.reset_parameters(init);
+    Tensor<double> y, dx;
+    conv.forward(x, y, Mode::train);
+    conv.backward(x, y, dy, &dx);
+    return std::vector<Tensor<double>>{y, dx, conv.weight().grad, conv.bias().grad};
+  };
+  const auto one = run(1), two = run(2);
+  set_num_threads(default_num_threads());
+  for (std::size_t i = 0; i < one.size(); ++i) CHECK(test::relative_error(one[i], two[i]) < 1e-14);
+}
+
+TEST_CASE("The seed CNN: summary and shape errors name the layer") {
+  Sequential<float> model(Shape{1, 28, 28});
+  model.add<nn::Conv2D<float>>(1, 32, Size2{3, 3});
+  model.add<nn::ReLU<float>>();
+  model.add<nn::MaxPool2D<float>>(Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(5408, 10);
+  const std::string s = model.summary();
+  CHECK_THAT(s, Contains("conv2d_1 (conv2d)"));
+  CHECK_THAT(s, Contains("(None, 32, 26, 26)"));
+  CHECK_THAT(s, Contains("320"));  // 32 * 9 + 32
+  CHECK_THAT(s, Contains("(None, 32, 13, 13)"));
+  CHECK_THAT(s, Contains("(None, 5408)"));
+  CHECK_THAT(s, Contains("Total params: 54410"));
+
+  Sequential<float> model2;
+  model2.add<nn::Conv2D<float>>(1, 8, Size2{3, 3});
+  CHECK_THROWS_WITH(model2.forward(Tensor<float>(Shape{2, 3, 28, 28})),
+                    Contains("conv2d_1: input has 3 channels, layer expects 1"));
+  CHECK_THROWS_WITH(model2.forward(Tensor<float>(Shape{2, 784})), Contains("conv2d_1: expects an NCHW input"));
+  CHECK_THROWS_WITH(model2.forward(Tensor<float>(Shape{2, 1, 2, 2})),
+                    Contains("conv2d_1: input of 2x2 (padded 2x2) is smaller than the 3x3 window"));
+  CHECK_THROWS_WITH(nn::Conv2D<float>(1, 0, {3, 3}), Contains("conv2d: channels must be positive"));
+  CHECK_THROWS_WITH(nn::MaxPool2D<float>({2, 0}), Contains("max_pool2d: kernel 2x0"));
+  CHECK_THROWS_WITH(nn::MaxPool2D<float>({2, 2}, {{1, 1}, Padding::explicit_, {2, 2}}),
+                    Contains("padding 2x2 exceeds half the 2x2 kernel"));
+}
