@@ -1,34 +1,45 @@
 #!/usr/bin/env bash
-# Runs the glassbox benchmarks and their PyTorch references in one go and
-# prints samples/s and the ratio glassbox / PyTorch per measurement.
+# Runs the glassbox benchmarks (MLP and seed CNN) and their PyTorch references
+# in one go and prints samples/s and the ratio glassbox / PyTorch, with
+# PyTorch in its best setting here (threads = cores, one OpenBLAS thread) and,
+# for reference, in its default setting.
 #   bench/compare.sh [SAMPLES]
-# Installs Debian's python3-torch and OpenBLAS for the reference column.
+# Installs Debian's python3-torch and OpenBLAS for the reference columns.
 set -euo pipefail
+unset CDPATH
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh bench || echo "compare.sh: continuing without the missing packages" >&2
 build=build/bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_BENCH=ON -DGLASSBOX_BUILD_TESTS=OFF \
   -DGLASSBOX_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_mlp -j "$(nproc)" >/dev/null
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+cmake --build "$build" --target bench_mlp bench_seed_cnn -j "$(nproc)" >/dev/null
+have_torch=0
+/usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
 
-ours=$("$build/bench/bench_mlp" "$@")
-echo "$ours" | head -1
-if /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  # This machine's OPENBLAS_CORETYPE/L2_SIZE pin an older, slower kernel: unset for the reference only.
-  theirs=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_mlp.py "$@")
-  echo "$theirs" | head -1
-else
-  theirs=""
-  echo "(python3-torch not installed: no reference column)"
-fi
-printf '%-24s %14s %14s %8s\n' measurement glassbox pytorch ratio
-echo "$ours" | awk '$1 == "glassbox" {print $2, $3, $4}' | while read -r model what rate; do
-  ref=$(echo "$theirs" | awk -v m="$model" -v w="$what" '$1 == "torch" && $2 == m && $3 == w {print $4}')
-  if [[ -n "$ref" ]]; then
-    printf '%-24s %14s %14s %8s\n' "$model $what" "$rate" "$ref" "$(awk -v a="$rate" -v b="$ref" 'BEGIN {printf "%.2f", a / b}')"
-  else
-    printf '%-24s %14s %14s %8s\n' "$model $what" "$rate" "-" "-"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+results=""
+for bench in mlp seed_cnn; do
+  results+=$("$build/bench/bench_$bench" "$@")$'\n'
+  if [[ $have_torch == 1 ]]; then
+    # This machine's OPENBLAS_CORETYPE/L2_SIZE pin an older, slower kernel: unset for the reference only.
+    # PyTorch allocates every intermediate anew; above glibc's mmap threshold each allocation costs page
+    # faults (seed CNN training ~4x slower here), so its best setting keeps them on the heap.
+    results+=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE MALLOC_MMAP_THRESHOLD_=4294967296 \
+      MALLOC_TRIM_THRESHOLD_=4294967296 /usr/bin/python3 "bench/torch_$bench.py" "$@")$'\n'
+    results+=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE TORCH_DEFAULTS=1 /usr/bin/python3 "bench/torch_$bench.py" "$@")$'\n'
   fi
+done
+[[ $have_torch == 1 ]] || echo "(python3-torch not installed: no reference columns)"
+echo "$results" | grep -E '^(threads|torch [0-9]|torch-default [0-9])' | sort -u
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+printf '%-22s %12s %12s %8s %14s\n' "samples/s" glassbox pytorch ratio "pytorch-default"
+echo "$results" | awk '$1 == "glassbox" {print $2, $3, $4}' | while read -r model what rate; do
+  ref=$(echo "$results" | awk -v m="$model" -v w="$what" '$1 == "torch" && $2 == m && $3 == w {print $4}')
+  def=$(echo "$results" | awk -v m="$model" -v w="$what" '$1 == "torch-default" && $2 == m && $3 == w {print $4}')
+  ratio="-"
+  [[ -n "$ref" ]] && ratio=$(awk -v a="$rate" -v b="$ref" 'BEGIN {printf "%.2f", a / b}')
+  printf '%-22s %12s %12s %8s %14s\n' "$model $what" "$rate" "${ref:--}" "$ratio" "${def:--}"
 done

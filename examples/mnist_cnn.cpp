@@ -23,8 +23,9 @@ int main(int argc, char** argv) try {
               data.test_images.dim(0), num_threads());
 
   Sequential<float> model(Shape{1, 28, 28}, /*seed=*/1);
-  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3});
-  model.add<nn::ReLU<float>>();
+  nn::Conv2D<float>::Options relu;  // Keras' Conv2D(32, (3, 3), activation="relu")
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
   model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
   model.add<nn::Flatten<float>>();
   model.add<nn::Dense<float>>(32 * 13 * 13, 10);

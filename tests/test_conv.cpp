@@ -29,7 +29,7 @@ typename nn::Conv2D<T>::Options conv_options(Size2 stride, Padding padding, Size
   return o;
 }
 
-// The four Conv2D variants of golden/conv.txt.
+// The Conv2D variants of golden/conv.txt.
 template <class T>
 nn::Conv2D<T> conv_variant(const std::string& name) {
   if (name == "conv_valid") return nn::Conv2D<T>(3, 4, {3, 3});
@@ -37,10 +37,14 @@ nn::Conv2D<T> conv_variant(const std::string& name) {
     return nn::Conv2D<T>(3, 4, {3, 2}, conv_options<T>({2, 1}, Padding::explicit_, {1, 2}, {1, 1}, true));
   if (name == "conv_same_dilated")
     return nn::Conv2D<T>(3, 4, {3, 3}, conv_options<T>({1, 1}, Padding::same, {0, 0}, {2, 2}, true));
-  return nn::Conv2D<T>(3, 4, {1, 1}, conv_options<T>({1, 1}, Padding::valid, {0, 0}, {1, 1}, false));
+  if (name == "conv_1x1_nobias")
+    return nn::Conv2D<T>(3, 4, {1, 1}, conv_options<T>({1, 1}, Padding::valid, {0, 0}, {1, 1}, false));
+  auto fused = conv_options<T>({1, 1}, Padding::explicit_, {1, 1}, {1, 1}, true);
+  fused.activation = nn::Activation::relu;
+  return nn::Conv2D<T>(3, 4, {3, 3}, fused);
 }
 
-const char* const conv_names[] = {"conv_valid", "conv_stride_pad", "conv_same_dilated", "conv_1x1_nobias"};
+const char* const conv_names[] = {"conv_valid", "conv_stride_pad", "conv_same_dilated", "conv_1x1_nobias", "conv_relu"};
 
 }  // namespace
 
@@ -119,8 +123,9 @@ TEST_CASE("Conv2D results do not depend on the thread count") {
 
 TEST_CASE("The seed CNN: summary and shape errors name the layer") {
   Sequential<float> model(Shape{1, 28, 28});
-  model.add<nn::Conv2D<float>>(1, 32, Size2{3, 3});
-  model.add<nn::ReLU<float>>();
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 32, Size2{3, 3}, relu);
   model.add<nn::MaxPool2D<float>>(Size2{2, 2});
   model.add<nn::Flatten<float>>();
   model.add<nn::Dense<float>>(5408, 10);

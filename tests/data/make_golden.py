@@ -85,6 +85,16 @@ def conv_layers():
             for p in conv.parameters():
                 p.copy_(rand(*p.shape, low=-0.5, high=0.5))
         layer_case(w, name, conv, x)
+    class ConvReLU(torch.nn.Conv2d):
+        """Conv2D with the fused ReLU (Keras' activation="relu")."""
+        def forward(self, inp):
+            return torch.relu(super().forward(inp))
+
+    conv_relu = ConvReLU(3, 4, 3, padding=1).double()
+    with torch.no_grad():
+        for p in conv_relu.parameters():
+            p.copy_(rand(*p.shape, low=-0.5, high=0.5))
+    layer_case(w, "conv_relu", conv_relu, x)
     layer_case(w, "max_pool", torch.nn.MaxPool2d(2), x)
     layer_case(w, "max_pool_stride_pad", torch.nn.MaxPool2d(3, stride=2, padding=1), x)
     layer_case(w, "avg_pool", torch.nn.AvgPool2d(2), x)

@@ -9,12 +9,37 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <initializer_list>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "glassbox/core/error.hpp"
 #include "glassbox/core/shape.hpp"
 
 namespace glassbox {
+
+namespace detail {
+// Eigen's aligned allocator, but growing a vector leaves new elements
+// uninitialised: Tensor::resize on a reused buffer must not cost a memset.
+template <class T>
+struct uninitialized_allocator : Eigen::aligned_allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = uninitialized_allocator<U>;
+  };
+  uninitialized_allocator() = default;
+  template <class U>
+  uninitialized_allocator(const uninitialized_allocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+}  // namespace detail
 
 template <class T>
 class Tensor {
@@ -84,7 +109,7 @@ class Tensor {
   }
 
   Shape shape_;
-  std::vector<T, Eigen::aligned_allocator<T>> data_;
+  std::vector<T, detail::uninitialized_allocator<T>> data_;
 };
 
 // Copies rows [first, first + count) of src into dst, resized to (count, ...).

@@ -12,6 +12,11 @@
 
 namespace glassbox::nn {
 
+// An activation fused into the layer before it (Keras' activation="relu"):
+// applied to each sample's output while it is in cache, and shown by hooks
+// and summaries as that layer's output.
+enum class Activation { none, relu };
+
 template <class T>
 class Elementwise : public Layer<T> {
  public:

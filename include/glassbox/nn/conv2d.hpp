@@ -2,7 +2,8 @@
 // Conv2D: 2-D convolution (cross-correlation, as in PyTorch and Keras) over
 // NCHW input. Weight layout OIHW as torch.nn.Conv2d: (out_channels,
 // in_channels, kh, kw); bias (out_channels). Stride, dilation and padding
-// valid / same / explicit. Default initialisation as Keras: Glorot-uniform
+// valid / same / explicit, and an optional fused ReLU (Keras'
+// Conv2D(..., activation="relu")). Default initialisation as Keras: Glorot-uniform
 // with fan_in = in * kh * kw, fan_out = out * kh * kw; zero bias.
 //
 // Each sample is one GEMM, W (out x in*kh*kw) * im2col(x) (in*kh*kw x oh*ow),
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "glassbox/core/threads.hpp"
+#include "glassbox/nn/activations.hpp"
 #include "glassbox/nn/im2col.hpp"
 #include "glassbox/nn/init.hpp"
 #include "glassbox/nn/window.hpp"
@@ -29,6 +31,7 @@ class Conv2D : public Layer<T> {
     Size2 pad{0, 0};  // with Padding::explicit_
     Size2 dilation{1, 1};
     bool bias = true;
+    Activation activation = Activation::none;
     Init weight_init = Init::glorot_uniform;
     Init bias_init = Init::zeros;
   };
@@ -50,7 +53,8 @@ class Conv2D : public Layer<T> {
 
   std::string kind() const override { return "conv2d"; }
   std::string config() const override {
-    return fmt::format("{} -> {}, {}{}", in_, out_, window_.str(), options_.bias ? "" : ", no bias");
+    return fmt::format("{} -> {}, {}{}{}", in_, out_, window_.str(), options_.bias ? "" : ", no bias",
+                       options_.activation == Activation::relu ? ", relu" : "");
   }
   const Window2D& window() const { return window_; }
   Parameter<T>& weight() { return weight_; }
@@ -81,10 +85,11 @@ class Conv2D : public Layer<T> {
       out.noalias() = w * col;
       if (options_.bias)
         out.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.value.data(), out_);
+      if (options_.activation == Activation::relu) out = out.cwiseMax(T(0));
     }
   }
 
-  void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
+  void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
     const Geometry g = geometry(x.shape());
     prepare_workspace(g, true, dx != nullptr);
     const auto w = weight_matrix();
@@ -95,13 +100,22 @@ class Conv2D : public Layer<T> {
       dx->set_zero();
     }
     const T* xd = x.data();
+    const T* yd = y.data();
     const T* dyd = dy.data();
     T* dxd = dx ? dx->data() : nullptr;
+    const bool relu = options_.activation == Activation::relu;
     GLASSBOX_PARALLEL_FOR
     for (index_t s = 0; s < g.n; ++s) {
       const auto t = static_cast<std::size_t>(thread_index());
       const ConstMap col = lower(xd + s * g.in_size, g, columns_[t]);
-      const ConstMap grad_out(dyd + s * out_ * g.positions, out_, g.positions);
+      const T* grad_data = dyd + s * out_ * g.positions;
+      if (relu) {  // through the fused ReLU: zero where it was off
+        const ConstMap out(yd + s * out_ * g.positions, out_, g.positions);
+        Map(masked_[t].data(), out_, g.positions) =
+            (out.array() > T(0)).select(ConstMap(grad_data, out_, g.positions).array(), T(0)).matrix();
+        grad_data = masked_[t].data();
+      }
+      const ConstMap grad_out(grad_data, out_, g.positions);
       Map(weight_grads_[t].data(), out_, g.patch).noalias() += grad_out * col.transpose();
       if (options_.bias) bias_grads_[t].flat() += grad_out.rowwise().sum().array();
       if (dxd) {
@@ -179,6 +193,7 @@ class Conv2D : public Layer<T> {
     };
     if (!g.identity_lowering) fit(columns_, Shape{g.patch, g.positions});
     if (input_grad) fit(grad_columns_, Shape{g.patch, g.positions});
+    if (for_backward && options_.activation == Activation::relu) fit(masked_, Shape{out_, g.positions});
     if (for_backward) fit(weight_grads_, weight_.value.shape());
     if (for_backward && options_.bias) fit(bias_grads_, Shape{out_});
     if (columns_.size() < threads) columns_.resize(threads);  // identity lowering: unused, but indexable
@@ -189,7 +204,7 @@ class Conv2D : public Layer<T> {
   Window2D window_;
   Parameter<T> weight_;
   Parameter<T> bias_;
-  std::vector<Tensor<T>> columns_, grad_columns_, weight_grads_, bias_grads_;
+  std::vector<Tensor<T>> columns_, grad_columns_, masked_, weight_grads_, bias_grads_;
 };
 
 }  // namespace glassbox::nn

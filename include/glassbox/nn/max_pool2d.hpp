@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
+#include <algorithm>
 #include <limits>
 #include <vector>
 
@@ -56,48 +56,112 @@ class MaxPool2D : public Layer<T> {
     const T* xd = x.data();
     T* yd = y.data();
     index_t* wd = winners_.data();
+    const bool unpadded = p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
     GLASSBOX_PARALLEL_FOR
     for (index_t plane = 0; plane < planes; ++plane) {
       const T* in = xd + plane * h * w;
-      for (index_t oy = 0; oy < oh; ++oy)
-        for (index_t ox = 0; ox < ow; ++ox) {
-          T best = -std::numeric_limits<T>::infinity();
-          index_t arg = -1;
-          for (index_t ki = 0; ki < window_.kernel.h; ++ki) {
-            const index_t iy = oy * window_.stride.h - p.top + ki;
-            if (iy < 0 || iy >= h) continue;
-            for (index_t kj = 0; kj < window_.kernel.w; ++kj) {
-              const index_t ix = ox * window_.stride.w - p.left + kj;
-              if (ix < 0 || ix >= w) continue;
-              const T v = in[iy * w + ix];
-              if (v > best || arg < 0 || std::isnan(v)) {  // NaN propagates, as in PyTorch
-                best = v;
-                arg = iy * w + ix;
-              }
-            }
-          }
-          const index_t o = (plane * oh + oy) * ow + ox;
-          yd[o] = best;
-          wd[o] = arg;
-        }
+      T* out = yd + plane * oh * ow;
+      index_t* win = wd + plane * oh * ow;
+      if (unpadded)
+        pool_inside(in, w, oh, ow, out, win);
+      else
+        pool_padded(in, h, w, p, oh, ow, out, win);
     }
   }
 
   void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
     if (!dx) return;
     dx->resize(x.shape());
-    dx->set_zero();
     const index_t planes = x.dim(0) * x.dim(1), in_plane = x.dim(2) * x.dim(3);
     const index_t out_plane = dy.size() / (planes ? planes : 1);
     const T* g = dy.data();
     T* d = dx->data();
     const index_t* wd = winners_.data();
     GLASSBOX_PARALLEL_FOR
-    for (index_t plane = 0; plane < planes; ++plane)
-      for (index_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) d[plane * in_plane + wd[o]] += g[o];
+    for (index_t plane = 0; plane < planes; ++plane) {
+      T* dplane = d + plane * in_plane;
+      std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
+      for (index_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) dplane[wd[o]] += g[o];
+    }
   }
 
  private:
+  // PyTorch's rule: a larger value, or a NaN, takes the window.
+  static bool wins(T v, T best) { return v > best || v != v; }
+
+  // Every window inside the plane: no bounds checks, and branch-free
+  // selects (the branches of a max over data mispredict half the time).
+  void pool_inside(const T* in, index_t w, index_t oh, index_t ow, T* out, index_t* win) const {
+    const Window2D& k = window_;
+    if (k.kernel.h == 2 && k.kernel.w == 2 && k.stride.h == 2 && k.stride.w == 2) {
+      for (index_t oy = 0; oy < oh; ++oy) pool_2x2_row(in, 2 * oy * w, w, ow, out + oy * ow, win + oy * ow);
+      return;
+    }
+    for (index_t oy = 0; oy < oh; ++oy)
+      for (index_t ox = 0; ox < ow; ++ox) {
+        const index_t first = oy * k.stride.h * w + ox * k.stride.w;
+        T best = in[first];
+        index_t arg = first;
+        for (index_t ki = 0; ki < k.kernel.h; ++ki)
+          for (index_t kj = 0; kj < k.kernel.w; ++kj) {
+            const index_t i = first + ki * w + kj;
+            const bool take = wins(in[i], best);
+            best = take ? in[i] : best;
+            arg = take ? i : arg;
+          }
+        out[oy * ow + ox] = best;
+        win[oy * ow + ox] = arg;
+      }
+  }
+
+  // The seed CNN's pooling: one output row from the input rows starting at
+  // plane[first] and plane[first + w].
+  static void pool_2x2_row(const T* plane, index_t first, index_t w, index_t ow, T* __restrict out,
+                           index_t* __restrict win) {
+    const T* __restrict top = plane + first;
+    const T* __restrict bottom = top + w;
+    for (index_t ox = 0; ox < ow; ++ox) {
+      const T a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
+      T best = a;
+      index_t offset = 0;
+      bool take = wins(b, best);
+      best = take ? b : best;
+      offset = take ? 1 : offset;
+      take = wins(c, best);
+      best = take ? c : best;
+      offset = take ? w : offset;
+      take = wins(d, best);
+      best = take ? d : best;
+      offset = take ? w + 1 : offset;
+      out[ox] = best;
+      win[ox] = first + 2 * ox + offset;
+    }
+  }
+
+  // Windows may reach into the padding, which never wins.
+  void pool_padded(const T* in, index_t h, index_t w, const Window2D::Pads& p, index_t oh, index_t ow, T* out,
+                   index_t* win) const {
+    for (index_t oy = 0; oy < oh; ++oy)
+      for (index_t ox = 0; ox < ow; ++ox) {
+        T best = -std::numeric_limits<T>::infinity();
+        index_t arg = -1;
+        for (index_t ki = 0; ki < window_.kernel.h; ++ki) {
+          const index_t iy = oy * window_.stride.h - p.top + ki;
+          if (iy < 0 || iy >= h) continue;
+          for (index_t kj = 0; kj < window_.kernel.w; ++kj) {
+            const index_t ix = ox * window_.stride.w - p.left + kj;
+            if (ix < 0 || ix >= w) continue;
+            if (arg < 0 || wins(in[iy * w + ix], best)) {
+              best = in[iy * w + ix];
+              arg = iy * w + ix;
+            }
+          }
+        }
+        out[oy * ow + ox] = best;
+        win[oy * ow + ox] = arg;  // >= 0: padding is at most half the kernel
+      }
+  }
+
   Window2D window_;
   std::vector<index_t> winners_;  // per output: index of the max within its input plane
 };
