@@ -150,10 +150,31 @@ def optimizers():
     w.close()
 
 
+def normalization():
+    """BatchNorm1d over features and BatchNorm2d over channels: a training step
+    (forward, backward, running statistics after it), then eval on the same x."""
+    w = Writer("norm")
+    for name, bn, x in [("bn1d", torch.nn.BatchNorm1d(4), rand(6, 4)),
+                        ("bn2d", torch.nn.BatchNorm2d(3, momentum=0.2), rand(2, 3, 5, 4))]:
+        bn = bn.double()
+        with torch.no_grad():
+            bn.weight.copy_(rand(*bn.weight.shape, low=0.5, high=1.5))
+            bn.bias.copy_(rand(*bn.bias.shape, low=-0.5, high=0.5))
+        bn.train()
+        layer_case(w, name, bn, x)
+        w.add(f"{name}.running_mean", bn.running_mean)
+        w.add(f"{name}.running_var", bn.running_var)
+        bn.eval()
+        with torch.no_grad():
+            w.add(f"{name}.y_eval", bn(x))
+    w.close()
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     layers()
     conv_layers()
     losses()
     optimizers()
+    normalization()
     print("golden vectors written to", OUT, "with torch", torch.__version__)

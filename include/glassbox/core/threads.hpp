@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <Eigen/Core>
+#include <atomic>
 #include <cstdlib>
 #include <thread>
 
@@ -16,18 +17,23 @@
 #include <omp.h>
 #endif
 
-// Parallel loop over independent iterations (samples, channels) with the one
-// OpenMP pool that Eigen also uses; a plain loop without OpenMP. Eigen runs
-// GEMMs inside such a loop single-threaded, so pools never nest.
+// Parallel loop over independent iterations (samples, channels) on `threads`
+// threads of the one OpenMP pool that Eigen also uses; a plain loop without
+// OpenMP. The count is explicit because OpenMP's own setting is per calling
+// thread, and per-thread workspaces are sized with the same number. Eigen
+// runs GEMMs inside such a loop single-threaded, so pools never nest. Nothing
+// inside may throw (an exception leaving an OpenMP region terminates).
+#define GLASSBOX_PRAGMA(text) _Pragma(#text)
 #ifdef _OPENMP
-#define GLASSBOX_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+#define GLASSBOX_PARALLEL_FOR(threads) GLASSBOX_PRAGMA(omp parallel for schedule(static) num_threads(threads))
 #else
-#define GLASSBOX_PARALLEL_FOR
+#define GLASSBOX_PARALLEL_FOR(threads)
 #endif
 
 namespace glassbox {
 
-// Index of the calling thread inside a GLASSBOX_PARALLEL_FOR loop (0 outside).
+// Index of the calling thread inside a GLASSBOX_PARALLEL_FOR loop (0 outside),
+// below the loop's thread count.
 inline int thread_index() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -37,8 +43,8 @@ inline int thread_index() {
 }
 
 namespace detail {
-inline int& configured_threads() {
-  static int n = 0;  // 0: not yet decided
+inline std::atomic<int>& configured_threads() {
+  static std::atomic<int> n{0};  // 0: not yet decided
   return n;
 }
 }  // namespace detail

@@ -1,8 +1,8 @@
 #pragma once
 // AvgPool2D over NCHW input, as torch.nn.AvgPool2d: stride defaults to the
 // kernel; with padding, the divisor counts the padded zeros
-// (count_include_pad=true, PyTorch's default) or only real pixels (false, as
-// Keras' AveragePooling2D with padding="same").
+// (count_include_pad=true, PyTorch's default) or only real pixels (false).
+// Keras' AveragePooling2D(padding="same") is Padding::same with false.
 
 #include <fmt/format.h>
 
@@ -66,7 +66,7 @@ class AvgPool2D : public Layer<T> {
     const Window2D::Pads p = window_.pads(h, w);
     const Window2D win = window_;
     const bool include_pad = count_include_pad_;
-    GLASSBOX_PARALLEL_FOR
+    GLASSBOX_PARALLEL_FOR(num_threads())
     for (index_t plane = 0; plane < planes; ++plane)
       for (index_t oy = 0; oy < o.h; ++oy)
         for (index_t ox = 0; ox < o.w; ++ox) {

@@ -74,11 +74,12 @@ class Conv2D : public Layer<T> {
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     const Geometry g = geometry(x.shape());
     y.resize(Shape{g.n, out_, g.out.h, g.out.w});
-    prepare_workspace(g, false, false);
+    const int threads = num_threads();
+    prepare_workspace(g, threads, false, false);
     const auto w = weight_matrix();
     const T* xd = x.data();
     T* yd = y.data();
-    GLASSBOX_PARALLEL_FOR
+    GLASSBOX_PARALLEL_FOR(threads)
     for (index_t s = 0; s < g.n; ++s) {
       const ConstMap col = lower(xd + s * g.in_size, g, columns_[static_cast<std::size_t>(thread_index())]);
       Map out(yd + s * out_ * g.positions, out_, g.positions);
@@ -91,7 +92,8 @@ class Conv2D : public Layer<T> {
 
   void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
     const Geometry g = geometry(x.shape());
-    prepare_workspace(g, true, dx != nullptr);
+    const int threads = num_threads();
+    prepare_workspace(g, threads, true, dx != nullptr);
     const auto w = weight_matrix();
     for (auto& acc : weight_grads_) acc.set_zero();
     for (auto& acc : bias_grads_) acc.set_zero();
@@ -104,15 +106,15 @@ class Conv2D : public Layer<T> {
     const T* dyd = dy.data();
     T* dxd = dx ? dx->data() : nullptr;
     const bool relu = options_.activation == Activation::relu;
-    GLASSBOX_PARALLEL_FOR
+    GLASSBOX_PARALLEL_FOR(threads)
     for (index_t s = 0; s < g.n; ++s) {
       const auto t = static_cast<std::size_t>(thread_index());
       const ConstMap col = lower(xd + s * g.in_size, g, columns_[t]);
       const T* grad_data = dyd + s * out_ * g.positions;
-      if (relu) {  // through the fused ReLU: zero where it was off
+      if (relu) {  // through the fused ReLU: zero where it was off (NaN passes, as in PyTorch)
         const ConstMap out(yd + s * out_ * g.positions, out_, g.positions);
         Map(masked_[t].data(), out_, g.positions) =
-            (out.array() > T(0)).select(ConstMap(grad_data, out_, g.positions).array(), T(0)).matrix();
+            (out.array() <= T(0)).select(T(0), ConstMap(grad_data, out_, g.positions).array()).matrix();
         grad_data = masked_[t].data();
       }
       const ConstMap grad_out(grad_data, out_, g.positions);
@@ -184,8 +186,8 @@ class Conv2D : public Layer<T> {
   }
 
   // One buffer of each kind per thread, grown only when shapes grow.
-  void prepare_workspace(const Geometry& g, bool for_backward, bool input_grad) {
-    const auto threads = static_cast<std::size_t>(num_threads());
+  void prepare_workspace(const Geometry& g, int thread_count, bool for_backward, bool input_grad) {
+    const auto threads = static_cast<std::size_t>(thread_count);
     auto fit = [&](std::vector<Tensor<T>>& buffers, const Shape& shape) {
       buffers.resize(threads);
       for (auto& b : buffers)

@@ -37,7 +37,7 @@ void im2col(const T* x, index_t channels, index_t h, index_t w, const Window2D& 
           }
           const T* src = x + (c * h + iy) * w;  // input column of ox: ox * stride + x0
           std::fill(dst, dst + lo, T(0));
-          if (win.stride.w == 1)
+          if (lo < hi && win.stride.w == 1)  // lo == hi: the whole row lies in the padding
             std::copy(src + lo + x0, src + hi + x0, dst + lo);
           else
             for (index_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * win.stride.w + x0];

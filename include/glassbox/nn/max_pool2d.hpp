@@ -57,7 +57,7 @@ class MaxPool2D : public Layer<T> {
     T* yd = y.data();
     index_t* wd = winners_.data();
     const bool unpadded = p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
-    GLASSBOX_PARALLEL_FOR
+    GLASSBOX_PARALLEL_FOR(num_threads())
     for (index_t plane = 0; plane < planes; ++plane) {
       const T* in = xd + plane * h * w;
       T* out = yd + plane * oh * ow;
@@ -74,10 +74,13 @@ class MaxPool2D : public Layer<T> {
     dx->resize(x.shape());
     const index_t planes = x.dim(0) * x.dim(1), in_plane = x.dim(2) * x.dim(3);
     const index_t out_plane = dy.size() / (planes ? planes : 1);
+    if (static_cast<std::size_t>(dy.size()) != winners_.size() || out_plane * planes != dy.size())
+      throw Error(fmt::format("{}: backward of a gradient {} that does not match the last forward", this->name(),
+                              dy.shape().str()));
     const T* g = dy.data();
     T* d = dx->data();
     const index_t* wd = winners_.data();
-    GLASSBOX_PARALLEL_FOR
+    GLASSBOX_PARALLEL_FOR(num_threads())
     for (index_t plane = 0; plane < planes; ++plane) {
       T* dplane = d + plane * in_plane;
       std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
