@@ -25,6 +25,7 @@ elif ! scripts/fetch_mnist.sh; then
 fi
 
 build="$root/build/release"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_TESTS=OFF -DGLASSBOX_BUILD_EXAMPLES=ON >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_TESTS=OFF -DGLASSBOX_BUILD_EXAMPLES=ON \
+  -DGLASSBOX_FMT_HEADER_ONLY=OFF >/dev/null  # links libfmt: a third faster to compile
 cmake --build "$build" --target mnist_cnn -j "$(nproc)"
 "$build/examples/mnist_cnn" "$data"
