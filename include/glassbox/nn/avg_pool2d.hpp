@@ -9,27 +9,20 @@
 #include <algorithm>
 
 #include "glassbox/core/threads.hpp"
-#include "glassbox/nn/max_pool2d.hpp"
+#include "glassbox/nn/pool2d.hpp"
 
 namespace glassbox::nn {
 
 template <class T>
-class AvgPool2D : public Layer<T> {
+class AvgPool2D : public Pool2D<T> {
  public:
   explicit AvgPool2D(Size2 kernel, PoolOptions options = {}, bool count_include_pad = true)
-      : window_(pool_window("avg_pool2d", kernel, options)), count_include_pad_(count_include_pad) {}
+      : Pool2D<T>("avg_pool2d", kernel, options), count_include_pad_(count_include_pad) {}
 
   std::string kind() const override { return "avg_pool2d"; }
-  std::string config() const override { return window_.str(); }
-
-  Shape output_shape(const Shape& in) const override {
-    require_nchw(this->name(), in);
-    const Size2 o = window_.output(this->name(), in[2], in[3]);
-    return Shape{in[0], in[1], o.h, o.w};
-  }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
-    y.resize(output_shape(x.shape()));
+    y.resize(this->output_shape(x.shape()));
     for_each_window(
         x.shape(),
         [&](const T* in, T* out, index_t, index_t iy0, index_t iy1, index_t ix0, index_t ix1, index_t w, T scale) {
@@ -81,7 +74,7 @@ class AvgPool2D : public Layer<T> {
         }
   }
 
-  Window2D window_;
+  using Pool2D<T>::window_;
   bool count_include_pad_;
 };
 

@@ -11,44 +11,19 @@
 #include <vector>
 
 #include "glassbox/core/threads.hpp"
-#include "glassbox/nn/window.hpp"
+#include "glassbox/nn/pool2d.hpp"
 
 namespace glassbox::nn {
 
-struct PoolOptions {
-  Size2 stride{0, 0};  // 0: the kernel size
-  Padding padding = Padding::valid;
-  Size2 pad{0, 0};  // with Padding::explicit_
-};
-
-// The pooling window: stride defaulting to the kernel, no dilation.
-inline Window2D pool_window(const std::string& layer, Size2 kernel, const PoolOptions& o) {
-  Window2D w{
-      kernel, {o.stride.h ? o.stride.h : kernel.h, o.stride.w ? o.stride.w : kernel.w}, {1, 1}, o.padding, o.pad};
-  w.validate(layer);
-  // As PyTorch: every window keeps at least one real pixel.
-  if (o.padding == Padding::explicit_ && (2 * o.pad.h > kernel.h || 2 * o.pad.w > kernel.w))
-    throw Error(
-        fmt::format("{}: padding {}x{} exceeds half the {}x{} kernel", layer, o.pad.h, o.pad.w, kernel.h, kernel.w));
-  return w;
-}
-
 template <class T>
-class MaxPool2D : public Layer<T> {
+class MaxPool2D : public Pool2D<T> {
  public:
-  explicit MaxPool2D(Size2 kernel, PoolOptions options = {}) : window_(pool_window("max_pool2d", kernel, options)) {}
+  explicit MaxPool2D(Size2 kernel, PoolOptions options = {}) : Pool2D<T>("max_pool2d", kernel, options) {}
 
   std::string kind() const override { return "max_pool2d"; }
-  std::string config() const override { return window_.str(); }
-
-  Shape output_shape(const Shape& in) const override {
-    require_nchw(this->name(), in);
-    const Size2 o = window_.output(this->name(), in[2], in[3]);
-    return Shape{in[0], in[1], o.h, o.w};
-  }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
-    const Shape out = output_shape(x.shape());
+    const Shape out = this->output_shape(x.shape());
     y.resize(out);
     const index_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), oh = out[2], ow = out[3];
     const Window2D::Pads p = window_.pads(h, w);
@@ -165,7 +140,7 @@ class MaxPool2D : public Layer<T> {
       }
   }
 
-  Window2D window_;
+  using Pool2D<T>::window_;
   std::vector<index_t> winners_;  // per output: index of the max within its input plane
 };
 
