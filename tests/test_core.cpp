@@ -118,6 +118,17 @@ TEST_CASE("Parameter masks zero pruned entries and check their shape") {
   CHECK_THROWS_WITH(p.set_mask(Tensor<float>(Shape{4}, 1.f)), Contains("weight: mask shape (4) does not match"));
 }
 
+TEST_CASE("parallel_for visits every index once and rethrows an iteration's exception") {
+  std::vector<int> visits(1000, 0);
+  parallel_for(1000, 2, [&](index_t i) { ++visits[static_cast<std::size_t>(i)]; });
+  CHECK(std::all_of(visits.begin(), visits.end(), [](int v) { return v == 1; }));
+  CHECK_THROWS_WITH(parallel_for(100, 2,
+                                 [](index_t i) {
+                                   if (i == 77) throw Error("iteration 77 failed");
+                                 }),
+                    "iteration 77 failed");
+}
+
 TEST_CASE("Thread count: configurable, validated, read from GLASSBOX_NUM_THREADS") {
   CHECK(num_threads() >= 1);
   set_num_threads(1);

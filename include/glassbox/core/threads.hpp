@@ -8,7 +8,9 @@
 
 #include <Eigen/Core>
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
+#include <exception>
 #include <thread>
 
 #include "glassbox/core/error.hpp"
@@ -17,23 +19,10 @@
 #include <omp.h>
 #endif
 
-// Parallel loop over independent iterations (samples, channels) on `threads`
-// threads of the one OpenMP pool that Eigen also uses; a plain loop without
-// OpenMP. The count is explicit because OpenMP's own setting is per calling
-// thread, and per-thread workspaces are sized with the same number. Eigen
-// runs GEMMs inside such a loop single-threaded, so pools never nest. Nothing
-// inside may throw (an exception leaving an OpenMP region terminates).
-#define GLASSBOX_PRAGMA(text) _Pragma(#text)
-#ifdef _OPENMP
-#define GLASSBOX_PARALLEL_FOR(threads) GLASSBOX_PRAGMA(omp parallel for schedule(static) num_threads(threads))
-#else
-#define GLASSBOX_PARALLEL_FOR(threads)
-#endif
-
 namespace glassbox {
 
-// Index of the calling thread inside a GLASSBOX_PARALLEL_FOR loop (0 outside),
-// below the loop's thread count.
+// Index of the calling thread inside a parallel_for loop (0 outside), below
+// the loop's thread count.
 inline int thread_index() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -72,6 +61,34 @@ inline void set_num_threads(int n) {
 inline int num_threads() {
   if (detail::configured_threads() == 0) set_num_threads(default_num_threads());
   return detail::configured_threads();
+}
+
+// Runs body(i) for every i in [0, n), independent iterations (samples,
+// channels) spread statically over `threads` threads of the one OpenMP pool
+// that Eigen also uses (a plain loop without OpenMP). The count is explicit
+// because OpenMP's own setting is per calling thread, and callers size their
+// per-thread workspaces (indexed by thread_index()) with the same number.
+// Eigen runs GEMMs inside such a loop single-threaded, so pools never nest.
+// An exception from any iteration is rethrown here after the loop, since one
+// leaving an OpenMP region would terminate the program.
+template <class Body>
+void parallel_for(std::ptrdiff_t n, int threads, Body&& body) {
+  std::exception_ptr error;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    try {
+      body(i);
+    } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(glassbox_parallel_for_error)
+#endif
+      if (!error) error = std::current_exception();
+    }
+  }
+  (void)threads;
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace glassbox

@@ -59,8 +59,7 @@ class AvgPool2D : public Pool2D<T> {
     const Window2D::Pads p = window_.pads(h, w);
     const Window2D win = window_;
     const bool include_pad = count_include_pad_;
-    GLASSBOX_PARALLEL_FOR(num_threads())
-    for (index_t plane = 0; plane < planes; ++plane)
+    parallel_for(planes, num_threads(), [&](index_t plane) {
       for (index_t oy = 0; oy < o.h; ++oy)
         for (index_t ox = 0; ox < o.w; ++ox) {
           const index_t y0 = oy * win.stride.h - p.top, x0 = ox * win.stride.w - p.left;
@@ -72,6 +71,7 @@ class AvgPool2D : public Pool2D<T> {
           const index_t out_index = (plane * o.h + oy) * o.w + ox;
           f(x + plane * h * w, y + out_index, out_index, iy0, iy1, ix0, ix1, w, T(1) / T(count));
         }
+    });
   }
 
   using Pool2D<T>::window_;

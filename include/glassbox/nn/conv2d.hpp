@@ -79,15 +79,14 @@ class Conv2D : public Layer<T> {
     const auto w = weight_matrix();
     const T* xd = x.data();
     T* yd = y.data();
-    GLASSBOX_PARALLEL_FOR(threads)
-    for (index_t s = 0; s < g.n; ++s) {
+    parallel_for(g.n, threads, [&](index_t s) {
       const ConstMap col = lower(xd + s * g.in_size, g, columns_[static_cast<std::size_t>(thread_index())]);
       Map out(yd + s * out_ * g.positions, out_, g.positions);
       out.noalias() = w * col;
       if (options_.bias)
         out.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.value.data(), out_);
       if (options_.activation == Activation::relu) out = out.cwiseMax(T(0));
-    }
+    });
   }
 
   void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
@@ -106,8 +105,7 @@ class Conv2D : public Layer<T> {
     const T* dyd = dy.data();
     T* dxd = dx ? dx->data() : nullptr;
     const bool relu = options_.activation == Activation::relu;
-    GLASSBOX_PARALLEL_FOR(threads)
-    for (index_t s = 0; s < g.n; ++s) {
+    parallel_for(g.n, threads, [&](index_t s) {
       const auto t = static_cast<std::size_t>(thread_index());
       const ConstMap col = lower(xd + s * g.in_size, g, columns_[t]);
       const T* grad_data = dyd + s * out_ * g.positions;
@@ -125,7 +123,7 @@ class Conv2D : public Layer<T> {
         grad_col.noalias() = w.transpose() * grad_out;
         detail::col2im(grad_col.data(), in_, g.h, g.w, window_, g.pads, g.out, dxd + s * g.in_size);
       }
-    }
+    });
     weight_.grad.flat() = weight_grads_[0].flat();
     for (std::size_t t = 1; t < weight_grads_.size(); ++t) weight_.grad.flat() += weight_grads_[t].flat();
     if (options_.bias) {

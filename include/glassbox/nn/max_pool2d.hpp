@@ -32,8 +32,7 @@ class MaxPool2D : public Pool2D<T> {
     T* yd = y.data();
     index_t* wd = winners_.data();
     const bool unpadded = p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
-    GLASSBOX_PARALLEL_FOR(num_threads())
-    for (index_t plane = 0; plane < planes; ++plane) {
+    parallel_for(planes, num_threads(), [&](index_t plane) {
       const T* in = xd + plane * h * w;
       T* out = yd + plane * oh * ow;
       index_t* win = wd + plane * oh * ow;
@@ -41,7 +40,7 @@ class MaxPool2D : public Pool2D<T> {
         pool_inside(in, w, oh, ow, out, win);
       else
         pool_padded(in, h, w, p, oh, ow, out, win);
-    }
+    });
   }
 
   void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
@@ -55,12 +54,11 @@ class MaxPool2D : public Pool2D<T> {
     const T* g = dy.data();
     T* d = dx->data();
     const index_t* wd = winners_.data();
-    GLASSBOX_PARALLEL_FOR(num_threads())
-    for (index_t plane = 0; plane < planes; ++plane) {
+    parallel_for(planes, num_threads(), [&](index_t plane) {
       T* dplane = d + plane * in_plane;
       std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
       for (index_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) dplane[wd[o]] += g[o];
-    }
+    });
   }
 
  private:
