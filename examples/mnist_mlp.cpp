@@ -1,5 +1,5 @@
 // MNIST multilayer perceptron: 784-256-128-10 with ReLU, Adam 1e-3, batch 32,
-// 5 epochs. Reaches about 98% test accuracy.
+// 5 epochs. Reaches about 97.8% test accuracy.
 //
 //   mnist_mlp [MNIST_DIR] [EPOCHS]     (MNIST_DIR defaults to data/mnist)
 

@@ -25,7 +25,7 @@ class AvgPool2D : public Pool2D<T> {
     y.resize(this->output_shape(x.shape()));
     for_each_window(
         x.shape(),
-        [&](const T* in, T* out, index_t, index_t iy0, index_t iy1, index_t ix0, index_t ix1, index_t w, T scale) {
+        [&](const T* in, T* out, index_t iy0, index_t iy1, index_t ix0, index_t ix1, index_t w, T scale) {
           T sum = 0;
           for (index_t iy = iy0; iy < iy1; ++iy)
             for (index_t ix = ix0; ix < ix1; ++ix) sum += in[iy * w + ix];
@@ -41,7 +41,7 @@ class AvgPool2D : public Pool2D<T> {
     // Windows overlap only within a plane, and each plane belongs to one thread.
     for_each_window(
         x.shape(),
-        [&](T* in, const T* g, index_t, index_t iy0, index_t iy1, index_t ix0, index_t ix1, index_t w, T scale) {
+        [&](T* in, const T* g, index_t iy0, index_t iy1, index_t ix0, index_t ix1, index_t w, T scale) {
           const T share = *g * scale;
           for (index_t iy = iy0; iy < iy1; ++iy)
             for (index_t ix = ix0; ix < ix1; ++ix) in[iy * w + ix] += share;
@@ -50,7 +50,7 @@ class AvgPool2D : public Pool2D<T> {
   }
 
  private:
-  // Calls f(input plane, output element, output index, clipped window rows
+  // Calls f(input plane, output element, clipped window rows
   // [iy0, iy1) and columns [ix0, ix1), input width, 1 / divisor) per output.
   template <class F, class In, class Out>
   void for_each_window(const Shape& in, F f, In* x, Out* y) const {
@@ -69,7 +69,7 @@ class AvgPool2D : public Pool2D<T> {
           const index_t ix0 = std::max<index_t>(x0, 0), ix1 = std::min(x0 + win.kernel.w, w);
           const index_t count = include_pad ? (py1 - y0) * (px1 - x0) : (iy1 - iy0) * (ix1 - ix0);
           const index_t out_index = (plane * o.h + oy) * o.w + ox;
-          f(x + plane * h * w, y + out_index, out_index, iy0, iy1, ix0, ix1, w, T(1) / T(count));
+          f(x + plane * h * w, y + out_index, iy0, iy1, ix0, ix1, w, T(1) / T(count));
         }
     });
   }

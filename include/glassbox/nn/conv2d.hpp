@@ -80,7 +80,7 @@ class Conv2D : public Layer<T> {
     const T* xd = x.data();
     T* yd = y.data();
     parallel_for(g.n, threads, [&](index_t s) {
-      const ConstMap col = lower(xd + s * g.in_size, g, columns_[static_cast<std::size_t>(thread_index())]);
+      const ConstMap col = lower(xd + s * g.in_size, g);
       Map out(yd + s * out_ * g.positions, out_, g.positions);
       out.noalias() = w * col;
       if (options_.bias)
@@ -107,7 +107,7 @@ class Conv2D : public Layer<T> {
     const bool relu = options_.activation == Activation::relu;
     parallel_for(g.n, threads, [&](index_t s) {
       const auto t = static_cast<std::size_t>(thread_index());
-      const ConstMap col = lower(xd + s * g.in_size, g, columns_[t]);
+      const ConstMap col = lower(xd + s * g.in_size, g);
       const T* grad_data = dyd + s * out_ * g.positions;
       if (relu) {  // through the fused ReLU: zero where it was off (NaN passes, as in PyTorch)
         const ConstMap out(yd + s * out_ * g.positions, out_, g.positions);
@@ -176,11 +176,13 @@ class Conv2D : public Layer<T> {
     return ConstMap(weight_.value.data(), out_, in_ * window_.kernel.h * window_.kernel.w);
   }
 
-  // im2col of one sample into the thread's buffer (or a view of x itself).
-  ConstMap lower(const T* sample, const Geometry& g, Tensor<T>& buffer) const {
+  // im2col of one sample into the calling thread's buffer (or a view of x
+  // itself, when the lowering is the identity).
+  ConstMap lower(const T* sample, const Geometry& g) {
     if (g.identity_lowering) return ConstMap(sample, g.patch, g.positions);
-    detail::im2col(sample, in_, g.h, g.w, window_, g.pads, g.out, buffer.data());
-    return ConstMap(buffer.data(), g.patch, g.positions);
+    T* buffer = columns_[static_cast<std::size_t>(thread_index())].data();
+    detail::im2col(sample, in_, g.h, g.w, window_, g.pads, g.out, buffer);
+    return ConstMap(buffer, g.patch, g.positions);
   }
 
   // One buffer of each kind per thread, grown only when shapes grow.
@@ -196,7 +198,6 @@ class Conv2D : public Layer<T> {
     if (for_backward && options_.activation == Activation::relu) fit(masked_, Shape{out_, g.positions});
     if (for_backward) fit(weight_grads_, weight_.value.shape());
     if (for_backward && options_.bias) fit(bias_grads_, Shape{out_});
-    if (columns_.size() < threads) columns_.resize(threads);  // identity lowering: unused, but indexable
   }
 
   index_t in_, out_;
