@@ -10,6 +10,7 @@
 #include "glassbox/core/threads.hpp"
 #include "glassbox/io/idx.hpp"
 #include "glassbox/io/mnist.hpp"
+#include "glassbox/model/hooks.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/activations.hpp"
 #include "glassbox/nn/avg_pool2d.hpp"

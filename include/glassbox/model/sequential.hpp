@@ -6,6 +6,9 @@
 //
 // The model keeps a copy of the last forward's input, so backward() never
 // depends on the caller's tensor staying alive.
+//
+// Hooks (model/hooks.hpp) observe or patch what flows through any layer. With
+// none attached, forward and backward pay one empty-list check per layer.
 
 #include <fmt/format.h>
 
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "glassbox/core/threads.hpp"
+#include "glassbox/model/hooks.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox {
@@ -75,7 +79,7 @@ class Sequential {
 
   // Runs every layer; returns the last output (owned by the model, valid until
   // the next forward). Throws glassbox::Error naming the first layer whose
-  // input shape is wrong.
+  // input shape is wrong. A train-mode pass counts as one training step.
   const Tensor<T>& forward(const Tensor<T>& x, Mode mode = Mode::eval) {
     if (layers_.empty()) throw Error("Sequential::forward: the model has no layers");
     if (sample_shape_ && (x.rank() == 0 || x.shape().sample() != *sample_shape_))
@@ -83,34 +87,45 @@ class Sequential {
                               sample_shape_->str(), x.shape().str()));
     input_.resize(x.shape());
     std::copy(x.begin(), x.end(), input_.begin());
-    has_forward_ = true;
+    has_forward_ = false;  // until every layer (and hook) has run
     has_input_grad_ = false;
+    context_.mode = mode;
+    context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
+    const bool hooked = hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
     const Tensor<T>* in = &input_;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       layers_[i]->output_shape(in->shape());
+      if (hooked) run_forward_pre_hooks(i, *in);
       layers_[i]->forward(*in, outputs_[i], mode);
+      if (hooked) run_forward_hooks(i, *in, outputs_[i]);
       in = &outputs_[i];
     }
+    has_forward_ = true;
     return *in;
   }
 
   // Backpropagates dLoss/d(output) through every layer, filling every
   // parameter's grad (overwritten, not accumulated). The gradient with respect
-  // to the model's input is computed only when want_input_grad is true, and
-  // then read with input_grad().
+  // to the model's input is computed when want_input_grad is true (or a
+  // backward hook targets the first layer itself), and then read with input_grad().
   void backward(const Tensor<T>& grad_output, bool want_input_grad = false) {
     if (!has_forward_) throw Error("Sequential::backward: call forward first");
     if (grad_output.shape() != outputs_.back().shape())
       throw Error(fmt::format("Sequential::backward: gradient shape {} differs from output shape {}",
                               grad_output.shape().str(), outputs_.back().shape().str()));
+    const bool hooked = hooks_ && !hooks_->backward.empty();
+    const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
+    has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
     for (std::size_t i = layers_.size(); i-- > 0;) {
       const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
-      Tensor<T>* dx = (i > 0 || want_input_grad) ? &grads_[i % 2] : nullptr;
+      Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i % 2] : nullptr;
       layers_[i]->backward(x, outputs_[i], *dy, dx);
+      if (hooked) run_backward_hooks(i, *dy, dx);
       dy = dx;
     }
-    has_input_grad_ = want_input_grad;
+    if (hooks_ && !hooks_->param_grad.empty()) run_param_grad_hooks();
+    has_input_grad_ = first_input_grad;
   }
 
   const Tensor<T>& input_grad() const {
@@ -132,6 +147,7 @@ class Sequential {
     for (index_t start = 0; start < n; start += batch_size) {
       const index_t count = std::min(batch_size, n - start);
       copy_rows(x, start, count, batch);
+      set_batch(start / batch_size);
       const Tensor<T>& y = forward(batch, Mode::eval);
       if (start == 0) {
         Shape rs = y.shape();
@@ -141,6 +157,49 @@ class Sequential {
       std::copy(y.begin(), y.end(), result.data() + start * (y.size() / count));
     }
     return result;
+  }
+
+  // ---- Hooks (see model/hooks.hpp). Each returns the handle that owns the
+  // registration; without a target the hook watches every layer, including
+  // layers added later. An unknown target throws glassbox::Error.
+  HookHandle add_forward_pre_hook(HookTarget target, ForwardPreHook<T> hook) {
+    return add_hook(registry().pre, target, std::move(hook));
+  }
+  HookHandle add_forward_pre_hook(ForwardPreHook<T> hook) {
+    return add_forward_pre_hook(HookTarget::all(), std::move(hook));
+  }
+  HookHandle add_forward_hook(HookTarget target, ForwardHook<T> hook) {
+    if (!hook) throw Error("Sequential: empty hook");
+    return add_modifying_forward_hook(
+        target, [hook = std::move(hook)](const ForwardEvent<T>& event, Tensor<T>&) { hook(event); });
+  }
+  HookHandle add_forward_hook(ForwardHook<T> hook) { return add_forward_hook(HookTarget::all(), std::move(hook)); }
+  HookHandle add_modifying_forward_hook(HookTarget target, ModifyingForwardHook<T> hook) {
+    return add_hook(registry().forward, target, std::move(hook));
+  }
+  HookHandle add_modifying_forward_hook(ModifyingForwardHook<T> hook) {
+    return add_modifying_forward_hook(HookTarget::all(), std::move(hook));
+  }
+  HookHandle add_backward_hook(HookTarget target, BackwardHook<T> hook) {
+    return add_hook(registry().backward, target, std::move(hook));
+  }
+  HookHandle add_backward_hook(BackwardHook<T> hook) { return add_backward_hook(HookTarget::all(), std::move(hook)); }
+  HookHandle add_param_grad_hook(HookTarget target, ParamGradHook<T> hook) {
+    return add_hook(registry().param_grad, target, std::move(hook));
+  }
+  HookHandle add_param_grad_hook(ParamGradHook<T> hook) {
+    return add_param_grad_hook(HookTarget::all(), std::move(hook));
+  }
+
+  // Where hooks are told the model is. train::fit sets the epoch and batch;
+  // evaluate() and predict() the batch; every train-mode forward is a step.
+  const HookContext& context() const { return context_; }
+  void set_epoch(int epoch) { context_.epoch = epoch; }
+  void set_batch(long long batch) { context_.batch = batch; }
+  long long training_steps() const { return training_steps_; }
+  void set_training_steps(long long steps) {
+    if (steps < 0) throw Error(fmt::format("Sequential::set_training_steps: {} is negative", steps));
+    training_steps_ = steps;
   }
 
   std::vector<Parameter<T>*> parameters() {
@@ -197,6 +256,72 @@ class Sequential {
     return nullptr;
   }
 
+  detail::HookRegistry<T>& registry() {
+    if (!hooks_) hooks_ = std::make_shared<detail::HookRegistry<T>>();
+    return *hooks_;
+  }
+
+  // The layer a hook target names; nullopt for all layers.
+  std::optional<std::size_t> resolve(const HookTarget& target) {
+    if (target.is_all()) return std::nullopt;
+    if (target.index()) {
+      if (target.negative() || *target.index() >= layers_.size())
+        throw Error(fmt::format("Sequential: cannot hook layer index {}: the model has {} layers",
+                                target.negative() ? -1 : static_cast<long long>(*target.index()), layers_.size()));
+      return target.index();
+    }
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      if (target.name() ? layers_[i]->name() == *target.name() : layers_[i].get() == target.layer()) return i;
+    if (target.name()) throw Error(fmt::format("Sequential: cannot hook '{}': no layer has that name", *target.name()));
+    throw Error("Sequential: cannot hook a layer that is not part of this model");
+  }
+
+  template <class Fn>
+  HookHandle add_hook(detail::HookList<Fn>& list, const HookTarget& target, Fn hook) {
+    if (!hook) throw Error("Sequential: empty hook");
+    const std::optional<std::size_t> layer = resolve(target);
+    const std::uint64_t id = hooks_->next_id();
+    list.add(id, layer, std::move(hook));
+    return HookHandle(hooks_, id);
+  }
+
+  template <class Event>
+  Event event_base(std::size_t i) {
+    return Event{context_, *layers_[i], i, layers_[i]->name()};
+  }
+
+  void run_forward_pre_hooks(std::size_t i, const Tensor<T>& x) {
+    if (hooks_->pre.empty()) return;
+    const ForwardPreEvent<T> event{event_base<LayerEvent<T>>(i), x};
+    hooks_->pre.run(i, event.name, "forward pre-hook", [&](auto& hook) { hook(event); });
+  }
+
+  void run_forward_hooks(std::size_t i, const Tensor<T>& x, Tensor<T>& y) {
+    if (hooks_->forward.empty()) return;
+    const Shape shape = y.shape();
+    const ForwardEvent<T> event{event_base<LayerEvent<T>>(i), x, y};
+    hooks_->forward.run(i, event.name, "forward hook", [&](auto& hook) {
+      hook(event, y);
+      if (y.shape() != shape)
+        throw Error(fmt::format("the hook changed the output's shape from {} to {}", shape.str(), y.shape().str()));
+    });
+  }
+
+  void run_backward_hooks(std::size_t i, const Tensor<T>& dy, const Tensor<T>* dx) {
+    const BackwardEvent<T> event{event_base<LayerEvent<T>>(i), dy, dx};
+    hooks_->backward.run(i, event.name, "backward hook", [&](auto& hook) { hook(event); });
+  }
+
+  void run_param_grad_hooks() {
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      if (!hooks_->param_grad.watches(i)) continue;
+      for (const Parameter<T>* p : layers_[i]->parameters()) {
+        const ParamGradEvent<T> event{event_base<LayerEvent<T>>(i), *p, p->grad, p->value};
+        hooks_->param_grad.run(i, event.name, "parameter-gradient hook", [&](auto& hook) { hook(event); });
+      }
+    }
+  }
+
   Rng rng_;
   std::optional<Shape> sample_shape_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
@@ -206,6 +331,9 @@ class Sequential {
   bool has_forward_ = false;
   bool has_input_grad_ = false;
   std::map<std::string, int> kind_counts_;
+  HookContext context_;
+  long long training_steps_ = 0;
+  std::shared_ptr<detail::HookRegistry<T>> hooks_;  // created by the first registration
 };
 
 }  // namespace glassbox

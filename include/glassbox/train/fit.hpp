@@ -79,6 +79,7 @@ Evaluation evaluate(Sequential<T>& model, const nn::Loss<T>& loss, const Tensor<
     const index_t count = std::min(batch_size, n - start);
     copy_rows(x, start, count, bx);
     copy_rows(y, start, count, by);
+    model.set_batch(start / batch_size);
     const Tensor<T>& out = model.forward(bx, Mode::eval);
     loss_sum += static_cast<double>(loss.forward(out, by, nullptr)) * static_cast<double>(count);
     const nn::Tally t = loss.tally(out, by);
@@ -130,6 +131,8 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
       const auto last = order.begin() + std::min<index_t>((step + 1) * batch_size, n);
       gather_rows(x, first, last, bx);
       gather_rows(y, first, last, by);
+      model.set_epoch(epoch);
+      model.set_batch(step);
       const Tensor<T>& out = model.forward(bx, Mode::train);
       const T batch_loss = loss.forward(out, by, &grad);
       if (!std::isfinite(static_cast<double>(batch_loss)))

@@ -1,0 +1,285 @@
+#pragma once
+// Hooks: plain callables a model calls as tensors flow through its layers.
+//
+//  - forward pre-hook   (const ForwardPreEvent<T>&)   before a layer's forward
+//  - forward hook       (const ForwardEvent<T>&)      after it; read-only
+//  - modifying hook     (const ForwardEvent<T>&, Tensor<T>& output)
+//                       may change or replace the output (same shape): ablation,
+//                       clamping, patching. Backward treats the patch as the
+//                       identity (straight-through): downstream layers see the
+//                       patched tensor, the layer's own backward its original x.
+//  - backward hook      (const BackwardEvent<T>&)     after a layer's backward
+//  - parameter-gradient (const ParamGradEvent<T>&)    after the whole backward,
+//                       once per parameter, before any optimizer step
+//
+// Hooks watch one layer (HookTarget: index, name or reference) or all layers,
+// and run in registration order. Registration returns a HookHandle that
+// removes the hook when it is destroyed or on remove(); removing twice, or
+// after the model is gone, does nothing. Hooks may add or remove hooks while
+// they run: a hook added during a pass first runs in the next pass, a hook
+// removed during a pass does not run again.
+//
+// An exception thrown by a hook leaves the model usable and reaches the
+// caller of forward()/backward() as a glassbox::Error naming the layer, with
+// the original exception nested (std::rethrow_if_nested).
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "glassbox/nn/layer.hpp"
+
+namespace glassbox {
+
+// Where the model is in training when an event fires.
+struct HookContext {
+  Mode mode = Mode::eval;
+  long long step = 0;   // training steps (train-mode forwards) before this pass
+  int epoch = 0;        // set by train::fit; 0 outside it
+  long long batch = 0;  // batch index within the epoch (fit) or the pass (evaluate, predict)
+};
+
+template <class T>
+struct LayerEvent : HookContext {
+  Layer<T>& layer;
+  std::size_t index;  // position in the model
+  const std::string& name;
+};
+
+template <class T>
+struct ForwardPreEvent : LayerEvent<T> {
+  const Tensor<T>& input;
+};
+
+template <class T>
+struct ForwardEvent : LayerEvent<T> {
+  const Tensor<T>& input;
+  const Tensor<T>& output;
+};
+
+template <class T>
+struct BackwardEvent : LayerEvent<T> {
+  const Tensor<T>& grad_output;  // dLoss/d(output)
+  // dLoss/d(input); null for the first layer unless the caller asked for the
+  // input gradient or a backward hook watches that layer by index, name or
+  // reference (hooks on all layers do not force the extra work).
+  const Tensor<T>* grad_input;
+};
+
+template <class T>
+struct ParamGradEvent : LayerEvent<T> {
+  const Parameter<T>& parameter;
+  const Tensor<T>& grad;   // == parameter.grad
+  const Tensor<T>& value;  // == parameter.value, before the optimizer step
+};
+
+template <class T>
+using ForwardPreHook = std::function<void(const ForwardPreEvent<T>&)>;
+template <class T>
+using ForwardHook = std::function<void(const ForwardEvent<T>&)>;
+template <class T>
+using ModifyingForwardHook = std::function<void(const ForwardEvent<T>&, Tensor<T>& output)>;
+template <class T>
+using BackwardHook = std::function<void(const BackwardEvent<T>&)>;
+template <class T>
+using ParamGradHook = std::function<void(const ParamGradEvent<T>&)>;
+
+// Which layer a hook watches: an index, a name, a layer of the model, or all().
+class HookTarget {
+ public:
+  HookTarget(std::size_t index) : index_(index) {}  // NOLINT: implicit by design
+  HookTarget(int index) : index_(static_cast<std::size_t>(index)), negative_(index < 0) {}  // NOLINT
+  HookTarget(std::string name) : name_(std::move(name)) {}                                  // NOLINT
+  HookTarget(const char* name) : name_(name ? name : "") {}                                 // NOLINT
+  template <class T>
+  HookTarget(const Layer<T>& layer) : layer_(&layer) {}  // NOLINT
+  static HookTarget all() { return HookTarget(); }
+
+  bool is_all() const { return !index_ && !name_ && !layer_; }
+  bool negative() const { return negative_; }
+  const std::optional<std::size_t>& index() const { return index_; }
+  const std::optional<std::string>& name() const { return name_; }
+  const void* layer() const { return layer_; }
+
+ private:
+  HookTarget() = default;
+  std::optional<std::size_t> index_;
+  bool negative_ = false;
+  std::optional<std::string> name_;
+  const void* layer_ = nullptr;
+};
+
+namespace detail {
+class HookOwner {
+ public:
+  virtual ~HookOwner() = default;
+  virtual void remove_hook(std::uint64_t id) noexcept = 0;
+  virtual bool has_hook(std::uint64_t id) const noexcept = 0;
+};
+}  // namespace detail
+
+// Owns one registration. Move-only; removes the hook on destruction.
+class [[nodiscard]] HookHandle {
+ public:
+  HookHandle() = default;
+  HookHandle(std::weak_ptr<detail::HookOwner> owner, std::uint64_t id) : owner_(std::move(owner)), id_(id) {}
+  HookHandle(HookHandle&& other) noexcept : owner_(std::move(other.owner_)), id_(other.id_) { other.owner_.reset(); }
+  HookHandle& operator=(HookHandle&& other) noexcept {
+    if (this != &other) {
+      remove();
+      owner_ = std::move(other.owner_);
+      id_ = other.id_;
+      other.owner_.reset();
+    }
+    return *this;
+  }
+  HookHandle(const HookHandle&) = delete;
+  HookHandle& operator=(const HookHandle&) = delete;
+  ~HookHandle() { remove(); }
+
+  // Unregisters the hook; a no-op when already removed or the model is gone.
+  void remove() noexcept {
+    if (auto owner = owner_.lock()) owner->remove_hook(id_);
+    owner_.reset();
+  }
+  // True while the hook is registered on a live model.
+  bool active() const noexcept {
+    auto owner = owner_.lock();
+    return owner && owner->has_hook(id_);
+  }
+
+ private:
+  std::weak_ptr<detail::HookOwner> owner_;
+  std::uint64_t id_ = 0;
+};
+
+namespace detail {
+
+// Hooks of one kind, in registration order. Entries live on the heap so that a
+// hook may add hooks (the vector may grow) or remove itself while it runs;
+// removal during a pass only marks the entry, which is erased once no pass of
+// this list is running.
+template <class Fn>
+class HookList {
+ public:
+  bool empty() const noexcept { return entries_.empty(); }
+
+  void add(std::uint64_t id, std::optional<std::size_t> layer, Fn fn) {
+    entries_.push_back(std::make_unique<Entry>(Entry{id, layer, std::move(fn), false}));
+  }
+
+  bool remove(std::uint64_t id) noexcept {
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      if (entries_[i]->id != id || entries_[i]->removed) continue;
+      if (running_ > 0) {
+        entries_[i]->removed = true;
+        has_removed_ = true;
+      } else {
+        entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      return true;
+    }
+    return false;
+  }
+
+  bool contains(std::uint64_t id) const noexcept {
+    for (const auto& e : entries_)
+      if (e->id == id && !e->removed) return true;
+    return false;
+  }
+
+  // Whether a live hook watches this layer, directly or (when through_all)
+  // as a hook on every layer.
+  bool watches(std::size_t layer, bool through_all = true) const noexcept {
+    for (const auto& e : entries_)
+      if (!e->removed && (e->layer ? *e->layer == layer : through_all)) return true;
+    return false;
+  }
+
+  // Calls call(fn) for every live hook watching `layer` that existed when the
+  // pass began. An exception becomes a glassbox::Error naming the layer.
+  template <class Call>
+  void run(std::size_t layer, const std::string& layer_name, const char* kind, Call&& call) {
+    Running running(*this);
+    const std::size_t count = entries_.size();
+    for (std::size_t i = 0; i < count; ++i) {
+      Entry& e = *entries_[i];
+      if (e.removed || (e.layer && *e.layer != layer)) continue;
+      try {
+        call(e.fn);
+      } catch (...) {
+        std::throw_with_nested(Error(fmt::format("{}: {} threw: {}", layer_name, kind, current_message())));
+      }
+    }
+  }
+
+ private:
+  struct Entry {
+    std::uint64_t id;
+    std::optional<std::size_t> layer;  // nullopt: every layer
+    Fn fn;
+    bool removed;
+  };
+
+  struct Running {
+    explicit Running(HookList& list) : list(list) { ++list.running_; }
+    ~Running() {
+      if (--list.running_ == 0 && list.has_removed_) {
+        auto& v = list.entries_;
+        v.erase(std::remove_if(v.begin(), v.end(), [](const auto& e) { return e->removed; }), v.end());
+        list.has_removed_ = false;
+      }
+    }
+    HookList& list;
+  };
+
+  static std::string current_message() {
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      return e.what();
+    } catch (...) {
+      return "an exception not derived from std::exception";
+    }
+  }
+
+  std::vector<std::unique_ptr<Entry>> entries_;
+  int running_ = 0;
+  bool has_removed_ = false;
+};
+
+// All hooks of one model. Shared with the handles through a weak_ptr, so a
+// handle that outlives its model finds nothing to remove.
+template <class T>
+class HookRegistry final : public HookOwner {
+ public:
+  HookList<ForwardPreHook<T>> pre;
+  // Observing and modifying forward hooks share one list so that they run in
+  // registration order, each seeing what the earlier ones left.
+  HookList<ModifyingForwardHook<T>> forward;
+  HookList<BackwardHook<T>> backward;
+  HookList<ParamGradHook<T>> param_grad;
+
+  std::uint64_t next_id() { return ++last_id_; }
+
+  void remove_hook(std::uint64_t id) noexcept override {
+    pre.remove(id) || forward.remove(id) || backward.remove(id) || param_grad.remove(id);
+  }
+  bool has_hook(std::uint64_t id) const noexcept override {
+    return pre.contains(id) || forward.contains(id) || backward.contains(id) || param_grad.contains(id);
+  }
+
+ private:
+  std::uint64_t last_id_ = 0;
+};
+
+}  // namespace detail
+}  // namespace glassbox
