@@ -1,0 +1,248 @@
+#pragma once
+// GradientFlow: how gradients travel through a model during training.
+//
+// Per layer and recorded step: L2 norm and max |.| of the gradient with
+// respect to the layer's output. Per parameter: L2 norm and max |.| of its
+// gradient, the L2 norm of its value, and the update-to-weight ratio
+// ||w_after - w_before|| / ||w_before|| of the optimizer step that followed
+// (filled in when the model's next forward begins; NaN until then).
+//
+// A gradient whose L2 norm is below `vanishing` (1e-7) or above `exploding`
+// (1e3) is flagged on its record and reported by alerts(), naming the layer or
+// parameter. Only training passes are recorded (schedule.eval is ignored:
+// backward passes of evaluations, such as saliency, are not training).
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "glassbox/inspect/record.hpp"
+
+namespace glassbox::inspect {
+
+enum class GradientHealth { ok, vanishing, exploding };
+
+inline const char* health_name(GradientHealth h) {
+  switch (h) {
+    case GradientHealth::vanishing: return "vanishing";
+    case GradientHealth::exploding: return "exploding";
+    default: return "ok";
+  }
+}
+
+// Gradient with respect to a layer's output.
+struct LayerGradientRecord : RecordSource {
+  double norm = 0;
+  double max_abs = 0;
+  GradientHealth health = GradientHealth::ok;
+};
+
+struct ParameterGradientRecord : RecordSource {
+  std::string parameter;  // dotted name, "conv2d_1.weight"
+  double grad_norm = 0;
+  double grad_max_abs = 0;
+  double weight_norm = 0;
+  double update_ratio = std::numeric_limits<double>::quiet_NaN();
+  GradientHealth health = GradientHealth::ok;
+};
+
+struct GradientAlert {
+  std::string name;  // layer or parameter
+  HookContext context;
+  GradientHealth health = GradientHealth::ok;
+  double norm = 0;
+  std::string message;
+};
+
+struct GradientFlowOptions {
+  Schedule schedule;               // train passes only
+  std::vector<HookTarget> layers;  // empty: every layer
+  double vanishing = 1e-7;
+  double exploding = 1e3;
+  std::size_t capacity = 1000;   // records kept per layer and per parameter
+  std::size_t max_alerts = 100;  // alerts kept (alert_count() counts them all)
+};
+
+template <class T>
+class GradientFlow {
+ public:
+  using Options = GradientFlowOptions;
+
+  // Attaches to the model; detaches when destroyed. Neither copied nor moved.
+  explicit GradientFlow(Sequential<T>& model, Options options = {}) : options_(std::move(options)) {
+    options_.schedule.validate("GradientFlow");
+    if (!(options_.vanishing >= 0 && options_.vanishing < options_.exploding))
+      throw Error(fmt::format("GradientFlow: need 0 <= vanishing < exploding, got {} and {}", options_.vanishing,
+                              options_.exploding));
+    handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
+      return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_layer(e); });
+    });
+    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
+           return model.add_param_grad_hook(t, [this](const ParamGradEvent<T>& e) { record_parameter(e); });
+         }))
+      handles_.push_back(std::move(h));
+    // The parameters have been updated by the time the next pass begins.
+    handles_.push_back(model.add_forward_pre_hook([this](const ForwardPreEvent<T>& e) {
+      if (e.index == 0) finish_updates();
+    }));
+  }
+  GradientFlow(const GradientFlow&) = delete;
+  GradientFlow& operator=(const GradientFlow&) = delete;
+
+  void detach() { handles_.clear(); }
+
+  const std::vector<Series<LayerGradientRecord>>& layers() const { return layers_; }
+  const std::vector<Series<ParameterGradientRecord>>& parameters() const { return parameters_; }
+  const Series<LayerGradientRecord>& layer(const std::string& name) const {
+    return find_series(layers_, name, "GradientFlow");
+  }
+  const Series<ParameterGradientRecord>& parameter(const std::string& name) const {
+    return find_series(parameters_, name, "GradientFlow");
+  }
+  const std::vector<GradientAlert>& alerts() const { return alerts_; }
+  std::uint64_t alert_count() const { return alert_count_; }
+  const Options& options() const { return options_; }
+
+  // Two tables in one file: rows with kind "layer" (gradient wrt the output)
+  // and kind "parameter".
+  std::string to_csv() const {
+    std::string s =
+        fmt::format("kind,{},parameter,grad_norm,grad_max_abs,weight_norm,update_ratio,health\n", source_csv_header());
+    for (const auto& series : layers_)
+      for (const LayerGradientRecord& r : series.records)
+        s += fmt::format("layer,{},,{},{},,,{}\n", source_csv(r), number_text(r.norm), number_text(r.max_abs),
+                         health_name(r.health));
+    for (const auto& series : parameters_)
+      for (const ParameterGradientRecord& r : series.records)
+        s += fmt::format("parameter,{},{},{},{},{},{},{}\n", source_csv(r), r.parameter, number_text(r.grad_norm),
+                         number_text(r.grad_max_abs), number_text(r.weight_norm), number_text(r.update_ratio),
+                         health_name(r.health));
+    return s;
+  }
+
+  std::string to_json() const {
+    std::string s = "{\"recorder\":\"gradient_flow\",\"layers\":[";
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      s += fmt::format("{}{{\"layer\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
+                       json_string(layers_[i].name), layers_[i].layer_index, layers_[i].dropped);
+      bool first = true;
+      for (const LayerGradientRecord& r : layers_[i].records) {
+        s += fmt::format("{}{{{},\"grad_norm\":{},\"grad_max_abs\":{},\"health\":\"{}\"}}", first ? "" : ",",
+                         source_json(r), json_number(r.norm), json_number(r.max_abs), health_name(r.health));
+        first = false;
+      }
+      s += "]}";
+    }
+    s += "],\"parameters\":[";
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      s += fmt::format("{}{{\"parameter\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
+                       json_string(parameters_[i].name), parameters_[i].layer_index, parameters_[i].dropped);
+      bool first = true;
+      for (const ParameterGradientRecord& r : parameters_[i].records) {
+        s += fmt::format(
+            "{}{{{},\"parameter\":{},\"grad_norm\":{},\"grad_max_abs\":{},\"weight_norm\":{},\"update_ratio\":{},"
+            "\"health\":\"{}\"}}",
+            first ? "" : ",", source_json(r), json_string(r.parameter), json_number(r.grad_norm),
+            json_number(r.grad_max_abs), json_number(r.weight_norm), json_number(r.update_ratio),
+            health_name(r.health));
+        first = false;
+      }
+      s += "]}";
+    }
+    s += "],\"alerts\":[";
+    for (std::size_t i = 0; i < alerts_.size(); ++i)
+      s += fmt::format("{}{}", i ? "," : "", json_string(alerts_[i].message));
+    return s + fmt::format("],\"alert_count\":{}}}\n", alert_count_);
+  }
+
+  void write_csv(const std::string& path) const { write_text_file(path, to_csv()); }
+  void write_json(const std::string& path) const { write_text_file(path, to_json()); }
+
+ private:
+  struct PendingUpdate {
+    const Parameter<T>* parameter = nullptr;
+    std::size_t series = 0;
+    Tensor<T> before;  // the value the optimizer step started from
+  };
+
+  bool due(const HookContext& c) const { return c.mode == Mode::train && options_.schedule.due(c); }
+
+  static double norm(const Tensor<T>& t) { return std::sqrt(static_cast<double>(t.flat().matrix().squaredNorm())); }
+  static double max_abs(const Tensor<T>& t) {
+    return t.size() ? static_cast<double>(t.flat().cwiseAbs().maxCoeff()) : 0.0;
+  }
+
+  GradientHealth check(const std::string& name, const std::string& what, const HookContext& c, double n) {
+    GradientHealth h = GradientHealth::ok;
+    if (n < options_.vanishing) h = GradientHealth::vanishing;
+    if (n > options_.exploding || std::isnan(n)) h = GradientHealth::exploding;
+    if (h == GradientHealth::ok) return h;
+    ++alert_count_;
+    if (alerts_.size() < options_.max_alerts)
+      alerts_.push_back(
+          GradientAlert{name, c, h, n,
+                        fmt::format("{}: {} gradient{} at step {} (L2 norm {:.3g} {} {:.3g})", name, health_name(h),
+                                    what, c.step, n, h == GradientHealth::vanishing ? "<" : ">",
+                                    h == GradientHealth::vanishing ? options_.vanishing : options_.exploding)});
+    return h;
+  }
+
+  void record_layer(const BackwardEvent<T>& e) {
+    if (!due(e)) return;
+    LayerGradientRecord r;
+    r.layer = e.name;
+    r.layer_index = e.index;
+    r.context = e;
+    r.norm = norm(e.grad_output);
+    r.max_abs = max_abs(e.grad_output);
+    r.health = check(e.name, " wrt its output", e, r.norm);
+    series_for(layers_, e.name, e.index).push(std::move(r), options_.capacity);
+  }
+
+  void record_parameter(const ParamGradEvent<T>& e) {
+    if (!due(e)) return;
+    ParameterGradientRecord r;
+    r.layer = e.name;
+    r.layer_index = e.index;
+    r.context = e;
+    r.parameter = e.parameter.name;
+    r.grad_norm = norm(e.grad);
+    r.grad_max_abs = max_abs(e.grad);
+    r.weight_norm = norm(e.value);
+    r.health = check(e.parameter.name, "", e, r.grad_norm);
+    Series<ParameterGradientRecord>& series = series_for(parameters_, e.parameter.name, e.index);
+    series.push(std::move(r), options_.capacity);
+    if (options_.capacity == 0) return;
+    if (pending_count_ == pending_.size()) pending_.emplace_back();  // buffers are reused from step to step
+    PendingUpdate& u = pending_[pending_count_++];
+    u.parameter = &e.parameter;
+    u.series = static_cast<std::size_t>(&series - parameters_.data());
+    u.before.resize(e.value.shape());
+    std::copy(e.value.begin(), e.value.end(), u.before.begin());
+  }
+
+  void finish_updates() {
+    for (std::size_t i = 0; i < pending_count_; ++i) {
+      PendingUpdate& u = pending_[i];
+      ParameterGradientRecord& r = parameters_[u.series].records.back();
+      u.before.flat() -= u.parameter->value.flat();
+      r.update_ratio = norm(u.before) / r.weight_norm;
+    }
+    pending_count_ = 0;
+  }
+
+  Options options_;
+  std::vector<Series<LayerGradientRecord>> layers_;
+  std::vector<Series<ParameterGradientRecord>> parameters_;
+  std::vector<PendingUpdate> pending_;
+  std::size_t pending_count_ = 0;
+  std::vector<GradientAlert> alerts_;
+  std::uint64_t alert_count_ = 0;
+  std::vector<HookHandle> handles_;
+};
+
+}  // namespace glassbox::inspect

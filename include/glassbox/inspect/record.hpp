@@ -1,0 +1,105 @@
+#pragma once
+// What every recorder shares: where a record was taken (layer, mode, step,
+// epoch, batch), a bounded per-layer series, the recording stride, and the
+// CSV/JSON columns for the context. Recorders are ordinary users of the
+// public hook API (model/hooks.hpp).
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "glassbox/core/text_output.hpp"
+#include "glassbox/model/hooks.hpp"
+#include "glassbox/model/sequential.hpp"
+
+namespace glassbox::inspect {
+
+inline const char* mode_name(Mode mode) { return mode == Mode::train ? "train" : "eval"; }
+
+// Where a record comes from.
+struct RecordSource {
+  std::string layer;  // layer name, or parameter name for parameter records
+  std::size_t layer_index = 0;
+  HookContext context;
+};
+
+// Which passes a recorder looks at: training steps whose index is a multiple
+// of `every`, and (when eval is on) eval batches whose index is a multiple of
+// `every`.
+struct Schedule {
+  long long every = 1;
+  bool train = true;
+  bool eval = false;
+
+  void validate(const char* who) const {
+    if (every <= 0) throw Error(fmt::format("{}: every must be positive, got {}", who, every));
+  }
+  bool due(const HookContext& c) const {
+    return c.mode == Mode::train ? train && c.step % every == 0 : eval && c.batch % every == 0;
+  }
+};
+
+// The newest `capacity` records of one layer or parameter; older ones are
+// dropped (and counted), so memory stays bounded however long training runs.
+template <class Record>
+struct Series {
+  std::string name;
+  std::size_t layer_index = 0;
+  std::deque<Record> records;
+  std::uint64_t dropped = 0;
+
+  void push(Record r, std::size_t capacity) {
+    if (capacity == 0) return;
+    if (records.size() == capacity) {
+      records.pop_front();
+      ++dropped;
+    }
+    records.push_back(std::move(r));
+  }
+};
+
+// Finds or appends the series for `name`. Series are few (one per layer or
+// parameter), so a linear search beats a map here.
+template <class Record>
+Series<Record>& series_for(std::vector<Series<Record>>& all, const std::string& name, std::size_t layer_index) {
+  for (auto& s : all)
+    if (s.name == name) return s;
+  all.push_back(Series<Record>{name, layer_index, {}, 0});
+  return all.back();
+}
+
+template <class Record>
+const Series<Record>& find_series(const std::vector<Series<Record>>& all, const std::string& name, const char* who) {
+  for (const auto& s : all)
+    if (s.name == name) return s;
+  throw Error(fmt::format("{}: nothing recorded for '{}'", who, name));
+}
+
+// Registers `add(target)` for each target, or once for all layers.
+template <class Add>
+std::vector<HookHandle> attach_to(const std::vector<HookTarget>& targets, Add add) {
+  std::vector<HookHandle> handles;
+  if (targets.empty()) {
+    handles.push_back(add(HookTarget::all()));
+  } else {
+    for (const HookTarget& t : targets) handles.push_back(add(t));
+  }
+  return handles;
+}
+
+// CSV and JSON for a record's source.
+inline const char* source_csv_header() { return "layer,layer_index,mode,step,epoch,batch"; }
+inline std::string source_csv(const RecordSource& s) {
+  return fmt::format("{},{},{},{},{},{}", s.layer, s.layer_index, mode_name(s.context.mode), s.context.step,
+                     s.context.epoch, s.context.batch);
+}
+inline std::string source_json(const RecordSource& s) {
+  return fmt::format("\"layer\":{},\"layer_index\":{},\"mode\":\"{}\",\"step\":{},\"epoch\":{},\"batch\":{}",
+                     json_string(s.layer), s.layer_index, mode_name(s.context.mode), s.context.step, s.context.epoch,
+                     s.context.batch);
+}
+
+}  // namespace glassbox::inspect

@@ -1,0 +1,495 @@
+// inspect/: recorders built on the hook API record the right numbers, stay
+// within their memory bounds, flag real problems and export valid CSV/JSON.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <set>
+
+#include "support.hpp"
+
+using namespace glassbox;
+using namespace glassbox::inspect;
+
+using Catch::Matchers::Contains;
+using test::gradient_error;
+using test::numerical_gradient;
+using test::random_tensor;
+
+namespace {
+
+Sequential<double> mlp(std::uint64_t seed = 1) {
+  Sequential<double> model(Shape{6}, seed);
+  model.add<nn::Dense<double>>(6, 8);
+  model.add<nn::ReLU<double>>();
+  model.add<nn::Dense<double>>(8, 3);
+  return model;
+}
+
+train::FitOptions<double> quiet(int epochs, index_t batch_size) {
+  train::FitOptions<double> o;
+  o.epochs = epochs;
+  o.batch_size = batch_size;
+  o.verbosity = train::Verbosity::silent;
+  return o;
+}
+
+// A minimal JSON syntax check (objects, arrays, strings, numbers, literals).
+class JsonChecker {
+ public:
+  explicit JsonChecker(const std::string& s) : s_(s) {}
+  bool valid() {
+    skip();
+    if (!value()) return false;
+    skip();
+    return i_ == s_.size();
+  }
+
+ private:
+  void skip() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool literal(const char* word) {
+    const std::string w(word);
+    if (s_.compare(i_, w.size(), w) != 0) return false;
+    i_ += w.size();
+    return true;
+  }
+  bool string() {
+    if (s_[i_] != '"') return false;
+    for (++i_; i_ < s_.size(); ++i_) {
+      if (s_[i_] == '\\') {
+        ++i_;
+      } else if (s_[i_] == '"') {
+        ++i_;
+        return true;
+      } else if (static_cast<unsigned char>(s_[i_]) < 0x20) {
+        return false;
+      }
+    }
+    return false;
+  }
+  bool number() {
+    const char* start = s_.c_str() + i_;
+    char* end = nullptr;
+    std::strtod(start, &end);
+    if (end == start || !std::isdigit(static_cast<unsigned char>(end[-1]))) return false;
+    i_ += static_cast<std::size_t>(end - start);
+    return true;
+  }
+  template <class Item>
+  bool sequence(char close, Item item) {
+    ++i_;
+    skip();
+    if (i_ < s_.size() && s_[i_] == close) return ++i_, true;
+    while (i_ < s_.size()) {
+      if (!item()) return false;
+      skip();
+      if (i_ < s_.size() && s_[i_] == close) return ++i_, true;
+      if (i_ >= s_.size() || s_[i_] != ',') return false;
+      ++i_;
+      skip();
+    }
+    return false;
+  }
+  bool value() {
+    if (i_ >= s_.size()) return false;
+    switch (s_[i_]) {
+      case '{':
+        return sequence('}', [&] {
+          if (!string()) return false;
+          skip();
+          if (i_ >= s_.size() || s_[i_] != ':') return false;
+          ++i_;
+          skip();
+          return value();
+        });
+      case '[': return sequence(']', [&] { return value(); });
+      case '"': return string();
+      case 't': return literal("true");
+      case 'f': return literal("false");
+      case 'n': return literal("null");
+      default: return number();
+    }
+  }
+  const std::string& s_;
+  std::size_t i_ = 0;
+};
+
+std::size_t line_count(const std::string& s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+}  // namespace
+
+TEST_CASE("ActivationStats records the statistics of each layer's output", "[inspect]") {
+  Sequential<double> model = mlp();
+  ActivationStatsOptions options;
+  options.schedule.eval = true;
+  options.bins = 4;
+  options.range = std::make_pair(-1.0, 1.0);
+  ActivationStats<double> stats(model, options);
+  Rng rng(3);
+  const Tensor<double> x = random_tensor(Shape{5, 6}, rng);
+  model.forward(x);
+  REQUIRE(stats.all().size() == 3);
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    const Tensor<double>& y = model.output(i);
+    const ActivationRecord& r = stats.series(model.layer(i).name()).records.back();
+    INFO(r.layer);
+    CHECK(r.layer_index == i);
+    CHECK(r.context.mode == Mode::eval);
+    CHECK(r.count == y.size());
+    const double mean = y.flat().mean();
+    CHECK(r.mean == Approx(mean).epsilon(1e-12));
+    CHECK(r.std == Approx(std::sqrt((y.flat().array() - mean).square().mean())).epsilon(1e-12));
+    CHECK(r.min == y.flat().minCoeff());
+    CHECK(r.max == y.flat().maxCoeff());
+    const double zeros = static_cast<double>((y.flat().array() == 0.0).count());
+    CHECK(r.zero_fraction == Approx(zeros / static_cast<double>(y.size())));
+    index_t dead = 0;
+    for (index_t u = 0; u < y.dim(1); ++u) dead += (y.matrix().col(u).array() == 0.0).all();
+    CHECK(r.dead_fraction == Approx(static_cast<double>(dead) / static_cast<double>(y.dim(1))));
+    CHECK(r.nonfinite_fraction == 0.0);
+    // Fixed range [-1, 1] in 4 bins of width 0.5.
+    std::vector<std::uint64_t> counts(4, 0);
+    std::uint64_t below = 0, above = 0;
+    for (index_t k = 0; k < y.size(); ++k) {
+      const double v = y.data()[k];
+      if (v < -1)
+        ++below;
+      else if (v > 1)
+        ++above;
+      else
+        ++counts[std::min<std::size_t>(3, static_cast<std::size_t>((v + 1) / 0.5))];
+    }
+    CHECK(r.histogram.counts == counts);
+    CHECK(r.histogram.below == below);
+    CHECK(r.histogram.above == above);
+  }
+  // The ReLU of this model really has zeros, so the check above is not vacuous.
+  CHECK(stats.series("relu_1").records.back().zero_fraction > 0.1);
+}
+
+TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[inspect]") {
+  Sequential<float> model(Shape{4}, 1);
+  model.add<nn::Flatten<float>>();
+  model.add<nn::ReLU<float>>();
+  ActivationStatsOptions options;
+  options.schedule.eval = true;
+  options.bins = 10;
+  ActivationStats<float> stats(model, options);
+
+  SECTION("NaN and inf are counted, the other statistics use the finite values") {
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    model.forward(Tensor<float>(Shape{2, 4}, {1, nan, 3, 0, inf, 5, 0, 0}));
+    const ActivationRecord& r = stats.series("flatten_1").records.back();
+    CHECK(r.nonfinite_fraction == 0.25);
+    CHECK(r.mean == Approx(1.5));  // of {1, 3, 0, 5, 0, 0}
+    CHECK(r.min == 0.0);
+    CHECK(r.max == 5.0);
+    CHECK(r.zero_fraction == 3.0 / 8.0);
+    CHECK(r.dead_fraction == 0.25);  // unit 3 is zero in both samples; unit 1 is NaN, alive
+    std::uint64_t binned = 0;
+    for (auto c : r.histogram.counts) binned += c;
+    CHECK(binned == 6);
+    CHECK(r.histogram.low == 0.0);
+    CHECK(r.histogram.high == 5.0);
+    CHECK(r.histogram.counts.back() == 1);  // the max falls in the last bin
+  }
+  SECTION("a large mean does not swamp the std (float data, 10,000 values)") {
+    Tensor<float> x(Shape{2500, 4});
+    for (index_t i = 0; i < x.size(); ++i) x.data()[i] = 10000.0f + (i % 2 ? 0.5f : -0.5f);
+    model.forward(x);
+    const ActivationRecord& r = stats.series("flatten_1").records.back();
+    CHECK(r.mean == Approx(10000.0).epsilon(1e-9));
+    CHECK(r.std == Approx(0.5).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("ActivationStats: every k steps, train mode only by default, bounded memory", "[inspect]") {
+  Sequential<double> model = mlp();
+  ActivationStatsOptions options;
+  options.schedule.every = 3;
+  options.capacity = 2;
+  options.layers = {"relu_1"};
+  ActivationStats<double> stats(model, options);
+  Rng rng(5);
+  const Tensor<double> x = random_tensor(Shape{20, 6}, rng), y = random_tensor(Shape{20, 3}, rng);
+  optim::SGD<double> sgd(model.parameters(), 0.01);
+  nn::MSELoss<double> loss;
+  train::FitOptions<double> o = quiet(2, 4);  // 10 steps: 0, 3, 6, 9 recorded
+  o.validation_x = &x;
+  o.validation_y = &y;
+  train::fit(model, sgd, loss, x, y, o);
+  REQUIRE(stats.all().size() == 1);
+  const auto& series = stats.series("relu_1");
+  REQUIRE(series.records.size() == 2);
+  CHECK(series.dropped == 2);
+  CHECK(series.records[0].context.step == 6);
+  CHECK(series.records[1].context.step == 9);
+  CHECK(series.records[1].context.epoch == 1);
+  CHECK(series.records[1].context.mode == Mode::train);
+  CHECK_THROWS_WITH(stats.series("dense_1"), Contains("nothing recorded for 'dense_1'"));
+  ActivationStatsOptions bad;
+  bad.schedule.every = 0;
+  CHECK_THROWS_WITH(ActivationStats<double>(model, bad), Contains("every must be positive"));
+}
+
+TEST_CASE("GradientFlow records gradient norms and the update-to-weight ratio", "[inspect]") {
+  Sequential<double> model = mlp();
+  GradientFlow<double> flow(model);
+  Rng rng(7);
+  const Tensor<double> x = random_tensor(Shape{8, 6}, rng), target = random_tensor(Shape{8, 3}, rng);
+  optim::SGD<double> sgd(model.parameters(), 0.1);
+  nn::MSELoss<double> loss;
+  Tensor<double> grad;
+  loss.forward(model.forward(x, Mode::train), target, &grad);
+  model.backward(grad);
+  Parameter<double>& w = *model.layer("dense_1").parameters()[0];
+  const Tensor<double> before = w.value;
+  const ParameterGradientRecord r = flow.parameter("dense_1.weight").records.back();
+  CHECK(r.grad_norm == Approx(w.grad.flat().matrix().norm()).epsilon(1e-12));
+  CHECK(r.grad_max_abs == w.grad.flat().cwiseAbs().maxCoeff());
+  CHECK(r.weight_norm == Approx(w.value.flat().matrix().norm()).epsilon(1e-12));
+  CHECK(std::isnan(r.update_ratio));  // not stepped yet
+  CHECK(flow.layer("dense_2").records.back().norm == Approx(grad.flat().matrix().norm()).epsilon(1e-12));
+  sgd.step();
+  model.forward(x);  // the next pass fills in the ratio
+  const double expected = (w.value.flat() - before.flat()).matrix().norm() / before.flat().matrix().norm();
+  CHECK(flow.parameter("dense_1.weight").records.back().update_ratio == Approx(expected).epsilon(1e-12));
+  CHECK(flow.parameters().size() == 4);
+  CHECK(flow.alert_count() == 0);
+}
+
+TEST_CASE("GradientFlow flags a vanishing gradient in a deep sigmoid stack, not in a healthy net", "[inspect]") {
+  Rng rng(9);
+  const Tensor<double> x = random_tensor(Shape{16, 8}, rng), y = random_tensor(Shape{16, 1}, rng);
+  nn::MSELoss<double> loss;
+
+  Sequential<double> deep(Shape{8}, 2);
+  for (int i = 0; i < 14; ++i) {
+    deep.add<nn::Dense<double>>(8, 8);
+    deep.add<nn::Sigmoid<double>>();
+  }
+  deep.add<nn::Dense<double>>(8, 1);
+  GradientFlow<double> deep_flow(deep);
+  optim::SGD<double> deep_sgd(deep.parameters(), 0.1);
+  train::fit(deep, deep_sgd, loss, x, y, quiet(1, 16));
+  REQUIRE(deep_flow.alert_count() > 0);
+  std::set<std::string> flagged;
+  for (const GradientAlert& a : deep_flow.alerts()) {
+    CHECK(a.health == GradientHealth::vanishing);
+    flagged.insert(a.name);
+  }
+  CHECK(flagged.count("dense_1.weight") == 1);
+  CHECK_THAT(deep_flow.alerts().front().message, Contains("vanishing gradient") && Contains("< 1e-07"));
+  CHECK(deep_flow.parameter("dense_1.weight").records.back().health == GradientHealth::vanishing);
+  CHECK(deep_flow.parameter("dense_15.weight").records.back().health == GradientHealth::ok);
+
+  Sequential<double> healthy(Shape{8}, 2);
+  healthy.add<nn::Dense<double>>(8, 16);
+  healthy.add<nn::ReLU<double>>();
+  healthy.add<nn::Dense<double>>(16, 1);
+  GradientFlow<double> healthy_flow(healthy);
+  optim::SGD<double> healthy_sgd(healthy.parameters(), 0.1);
+  train::fit(healthy, healthy_sgd, loss, x, y, quiet(3, 4));
+  CHECK(healthy_flow.alert_count() == 0);
+  CHECK(healthy_flow.parameter("dense_1.weight").records.size() == 12);
+}
+
+TEST_CASE("GradientFlow flags an exploding gradient", "[inspect]") {
+  Sequential<double> model(Shape{2}, 1);
+  model.add<nn::Dense<double>>(2, 1);
+  GradientFlow<double> flow(model);
+  const Tensor<double> x(Shape{1, 2}, {1e4, 1e4});
+  model.forward(x, Mode::train);
+  model.backward(Tensor<double>(Shape{1, 1}, {1.0}));
+  REQUIRE(flow.alert_count() == 1);
+  CHECK(flow.alerts()[0].name == "dense_1.weight");
+  CHECK(flow.alerts()[0].health == GradientHealth::exploding);
+}
+
+TEST_CASE("ActivationCapture keeps chosen samples' feature maps within a byte budget", "[inspect]") {
+  Sequential<double> model(Shape{1, 5, 5}, 4);
+  model.add<nn::Conv2D<double>>(1, 2, nn::Size2{3, 3});
+  model.add<nn::Flatten<double>>();
+  Rng rng(11);
+  const Tensor<double> x = random_tensor(Shape{4, 1, 5, 5}, rng);
+
+  ActivationCaptureOptions options;
+  options.layers = {"conv2d_1"};
+  options.samples = {1, 3, 7};  // 7 is beyond the batch: skipped
+  ActivationCapture<double> capture(model, options);
+  model.forward(x, Mode::train);  // eval passes only by default
+  CHECK(capture.captures().empty());
+  model.forward(x);
+  REQUIRE(capture.captures().size() == 2);
+  for (index_t s : {1, 3}) {
+    const Capture<double>* c = capture.find("conv2d_1", s);
+    REQUIRE(c != nullptr);
+    CHECK(c->value.shape() == Shape{1, 2, 3, 3});
+    Tensor<double> expected;
+    copy_rows(model.output(0), s, 1, expected);
+    CHECK((c->value.flat() - expected.flat()).cwiseAbs().maxCoeff() == 0.0);
+  }
+  CHECK(capture.bytes() == 2 * 18 * sizeof(double));
+  model.forward(x);  // latest replaces
+  CHECK(capture.captures().size() == 2);
+
+  ActivationCaptureOptions small = options;
+  small.max_bytes = 18 * sizeof(double) * 3;
+  small.keep_history = true;
+  ActivationCapture<double> history(model, small);
+  for (int i = 0; i < 3; ++i) model.forward(x);
+  CHECK(history.captures().size() == 3);
+  CHECK(history.skipped() == 3);
+  CHECK(history.bytes() <= small.max_bytes);
+}
+
+TEST_CASE("gradient_saliency equals a central-difference gradient of the target logit", "[inspect]") {
+  Sequential<double> model(Shape{1, 5, 5}, 6);
+  model.add<nn::Conv2D<double>>(1, 2, nn::Size2{3, 3});
+  model.add<nn::Tanh<double>>();
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(18, 4);
+  Rng rng(13);
+  Tensor<double> x = random_tensor(Shape{3, 1, 5, 5}, rng);
+  const std::vector<index_t> targets{2, 0, 3};
+  const Tensor<double> saliency = gradient_saliency(model, x, targets);
+  const Tensor<double> numeric = numerical_gradient(
+      [&] {
+        const Tensor<double>& out = model.forward(x);
+        double sum = 0;
+        for (index_t n = 0; n < 3; ++n) sum += out.matrix()(n, targets[static_cast<std::size_t>(n)]);
+        return sum;
+      },
+      x);
+  CHECK(gradient_error(saliency, numeric) < 1e-6);
+
+  std::vector<index_t> predicted;
+  gradient_saliency(model, x, predicted);
+  CHECK(predicted == predicted_classes(model.forward(x)));
+  CHECK_THROWS_WITH(gradient_saliency(model, x, std::vector<index_t>{0, 1, 4}), Contains("target 4 of sample 2"));
+}
+
+TEST_CASE("SaliencyRecorder records every k steps and after each epoch, without changing training", "[inspect]") {
+  Rng rng(17);
+  const Tensor<double> x = random_tensor(Shape{12, 6}, rng), y = random_tensor(Shape{12, 3}, rng);
+  Tensor<double> probe;
+  copy_rows(x, 0, 2, probe);
+  nn::MSELoss<double> loss;
+
+  Sequential<double> plain = mlp(), watched = mlp();
+  optim::Adam<double> plain_adam(plain.parameters(), 1e-2), watched_adam(watched.parameters(), 1e-2);
+  SaliencyRecorderOptions options;
+  options.every = 2;
+  SaliencyRecorder<double> recorder(watched, probe, {1, 2}, options);
+  train::FitOptions<double> o = quiet(2, 4);  // 3 steps per epoch
+  train::fit(plain, plain_adam, loss, x, y, o);
+  o.callbacks = {&recorder};
+  train::fit(watched, watched_adam, loss, x, y, o);
+
+  // Steps 2, 4, 6 and the two epoch ends (after steps 3 and 6).
+  REQUIRE(recorder.records().size() == 5);
+  std::vector<long long> steps;
+  for (const auto& r : recorder.records()) steps.push_back(r.context.step);
+  CHECK(steps == std::vector<long long>{2, 3, 4, 6, 6});
+  const Tensor<double> now = gradient_saliency(watched, probe, {1, 2});
+  CHECK((recorder.records().back().saliency.flat() - now.flat()).cwiseAbs().maxCoeff() == 0.0);
+  // Recording between optimizer steps leaves training exactly as it was.
+  for (std::size_t i = 0; i < plain.parameters().size(); ++i)
+    CHECK((plain.parameters()[i]->value.flat() - watched.parameters()[i]->value.flat()).cwiseAbs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("NanWatch names the layer, the tensor and the step of the first non-finite value", "[inspect]") {
+  Sequential<double> model = mlp();
+  NanWatch<double> watch(model);
+  Rng rng(19);
+  Tensor<double> x = random_tensor(Shape{4, 6}, rng);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+
+  SECTION("a NaN weight in a middle layer") {
+    model.layer("dense_2").parameters()[0]->value.data()[5] = nan;
+    CHECK_THROWS_WITH(model.forward(x), Contains("output of layer 'dense_2'") && Contains("NanWatch"));
+  }
+  SECTION("a NaN input is blamed on the input, at the first layer") {
+    x.data()[3] = nan;
+    CHECK_THROWS_WITH(model.forward(x), Contains("output of layer 'dense_1'") && Contains("model's input"));
+  }
+  SECTION("a non-finite loss gradient, and a non-finite parameter gradient, during fit") {
+    model.forward(x, Mode::train);
+    Tensor<double> grad(Shape{4, 3});
+    grad.flat().setZero();
+    grad.data()[7] = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(model.backward(grad), Contains("loss gradient arriving at layer 'dense_2'") &&
+                                                Contains("element 7") && Contains("train step 0"));
+    Tensor<double> y = random_tensor(Shape{4, 3}, rng);
+    y.data()[0] = nan;
+    optim::SGD<double> sgd(model.parameters(), 0.1);
+    nn::MSELoss<double> loss;
+    CHECK_THROWS_WITH(train::fit(model, sgd, loss, x, y, quiet(1, 4)), Contains("loss became nan"));
+  }
+  SECTION("quiet on a healthy model") {
+    Tensor<double> y = random_tensor(Shape{4, 3}, rng);
+    optim::SGD<double> sgd(model.parameters(), 0.1);
+    nn::MSELoss<double> loss;
+    CHECK_NOTHROW(train::fit(model, sgd, loss, x, y, quiet(2, 2)));
+  }
+}
+
+TEST_CASE("recorders export CSV with one row per record and valid JSON", "[inspect]") {
+  Sequential<double> model = mlp();
+  ActivationStats<double> stats(model);
+  GradientFlow<double> flow(model);
+  ActivationCaptureOptions capture_options;
+  capture_options.schedule = Schedule{1, true, true};
+  ActivationCapture<double> capture(model, capture_options);
+  Rng rng(23);
+  const Tensor<double> x = random_tensor(Shape{8, 6}, rng), y = random_tensor(Shape{8, 3}, rng);
+  Tensor<double> probe;
+  copy_rows(x, 0, 2, probe);
+  SaliencyRecorder<double> saliency(model, probe);
+  optim::SGD<double> sgd(model.parameters(), 0.1);
+  nn::MSELoss<double> loss;
+  train::FitOptions<double> o = quiet(1, 4);
+  o.callbacks = {&saliency};
+  train::fit(model, sgd, loss, x, y, o);
+
+  const std::string csv = stats.to_csv();
+  CHECK(csv.rfind("layer,layer_index,mode,step,epoch,batch,count,mean", 0) == 0);
+  CHECK(line_count(csv) == 1 + 3 * 2);  // header + 3 layers x 2 steps
+  CHECK(line_count(flow.to_csv()) == 1 + 3 * 2 + 4 * 2);
+  CHECK(line_count(capture.to_csv()) == 1 + 3);
+  CHECK(line_count(saliency.to_csv()) == 1 + 2);
+  for (const std::string& json : {stats.to_json(), flow.to_json(), capture.to_json(), saliency.to_json()}) {
+    INFO(json.substr(0, 200));
+    CHECK(JsonChecker(json).valid());
+  }
+  CHECK(JsonChecker(R"({"a":[1,2,{"b":null}],"c":"x\"y"})").valid());
+  CHECK_FALSE(JsonChecker(R"({"a":[1,2,}])").valid());
+  CHECK_FALSE(JsonChecker(R"({"a":nan})").valid());
+
+  const std::string path = "inspect_stats_test.csv";
+  stats.write_csv(path);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  REQUIRE(f != nullptr);
+  std::string read(csv.size(), '\0');
+  CHECK(std::fread(read.data(), 1, read.size(), f) == csv.size());
+  std::fclose(f);
+  CHECK(read == csv);
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(stats.write_json("no/such/dir/stats.json"), Contains("no/such/dir/stats.json.tmp"));
+}
+
+TEST_CASE("layer_table shows each layer's newest statistics", "[inspect]") {
+  Sequential<double> model = mlp();
+  ActivationStats<double> stats(model);
+  GradientFlow<double> flow(model);
+  Rng rng(29);
+  const Tensor<double> x = random_tensor(Shape{8, 6}, rng), y = random_tensor(Shape{8, 3}, rng);
+  optim::SGD<double> sgd(model.parameters(), 0.1);
+  nn::MSELoss<double> loss;
+  train::fit(model, sgd, loss, x, y, quiet(1, 8));
+  const std::string table = layer_table(stats, flow);
+  CHECK(line_count(table) == 4);
+  CHECK_THAT(table, Contains("relu_1") && Contains("dense_2") && Contains("update/W"));
+  CHECK_THAT(table, Contains(fmt::format("{:.4f}", stats.series("dense_1").records.back().mean)));
+}
