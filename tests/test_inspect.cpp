@@ -194,6 +194,27 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     CHECK(r.histogram.high == 5.0);
     CHECK(r.histogram.counts.back() == 1);  // the max falls in the last bin
   }
+  SECTION("histograms of large outputs bin a strided sample; the statistics use every value") {
+    Tensor<float> x(Shape{1024, 4});
+    for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i % 10);
+    model.forward(x);
+    const ActivationRecord& all = stats.series("flatten_1").records.back();
+    CHECK(all.mean == Approx(4.5).epsilon(1e-3));
+    std::uint64_t binned = 0;
+    for (auto c : all.histogram.counts) binned += c;
+    CHECK(binned == 4096);  // under the default 16384: every value
+
+    ActivationStatsOptions sampled = options;
+    sampled.histogram_values = 64;  // 4 runs of 16 consecutive values
+    ActivationStats<float> few(model, sampled);
+    model.forward(x);
+    const ActivationRecord& r = few.series("flatten_1").records.back();
+    binned = 0;
+    for (auto c : r.histogram.counts) binned += c;
+    CHECK(binned == 64);
+    CHECK(r.count == 4096);
+    CHECK(r.mean == all.mean);
+  }
   SECTION("a large mean does not swamp the std (float data, 10,000 values)") {
     Tensor<float> x(Shape{2500, 4});
     for (index_t i = 0; i < x.size(); ++i) x.data()[i] = 10000.0f + (i % 2 ? 0.5f : -0.5f);

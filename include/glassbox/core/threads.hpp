@@ -73,6 +73,10 @@ inline int num_threads() {
 // leaving an OpenMP region would terminate the program.
 template <class Body>
 void parallel_for(std::ptrdiff_t n, int threads, Body&& body) {
+  if (threads <= 1 || n <= 1) {  // no parallel region: entering one costs more than small work
+    for (std::ptrdiff_t i = 0; i < n; ++i) body(i);
+    return;
+  }
   std::exception_ptr error;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads)

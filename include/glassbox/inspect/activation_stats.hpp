@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/threads.hpp"
 #include "glassbox/inspect/record.hpp"
 
 namespace glassbox::inspect {
@@ -54,16 +55,17 @@ struct ActivationStatsOptions {
   int bins = 32;                   // 0: no histogram
   // Fixed histogram range; without it each record's bins span its own min..max.
   std::optional<std::pair<double, double>> range;
-  // Histogram from every k-th value so that at most this many are binned
-  // (0: all values). The statistics always use every value.
-  index_t histogram_values = 0;
+  // The histogram bins every k-th value, k chosen so that at most this many
+  // are binned (0: every value); a strided sample keeps recording every step
+  // cheap on large feature maps. The statistics always use every value.
+  index_t histogram_values = 16384;
   std::size_t capacity = 1000;  // records kept per layer
 };
 
 namespace detail {
 
-// Mean and sum of squared deviations of a block, merged into running totals
-// (Chan et al.), so the std stays accurate when |mean| >> std.
+// Mean and sum of squared deviations, merged block by block (Chan et al.),
+// so the std stays accurate when |mean| >> std.
 struct Moments {
   double count = 0, mean = 0, m2 = 0;
   void merge(double n, double block_mean, double block_m2) {
@@ -77,60 +79,110 @@ struct Moments {
 };
 
 template <class T>
-void summarize_values(const T* data, index_t n, ActivationRecord& r) {
-  using Block = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-  constexpr index_t block_size = 4096;  // stays in L1 across the passes below
+struct Summary {
   Moments moments;
-  T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity();
+  T lo = std::numeric_limits<T>::infinity();
+  T hi = -std::numeric_limits<T>::infinity();
   index_t zeros = 0, nonfinite = 0;
-  for (index_t start = 0; start < n; start += block_size) {
-    const index_t len = std::min(block_size, n - start);
-    const Block a(data + start, len);
-    if (a.allFinite()) {
-      const double block_mean = static_cast<double>(a.sum()) / static_cast<double>(len);
-      moments.merge(static_cast<double>(len), block_mean, static_cast<double>((a - T(block_mean)).square().sum()));
-      lo = std::min(lo, a.minCoeff());
-      hi = std::max(hi, a.maxCoeff());
-      zeros += (a == T(0)).count();
+
+  void merge(const Summary& o) {
+    moments.merge(o.moments.count, o.moments.mean, o.moments.m2);
+    lo = std::min(lo, o.lo);
+    hi = std::max(hi, o.hi);
+    zeros += o.zeros;
+    nonfinite += o.nonfinite;
+  }
+};
+
+// One fused pass over a chunk (<= 4096 values, so T sums stay accurate):
+// shifted sums, min, max, zeros, non-finite count, and |x| added into the
+// per-unit magnitudes for the dead-unit count. A chunk holding NaN or inf is
+// summarised again value by value, leaving the non-finite values out.
+template <class T>
+void summarize_chunk(const T* x, index_t len, T* magnitude, Summary<T>& out) {
+  const T shift = x[0];
+  T s1 = 0, s2 = 0, lo = std::numeric_limits<T>::infinity(), hi = -lo;
+  int zeros = 0, nonfinite = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : s1, s2, zeros, nonfinite) reduction(min : lo) reduction(max : hi)
+#endif
+  for (index_t i = 0; i < len; ++i) {
+    const T v = x[i];
+    const T a = std::abs(v);
+    magnitude[i] += a;
+    nonfinite += !(a <= std::numeric_limits<T>::max());
+    const T d = v - shift;
+    s1 += d;
+    s2 += d * d;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    zeros += v == T(0);
+  }
+  if (nonfinite == 0) {
+    const double n = static_cast<double>(len), sum = static_cast<double>(s1);
+    out.moments.merge(n, static_cast<double>(shift) + sum / n, std::max(0.0, static_cast<double>(s2) - sum * sum / n));
+    out.lo = std::min(out.lo, lo);
+    out.hi = std::max(out.hi, hi);
+    out.zeros += zeros;
+    return;
+  }
+  for (index_t i = 0; i < len; ++i) {  // rare: a chunk holding NaN or inf
+    const T v = x[i];
+    if (!std::isfinite(v)) {
+      ++out.nonfinite;
       continue;
     }
-    for (index_t i = 0; i < len; ++i) {  // rare: a block holding NaN or inf
-      const T x = a(i);
-      if (!std::isfinite(x)) {
-        ++nonfinite;
-        continue;
-      }
-      moments.merge(1, static_cast<double>(x), 0);
-      lo = std::min(lo, x);
-      hi = std::max(hi, x);
-      zeros += x == T(0);
-    }
-  }
-  r.count = n;
-  if (moments.count > 0) {
-    r.mean = moments.mean;
-    r.std = std::sqrt(moments.m2 / moments.count);
-    r.min = static_cast<double>(lo);
-    r.max = static_cast<double>(hi);
-  }
-  if (n > 0) {
-    r.zero_fraction = static_cast<double>(zeros) / static_cast<double>(n);
-    r.nonfinite_fraction = static_cast<double>(nonfinite) / static_cast<double>(n);
+    out.moments.merge(1, static_cast<double>(v), 0);
+    out.lo = std::min(out.lo, v);
+    out.hi = std::max(out.hi, v);
+    out.zeros += v == T(0);
   }
 }
 
-// Fraction of units that are exactly zero in every sample; `magnitude` is a
-// reused buffer of one sample's size. A NaN unit counts as alive.
+// Statistics of y's values into r, and the fraction of dead units. Samples are
+// spread over the threads; each thread keeps its own per-unit magnitudes.
 template <class T>
-double dead_fraction(const Tensor<T>& y, Eigen::Array<T, Eigen::Dynamic, 1>& magnitude) {
-  if (y.rank() < 2 || y.dim(0) == 0 || y.size() == 0) return 0;
-  const index_t units = y.size() / y.dim(0);
-  magnitude.setZero(units);
-  for (index_t n = 0; n < y.dim(0); ++n)
-    magnitude += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(y.data() + n * units, units).abs();
-  return static_cast<double>((magnitude == T(0)).count()) / static_cast<double>(units);
+void summarize(const Tensor<T>& y, ActivationRecord& r, std::vector<Eigen::Array<T, Eigen::Dynamic, 1>>& magnitudes) {
+  constexpr index_t chunk = 4096;
+  const index_t n = y.size();
+  r.count = n;
+  if (n == 0) return;
+  const index_t rows = y.rank() >= 2 ? y.dim(0) : 1;
+  const index_t units = n / rows;
+  const int threads = static_cast<int>(std::min<index_t>(n < 65536 ? 1 : num_threads(), rows));
+  magnitudes.resize(static_cast<std::size_t>(threads));
+  std::vector<Summary<T>> partial(static_cast<std::size_t>(threads));
+  parallel_for(threads, threads, [&](std::ptrdiff_t t) {
+    auto& magnitude = magnitudes[static_cast<std::size_t>(t)];
+    magnitude.setZero(units);
+    for (index_t row = rows * t / threads; row < rows * (t + 1) / threads; ++row)
+      for (index_t u = 0; u < units; u += chunk)
+        summarize_chunk(y.data() + row * units + u, std::min(chunk, units - u), magnitude.data() + u,
+                        partial[static_cast<std::size_t>(t)]);
+  });
+  Summary<T> total;
+  for (const Summary<T>& p : partial) total.merge(p);
+  for (int t = 1; t < threads; ++t) magnitudes[0] += magnitudes[static_cast<std::size_t>(t)];
+
+  if (total.moments.count > 0) {
+    r.mean = total.moments.mean;
+    r.std = std::sqrt(total.moments.m2 / total.moments.count);
+    r.min = static_cast<double>(total.lo);
+    r.max = static_cast<double>(total.hi);
+  }
+  r.zero_fraction = static_cast<double>(total.zeros) / static_cast<double>(n);
+  r.nonfinite_fraction = static_cast<double>(total.nonfinite) / static_cast<double>(n);
+  // A unit is dead when zero in every sample; a NaN unit counts as alive.
+  if (y.rank() >= 2)
+    r.dead_fraction = static_cast<double>((magnitudes[0] == T(0)).count()) / static_cast<double>(units);
 }
 
+// Bins the values into r.histogram. Values are taken in runs of 16
+// consecutive ones (one cache line of floats), every k-th run, k chosen so
+// that at most o.histogram_values are binned. Each run's slots are computed
+// in a vectorisable loop: 0 below the range, 1..bins the bins, bins + 1 above,
+// bins + 2 non-finite; four interleaved tallies keep repeated slots (all the
+// zeros after a ReLU) from serialising the increments.
 template <class T>
 void fill_histogram(const T* data, index_t n, const ActivationStatsOptions& o, ActivationRecord& r) {
   Histogram& h = r.histogram;
@@ -145,20 +197,45 @@ void fill_histogram(const T* data, index_t n, const ActivationStatsOptions& o, A
   } else {
     return;  // no finite value to bin
   }
-  const double scale = static_cast<double>(o.bins) / (h.high - h.low);
-  const index_t stride =
-      o.histogram_values > 0 ? std::max<index_t>(1, (n + o.histogram_values - 1) / o.histogram_values) : 1;
-  const auto last = static_cast<std::size_t>(o.bins - 1);
-  for (index_t i = 0; i < n; i += stride) {
-    const double x = static_cast<double>(data[i]);
-    if (!std::isfinite(x)) continue;
-    if (x < h.low) {
-      ++h.below;
-    } else if (x > h.high) {
-      ++h.above;
+  constexpr index_t run = 16;
+  const index_t runs = (n + run - 1) / run;
+  const index_t max_runs = o.histogram_values > 0 ? std::max<index_t>(1, o.histogram_values / run) : runs;
+  const index_t every = std::max<index_t>(1, (runs + max_runs - 1) / max_runs);
+  const int bins = o.bins;
+  const T low = static_cast<T>(h.low), scale = static_cast<T>(bins / (h.high - h.low));
+  const std::size_t slots = static_cast<std::size_t>(bins) + 3;
+  const T bins_t = static_cast<T>(bins);
+  std::vector<std::uint64_t> tally(4 * slots, 0);
+  int slot[run];
+  auto slot_of = [&](T v) {
+    const T p = (v - low) * scale;
+    T q = p < T(0) ? T(-1) : p < bins_t ? p : p == bins_t ? bins_t - 1 : bins_t;
+    q = std::abs(v) <= std::numeric_limits<T>::max() ? q : bins_t + 1;
+    return static_cast<int>(q) + 1;
+  };
+  for (index_t k = 0; k < runs; k += every) {
+    const T* x = data + k * run;
+#if defined(__GNUC__)
+    // The runs are far apart: fetch a few ahead, or every run waits on a cache miss.
+    if (k + 8 * every < runs) __builtin_prefetch(data + (k + 8 * every) * run);
+#endif
+    if (k * run + run <= n) {
+      for (index_t i = 0; i < run; ++i) slot[i] = slot_of(x[i]);  // fixed trip count: vectorised
+      for (std::size_t i = 0; i < static_cast<std::size_t>(run); ++i)
+        ++tally[(i % 4) * slots + static_cast<std::size_t>(slot[i])];
     } else {
-      ++h.counts[std::min(static_cast<std::size_t>((x - h.low) * scale), last)];
+      for (index_t i = 0; k * run + i < n; ++i) ++tally[static_cast<std::size_t>(slot_of(x[i]))];
     }
+  }
+  for (std::size_t lane = 1; lane < 4; ++lane)
+    for (std::size_t s = 0; s < slots; ++s) tally[s] += tally[lane * slots + s];
+  std::copy(tally.begin() + 1, tally.begin() + 1 + bins, h.counts.begin());
+  h.below = tally[0];
+  h.above = tally[static_cast<std::size_t>(bins) + 1];
+  if (!o.range) {  // an adaptive range holds every finite value: outside it is rounding
+    h.counts.front() += h.below;
+    h.counts.back() += h.above;
+    h.below = h.above = 0;
   }
 }
 
@@ -243,15 +320,14 @@ class ActivationStats {
     r.layer = e.name;
     r.layer_index = e.index;
     r.context = e;
-    detail::summarize_values(e.output.data(), e.output.size(), r);
-    r.dead_fraction = detail::dead_fraction(e.output, magnitude_);
+    detail::summarize(e.output, r, magnitudes_);
     detail::fill_histogram(e.output.data(), e.output.size(), options_, r);
     series_for(series_, e.name, e.index).push(std::move(r), options_.capacity);
   }
 
   Options options_;
   std::vector<Series<ActivationRecord>> series_;
-  Eigen::Array<T, Eigen::Dynamic, 1> magnitude_;
+  std::vector<Eigen::Array<T, Eigen::Dynamic, 1>> magnitudes_;  // per thread, reused
   std::vector<HookHandle> handles_;
 };
 

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/threads.hpp"
 #include "glassbox/inspect/record.hpp"
 
 namespace glassbox::inspect {
@@ -171,9 +172,42 @@ class GradientFlow {
 
   bool due(const HookContext& c) const { return c.mode == Mode::train && options_.schedule.due(c); }
 
-  static double norm(const Tensor<T>& t) { return std::sqrt(static_cast<double>(t.flat().matrix().squaredNorm())); }
-  static double max_abs(const Tensor<T>& t) {
-    return t.size() ? static_cast<double>(t.flat().cwiseAbs().maxCoeff()) : 0.0;
+  struct Magnitude {
+    double norm = 0, max_abs = 0;
+  };
+  // L2 norm and max |.| in one pass; T sums over chunks of 4096, then
+  // double. Large tensors are split over the threads.
+  static Magnitude magnitude(const Tensor<T>& t) {
+    constexpr index_t chunk = 4096;
+    const index_t chunks = (t.size() + chunk - 1) / chunk;
+    const int threads = static_cast<int>(std::min<index_t>(t.size() < 65536 ? 1 : num_threads(), chunks));
+    std::vector<Magnitude> partial(static_cast<std::size_t>(std::max(threads, 1)));
+    parallel_for(threads, threads, [&](std::ptrdiff_t thread) {
+      double squares = 0;
+      T largest = 0;
+      for (index_t c = chunks * thread / threads; c < chunks * (thread + 1) / threads; ++c) {
+        const T* x = t.data() + c * chunk;
+        const index_t len = std::min(chunk, t.size() - c * chunk);
+        T s = 0, m = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : s) reduction(max : m)
+#endif
+        for (index_t i = 0; i < len; ++i) {
+          s += x[i] * x[i];
+          m = std::max(m, std::abs(x[i]));
+        }
+        squares += static_cast<double>(s);
+        largest = std::max(largest, m);
+      }
+      partial[static_cast<std::size_t>(thread)] = {squares, static_cast<double>(largest)};
+    });
+    Magnitude total;
+    for (const Magnitude& p : partial) {
+      total.norm += p.norm;  // sums of squares until the sqrt below
+      total.max_abs = std::max(total.max_abs, p.max_abs);
+    }
+    total.norm = std::sqrt(total.norm);
+    return total;
   }
 
   GradientHealth check(const std::string& name, const std::string& what, const HookContext& c, double n) {
@@ -197,8 +231,9 @@ class GradientFlow {
     r.layer = e.name;
     r.layer_index = e.index;
     r.context = e;
-    r.norm = norm(e.grad_output);
-    r.max_abs = max_abs(e.grad_output);
+    const Magnitude m = magnitude(e.grad_output);
+    r.norm = m.norm;
+    r.max_abs = m.max_abs;
     r.health = check(e.name, " wrt its output", e, r.norm);
     series_for(layers_, e.name, e.index).push(std::move(r), options_.capacity);
   }
@@ -210,9 +245,10 @@ class GradientFlow {
     r.layer_index = e.index;
     r.context = e;
     r.parameter = e.parameter.name;
-    r.grad_norm = norm(e.grad);
-    r.grad_max_abs = max_abs(e.grad);
-    r.weight_norm = norm(e.value);
+    const Magnitude m = magnitude(e.grad);
+    r.grad_norm = m.norm;
+    r.grad_max_abs = m.max_abs;
+    r.weight_norm = magnitude(e.value).norm;
     r.health = check(e.parameter.name, "", e, r.grad_norm);
     Series<ParameterGradientRecord>& series = series_for(parameters_, e.parameter.name, e.index);
     series.push(std::move(r), options_.capacity);
@@ -230,7 +266,7 @@ class GradientFlow {
       PendingUpdate& u = pending_[i];
       ParameterGradientRecord& r = parameters_[u.series].records.back();
       u.before.flat() -= u.parameter->value.flat();
-      r.update_ratio = norm(u.before) / r.weight_norm;
+      r.update_ratio = magnitude(u.before).norm / r.weight_norm;
     }
     pending_count_ = 0;
   }

@@ -9,6 +9,8 @@
 //
 // Hooks (model/hooks.hpp) observe or patch what flows through any layer. With
 // none attached, forward and backward pay one empty-list check per layer.
+// Defining GLASSBOX_DISABLE_HOOKS compiles even that out (registration then
+// throws); it exists so bench/hooks.sh can measure what the check costs.
 
 #include <fmt/format.h>
 
@@ -91,7 +93,7 @@ class Sequential {
     has_input_grad_ = false;
     context_.mode = mode;
     context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
-    const bool hooked = hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
+    const bool hooked = hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
     const Tensor<T>* in = &input_;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       layers_[i]->output_shape(in->shape());
@@ -113,7 +115,7 @@ class Sequential {
     if (grad_output.shape() != outputs_.back().shape())
       throw Error(fmt::format("Sequential::backward: gradient shape {} differs from output shape {}",
                               grad_output.shape().str(), outputs_.back().shape().str()));
-    const bool hooked = hooks_ && !hooks_->backward.empty();
+    const bool hooked = hooks_enabled && hooks_ && !hooks_->backward.empty();
     const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
     has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
@@ -124,7 +126,7 @@ class Sequential {
       if (hooked) run_backward_hooks(i, *dy, dx);
       dy = dx;
     }
-    if (hooks_ && !hooks_->param_grad.empty()) run_param_grad_hooks();
+    if (hooks_enabled && hooks_ && !hooks_->param_grad.empty()) run_param_grad_hooks();
     has_input_grad_ = first_input_grad;
   }
 
@@ -278,6 +280,7 @@ class Sequential {
 
   template <class Fn>
   HookHandle add_hook(detail::HookList<Fn>& list, const HookTarget& target, Fn hook) {
+    if (!hooks_enabled) throw Error("Sequential: hooks are compiled out (GLASSBOX_DISABLE_HOOKS)");
     if (!hook) throw Error("Sequential: empty hook");
     const std::optional<std::size_t> layer = resolve(target);
     const std::uint64_t id = hooks_->next_id();
@@ -321,6 +324,12 @@ class Sequential {
       }
     }
   }
+
+#ifdef GLASSBOX_DISABLE_HOOKS
+  static constexpr bool hooks_enabled = false;
+#else
+  static constexpr bool hooks_enabled = true;
+#endif
 
   Rng rng_;
   std::optional<Shape> sample_shape_;
