@@ -5,7 +5,15 @@
 // is the same function as Keras' softmax + sparse categorical cross-entropy,
 // computed stably.
 //
-//   mnist_cnn [MNIST_DIR] [EPOCHS]     (MNIST_DIR defaults to data/mnist)
+// Introspection while it trains: ActivationStats and GradientFlow record
+// every 50 steps, NanWatch checks every step, and a per-layer table is
+// printed after each epoch. Saliency maps of 8 test digits (after each epoch)
+// and the conv layer's feature maps of 4 test digits are kept too. At the end
+// the records go to REPORT_DIR as CSV and JSON (schemas in the README).
+//
+//   mnist_cnn [MNIST_DIR] [EPOCHS] [REPORT_DIR]   (data/mnist, 5, report)
+
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdio>
@@ -17,6 +25,7 @@ int main(int argc, char** argv) try {
   using namespace glassbox;
   const std::string dir = argc > 1 ? argv[1] : "data/mnist";
   const int epochs = argc > 2 ? std::atoi(argv[2]) : 5;
+  const std::string report = argc > 3 ? argv[3] : "report";
 
   const io::Mnist<float> data = io::load_mnist<float>(dir);
   std::printf("MNIST from %s: %td training and %td test images, %d thread(s)\n", dir.c_str(), data.train_images.dim(0),
@@ -32,6 +41,28 @@ int main(int argc, char** argv) try {
   std::printf("%s", model.summary().c_str());
   std::fflush(stdout);  // before the progress bar starts on stderr
 
+  inspect::ActivationStatsOptions stats_options;
+  stats_options.schedule.every = 50;
+  inspect::ActivationStats<float> stats(model, stats_options);
+  inspect::GradientFlowOptions flow_options;
+  flow_options.schedule.every = 50;
+  inspect::GradientFlow<float> flow(model, flow_options);
+  inspect::NanWatch<float> nan_watch(model);
+  inspect::ActivationCaptureOptions capture_options;
+  capture_options.layers = {"conv2d_1"};
+  capture_options.samples = {0, 1, 2, 3};
+  inspect::ActivationCapture<float> feature_maps(model, capture_options);
+  Tensor<float> probe;
+  copy_rows(data.test_images, 0, std::min<index_t>(8, data.test_images.dim(0)), probe);
+  inspect::SaliencyRecorder<float> saliency(model, probe);  // each digit's predicted class
+  train::LambdaCallback table;
+  table.epoch_end = [&](const train::EpochLogs& e) {
+    std::printf("after epoch %d (newest records, step %lld):\n%s", e.epoch + 1,
+                stats.all().front().records.back().context.step, inspect::layer_table(stats, flow).c_str());
+    for (const inspect::GradientAlert& a : flow.alerts()) std::printf("  alert: %s\n", a.message.c_str());
+    std::fflush(stdout);
+  };
+
   optim::Adam<float> adam(model.parameters(), 1e-3f);
   nn::SoftmaxCrossEntropy<float> loss;
   train::FitOptions<float> options;
@@ -40,6 +71,7 @@ int main(int argc, char** argv) try {
   options.seed = 7;
   options.validation_x = &data.test_images;
   options.validation_y = &data.test_labels;
+  options.callbacks = {&table, &saliency};
 
   const auto start = std::chrono::steady_clock::now();
   const train::History history = train::fit(model, adam, loss, data.train_images, data.train_labels, options);
@@ -50,6 +82,16 @@ int main(int argc, char** argv) try {
   const train::Evaluation test = train::evaluate(model, loss, data.test_images, data.test_labels);
   std::printf("Training took %.1f s in all\nTest loss %.4f, test accuracy %.2f%%\n", seconds, test.loss,
               100.0 * test.accuracy);
+
+  ::mkdir(report.c_str(), 0755);  // an existing directory is fine; a failure shows in the writes below
+  stats.write_csv(report + "/activation_stats.csv");
+  stats.write_json(report + "/activation_stats.json");
+  flow.write_csv(report + "/gradient_flow.csv");
+  flow.write_json(report + "/gradient_flow.json");
+  saliency.write_json(report + "/saliency.json");
+  feature_maps.write_json(report + "/feature_maps.json");
+  std::printf("Report: %s/{activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json\n",
+              report.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist_cnn: %s\n", e.what());

@@ -24,26 +24,26 @@ class NanWatch {
   explicit NanWatch(Sequential<T>& model) {
     handles_.push_back(model.add_forward_hook([this](const ForwardEvent<T>& e) {
       loss_gradient_unchecked_ = true;
-      if (e.output.flat().allFinite()) return;
+      if (all_finite(e.output)) return;
       // Say whether the layer made the value or passed on a bad input.
-      const std::string origin = e.input.flat().allFinite() ? std::string()
-                                 : e.index == 0             ? " (the model's input is already non-finite)"
-                                                            : " (its input is already non-finite)";
+      const std::string origin = all_finite(e.input) ? std::string()
+                                 : e.index == 0      ? " (the model's input is already non-finite)"
+                                                     : " (its input is already non-finite)";
       fail(e, "output of layer '" + e.name + "'" + origin, e.output);
     }));
     handles_.push_back(model.add_backward_hook([this](const BackwardEvent<T>& e) {
       // The first backward event after a forward is the last layer's: its
       // grad_output comes from the loss; every other one was checked as the
       // grad_input of the layer above.
-      if (loss_gradient_unchecked_ && !e.grad_output.flat().allFinite())
+      if (loss_gradient_unchecked_ && !all_finite(e.grad_output))
         fail(e, "loss gradient arriving at layer '" + e.name + "'", e.grad_output);
       loss_gradient_unchecked_ = false;
-      if (e.grad_input && !e.grad_input->flat().allFinite())
+      if (e.grad_input && !all_finite(*e.grad_input))
         fail(e, "gradient wrt the input of layer '" + e.name + "'", *e.grad_input);
     }));
     handles_.push_back(model.add_param_grad_hook([](const ParamGradEvent<T>& e) {
-      if (!e.grad.flat().allFinite()) fail(e, "gradient of parameter '" + e.parameter.name + "'", e.grad);
-      if (!e.value.flat().allFinite()) fail(e, "value of parameter '" + e.parameter.name + "'", e.value);
+      if (!all_finite(e.grad)) fail(e, "gradient of parameter '" + e.parameter.name + "'", e.grad);
+      if (!all_finite(e.value)) fail(e, "value of parameter '" + e.parameter.name + "'", e.value);
     }));
   }
 

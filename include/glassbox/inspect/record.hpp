@@ -6,8 +6,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -88,6 +91,24 @@ std::vector<HookHandle> attach_to(const std::vector<HookTarget>& targets, Add ad
     for (const HookTarget& t : targets) handles.push_back(add(t));
   }
   return handles;
+}
+
+// Whether every value is finite, in one vectorised pass (Eigen's allFinite()
+// is several times slower on large feature maps).
+template <class T>
+bool all_finite(const Tensor<T>& t) {
+  constexpr index_t chunk = 4096;
+  for (index_t start = 0; start < t.size(); start += chunk) {
+    const T* x = t.data() + start;
+    const index_t len = std::min(chunk, t.size() - start);
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : bad)
+#endif
+    for (index_t i = 0; i < len; ++i) bad += !(std::abs(x[i]) <= std::numeric_limits<T>::max());
+    if (bad) return false;
+  }
+  return true;
 }
 
 // CSV and JSON for a record's source.
