@@ -13,11 +13,10 @@
 //
 //   mnist_cnn [MNIST_DIR] [EPOCHS] [REPORT_DIR]   (data/mnist, 5, report)
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <glassbox/glassbox.hpp>
 #include <string>
 
@@ -83,7 +82,7 @@ int main(int argc, char** argv) try {
   std::printf("Training took %.1f s in all\nTest loss %.4f, test accuracy %.2f%%\n", seconds, test.loss,
               100.0 * test.accuracy);
 
-  ::mkdir(report.c_str(), 0755);  // an existing directory is fine; a failure shows in the writes below
+  std::filesystem::create_directories(report);
   stats.write_csv(report + "/activation_stats.csv");
   stats.write_json(report + "/activation_stats.json");
   flow.write_csv(report + "/gradient_flow.csv");
