@@ -27,6 +27,19 @@ double median_seconds(F&& run, int repeats = 5) {
   return times[static_cast<std::size_t>(repeats / 2)];
 }
 
+// The seed CNN: Conv2D(32, 3x3, relu) -> MaxPool 2x2 -> Flatten -> Dense(10).
+inline glassbox::Sequential<float> seed_cnn() {
+  using namespace glassbox;
+  Sequential<float> model(Shape{1, 28, 28}, 1);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(5408, 10);
+  return model;
+}
+
 // Prints "glassbox <name> train_b32 <samples/s>" and the like.
 template <class MakeModel>
 void run_classifier(const char* name, MakeModel make_model, const glassbox::Shape& sample, index_t n) {

@@ -18,19 +18,8 @@ using namespace glassbox;
 
 namespace {
 
-Sequential<float> make_seed_cnn() {
-  Sequential<float> model(Shape{1, 28, 28}, 1);
-  nn::Conv2D<float>::Options relu;
-  relu.activation = nn::Activation::relu;
-  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
-  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
-  model.add<nn::Flatten<float>>();
-  model.add<nn::Dense<float>>(5408, 10);
-  return model;
-}
-
 double train_epoch_seconds(const Tensor<float>& x, const Tensor<float>& y, long long every) {
-  Sequential<float> model = make_seed_cnn();
+  Sequential<float> model = bench::seed_cnn();
   optim::Adam<float> adam(model.parameters(), 1e-3f);
   nn::SoftmaxCrossEntropy<float> loss;
   train::FitOptions<float> options;

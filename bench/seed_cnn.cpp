@@ -12,19 +12,8 @@
 
 using namespace glassbox;
 
-static Sequential<float> make_seed_cnn() {
-  Sequential<float> model(Shape{1, 28, 28}, 1);
-  nn::Conv2D<float>::Options relu;
-  relu.activation = nn::Activation::relu;
-  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
-  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
-  model.add<nn::Flatten<float>>();
-  model.add<nn::Dense<float>>(5408, 10);
-  return model;
-}
-
 int main(int argc, char** argv) {
   const index_t n = argc > 1 ? std::atol(argv[1]) : 4096;
-  bench::run_classifier("seed_cnn", make_seed_cnn, Shape{1, 28, 28}, n);
+  bench::run_classifier("seed_cnn", bench::seed_cnn, Shape{1, 28, 28}, n);
   return 0;
 }

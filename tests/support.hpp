@@ -156,4 +156,14 @@ void check_layer_parity(glassbox::Layer<T>& layer, const std::string& file, cons
   }
 }
 
+// fit() options for tests: no progress output.
+template <class T>
+glassbox::train::FitOptions<T> quiet_fit(int epochs, index_t batch_size) {
+  glassbox::train::FitOptions<T> o;
+  o.epochs = epochs;
+  o.batch_size = batch_size;
+  o.verbosity = glassbox::train::Verbosity::silent;
+  return o;
+}
+
 }  // namespace test

@@ -258,10 +258,7 @@ TEST_CASE("hook context: mode, training step, epoch and batch", "[hooks]") {
   Tensor<double> x(Shape{5, 2}), y(Shape{5, 1});
   optim::SGD<double> sgd(model.parameters(), 0.01);
   nn::MSELoss<double> loss;
-  train::FitOptions<double> options;
-  options.epochs = 2;
-  options.batch_size = 2;  // 3 batches per epoch
-  options.verbosity = train::Verbosity::silent;
+  train::FitOptions<double> options = quiet_fit<double>(2, 2);  // 3 batches per epoch
   options.validation_x = &x;
   options.validation_y = &y;
   train::fit(model, sgd, loss, x, y, options);
@@ -394,10 +391,7 @@ TEST_CASE("a throwing hook names its layer and leaves the model usable", "[hooks
     });
     optim::SGD<double> sgd(model.parameters(), 0.01);
     nn::MSELoss<double> loss;
-    train::FitOptions<double> options;
-    options.epochs = 3;
-    options.batch_size = 2;
-    options.verbosity = train::Verbosity::silent;
+    const train::FitOptions<double> options = quiet_fit<double>(3, 2);
     const Tensor<double> y(Shape{2, 3});
     REQUIRE(model.training_steps() == 0);
     CHECK_THROWS_WITH(train::fit(model, sgd, loss, x, y, options), Contains("tanh_1: forward pre-hook threw: stop"));

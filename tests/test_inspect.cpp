@@ -13,6 +13,7 @@ using namespace glassbox::inspect;
 using Catch::Matchers::Contains;
 using test::gradient_error;
 using test::numerical_gradient;
+using test::quiet_fit;
 using test::random_tensor;
 
 namespace {
@@ -23,14 +24,6 @@ Sequential<double> mlp(std::uint64_t seed = 1) {
   model.add<nn::ReLU<double>>();
   model.add<nn::Dense<double>>(8, 3);
   return model;
-}
-
-train::FitOptions<double> quiet(int epochs, index_t batch_size) {
-  train::FitOptions<double> o;
-  o.epochs = epochs;
-  o.batch_size = batch_size;
-  o.verbosity = train::Verbosity::silent;
-  return o;
 }
 
 // A minimal JSON syntax check (objects, arrays, strings, numbers, literals).
@@ -236,7 +229,7 @@ TEST_CASE("ActivationStats: every k steps, train mode only by default, bounded m
   const Tensor<double> x = random_tensor(Shape{20, 6}, rng), y = random_tensor(Shape{20, 3}, rng);
   optim::SGD<double> sgd(model.parameters(), 0.01);
   nn::MSELoss<double> loss;
-  train::FitOptions<double> o = quiet(2, 4);  // 10 steps: 0, 3, 6, 9 recorded
+  train::FitOptions<double> o = quiet_fit<double>(2, 4);  // 10 steps: 0, 3, 6, 9 recorded
   o.validation_x = &x;
   o.validation_y = &y;
   train::fit(model, sgd, loss, x, y, o);
@@ -293,7 +286,7 @@ TEST_CASE("GradientFlow flags a vanishing gradient in a deep sigmoid stack, not 
   deep.add<nn::Dense<double>>(8, 1);
   GradientFlow<double> deep_flow(deep);
   optim::SGD<double> deep_sgd(deep.parameters(), 0.1);
-  train::fit(deep, deep_sgd, loss, x, y, quiet(1, 16));
+  train::fit(deep, deep_sgd, loss, x, y, quiet_fit<double>(1, 16));
   REQUIRE(deep_flow.alert_count() > 0);
   std::set<std::string> flagged;
   for (const GradientAlert& a : deep_flow.alerts()) {
@@ -311,7 +304,7 @@ TEST_CASE("GradientFlow flags a vanishing gradient in a deep sigmoid stack, not 
   healthy.add<nn::Dense<double>>(16, 1);
   GradientFlow<double> healthy_flow(healthy);
   optim::SGD<double> healthy_sgd(healthy.parameters(), 0.1);
-  train::fit(healthy, healthy_sgd, loss, x, y, quiet(3, 4));
+  train::fit(healthy, healthy_sgd, loss, x, y, quiet_fit<double>(3, 4));
   CHECK(healthy_flow.alert_count() == 0);
   CHECK(healthy_flow.parameter("dense_1.weight").records.size() == 12);
 }
@@ -403,7 +396,7 @@ TEST_CASE("SaliencyRecorder records every k steps and after each epoch, without 
   SaliencyRecorderOptions options;
   options.every = 2;
   SaliencyRecorder<double> recorder(watched, probe, {1, 2}, options);
-  train::FitOptions<double> o = quiet(2, 4);  // 3 steps per epoch
+  train::FitOptions<double> o = quiet_fit<double>(2, 4);  // 3 steps per epoch
   train::fit(plain, plain_adam, loss, x, y, o);
   o.callbacks = {&recorder};
   train::fit(watched, watched_adam, loss, x, y, o);
@@ -446,13 +439,13 @@ TEST_CASE("NanWatch names the layer, the tensor and the step of the first non-fi
     y.data()[0] = nan;
     optim::SGD<double> sgd(model.parameters(), 0.1);
     nn::MSELoss<double> loss;
-    CHECK_THROWS_WITH(train::fit(model, sgd, loss, x, y, quiet(1, 4)), Contains("loss became nan"));
+    CHECK_THROWS_WITH(train::fit(model, sgd, loss, x, y, quiet_fit<double>(1, 4)), Contains("loss became nan"));
   }
   SECTION("quiet on a healthy model") {
     Tensor<double> y = random_tensor(Shape{4, 3}, rng);
     optim::SGD<double> sgd(model.parameters(), 0.1);
     nn::MSELoss<double> loss;
-    CHECK_NOTHROW(train::fit(model, sgd, loss, x, y, quiet(2, 2)));
+    CHECK_NOTHROW(train::fit(model, sgd, loss, x, y, quiet_fit<double>(2, 2)));
   }
 }
 
@@ -470,7 +463,7 @@ TEST_CASE("recorders export CSV with one row per record and valid JSON", "[inspe
   SaliencyRecorder<double> saliency(model, probe);
   optim::SGD<double> sgd(model.parameters(), 0.1);
   nn::MSELoss<double> loss;
-  train::FitOptions<double> o = quiet(1, 4);
+  train::FitOptions<double> o = quiet_fit<double>(1, 4);
   o.callbacks = {&saliency};
   train::fit(model, sgd, loss, x, y, o);
 
@@ -508,7 +501,7 @@ TEST_CASE("layer_table shows each layer's newest statistics", "[inspect]") {
   const Tensor<double> x = random_tensor(Shape{8, 6}, rng), y = random_tensor(Shape{8, 3}, rng);
   optim::SGD<double> sgd(model.parameters(), 0.1);
   nn::MSELoss<double> loss;
-  train::fit(model, sgd, loss, x, y, quiet(1, 8));
+  train::fit(model, sgd, loss, x, y, quiet_fit<double>(1, 8));
   const std::string table = layer_table(stats, flow);
   CHECK(line_count(table) == 4);
   CHECK_THAT(table, Contains("relu_1") && Contains("dense_2") && Contains("update/W"));

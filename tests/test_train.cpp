@@ -21,14 +21,6 @@ Sequential<float> xor_model(std::uint64_t seed) {
   return model;
 }
 
-train::FitOptions<float> quiet(int epochs, index_t batch_size) {
-  train::FitOptions<float> o;
-  o.epochs = epochs;
-  o.batch_size = batch_size;
-  o.verbosity = train::Verbosity::silent;
-  return o;
-}
-
 }  // namespace
 
 TEST_CASE("XOR is learned by a 2-8-1 tanh network") {
@@ -36,7 +28,7 @@ TEST_CASE("XOR is learned by a 2-8-1 tanh network") {
   optim::Adam<float> adam(model.parameters(), 0.05f);
   nn::BCEWithLogitsLoss<float> bce;
   const Tensor<float> x = xor_inputs(), y = xor_targets();
-  const train::History history = train::fit(model, adam, bce, x, y, quiet(300, 4));
+  const train::History history = train::fit(model, adam, bce, x, y, test::quiet_fit<float>(300, 4));
   CHECK(history.last().accuracy == 1.0);
   CHECK(history.last().loss < 0.05);
   const Tensor<float> logits = model.predict(x);
@@ -57,10 +49,7 @@ TEST_CASE("Linear regression recovers known weights by gradient descent") {
   Sequential<double> model(Shape{3});
   auto& dense = model.add<nn::Dense<double>>(3, 1);
   optim::SGD<double> sgd(model.parameters(), 0.1);
-  train::FitOptions<double> o;
-  o.epochs = 150;
-  o.batch_size = n;  // full batch
-  o.verbosity = train::Verbosity::silent;
+  const train::FitOptions<double> o = test::quiet_fit<double>(150, n);  // full batch
   const train::History h = train::fit(model, sgd, nn::MSELoss<double>(), x, y, o);
   CHECK(std::isnan(h.last().accuracy));  // regression: no accuracy
   CHECK(dense.weight().value[0] == Approx(1.5).margin(0.01));
@@ -79,7 +68,7 @@ TEST_CASE("MNIST subset: an MLP trained on 1,000 images reaches 85% on 1,000 tes
   model.add<nn::Dense<float>>(128, 10);
   optim::Adam<float> adam(model.parameters(), 1e-3f);
   nn::SoftmaxCrossEntropy<float> ce;
-  train::FitOptions<float> o = quiet(10, 32);
+  train::FitOptions<float> o = test::quiet_fit<float>(10, 32);
   o.validation_x = &data.test_images;
   o.validation_y = &data.test_labels;
   const train::History h = train::fit(model, adam, ce, data.train_images, data.train_labels, o);
@@ -97,7 +86,7 @@ TEST_CASE("fit is reproducible: same seeds, same weights") {
     set_num_threads(1);
     Sequential<float> model = xor_model(5);
     optim::SGD<float> sgd(model.parameters(), 0.1f);
-    train::FitOptions<float> o = quiet(20, 2);
+    train::FitOptions<float> o = test::quiet_fit<float>(20, 2);
     o.seed = shuffle_seed;
     train::fit(model, sgd, nn::BCEWithLogitsLoss<float>(), xor_inputs(), xor_targets(), o);
     const Tensor<float> w = model.parameters()[0]->value;
@@ -128,7 +117,7 @@ TEST_CASE("Callbacks see every batch and epoch, and can stop training") {
   Sequential<float> model = xor_model(1);
   optim::SGD<float> sgd(model.parameters(), 0.1f);
   Counter counter;
-  train::FitOptions<float> o = quiet(3, 3);  // 4 samples: batches of 3 and 1
+  train::FitOptions<float> o = test::quiet_fit<float>(3, 3);  // 4 samples: batches of 3 and 1
   o.callbacks = {&counter};
   const train::History h = train::fit(model, sgd, nn::BCEWithLogitsLoss<float>(), xor_inputs(), xor_targets(), o);
   CHECK(counter.trained == 1);
@@ -179,7 +168,7 @@ TEST_CASE("History::last explains an empty history; a batch larger than the data
     int batches = 0;
     void on_batch_end(const train::BatchLogs&) override { ++batches; }
   } counter;
-  train::FitOptions<float> o = quiet(2, std::numeric_limits<index_t>::max());
+  train::FitOptions<float> o = test::quiet_fit<float>(2, std::numeric_limits<index_t>::max());
   o.callbacks = {&counter};
   train::fit(model, sgd, nn::BCEWithLogitsLoss<float>(), xor_inputs(), xor_targets(), o);
   CHECK(counter.batches == 2);
@@ -189,17 +178,18 @@ TEST_CASE("fit rejects inconsistent data and stops on a non-finite loss") {
   Sequential<float> model = xor_model(1);
   optim::SGD<float> sgd(model.parameters(), 0.1f);
   nn::BCEWithLogitsLoss<float> bce;
-  CHECK_THROWS_WITH(train::fit(model, sgd, bce, Tensor<float>(Shape{100, 2}), Tensor<float>(Shape{99, 1}), quiet(1, 8)),
+  CHECK_THROWS_WITH(train::fit(model, sgd, bce, Tensor<float>(Shape{100, 2}), Tensor<float>(Shape{99, 1}),
+                               test::quiet_fit<float>(1, 8)),
                     Contains("fit: x has 100 samples but y has shape (99, 1)"));
-  CHECK_THROWS_WITH(train::fit(model, sgd, bce, xor_inputs(), xor_targets(), quiet(1, 0)),
+  CHECK_THROWS_WITH(train::fit(model, sgd, bce, xor_inputs(), xor_targets(), test::quiet_fit<float>(1, 0)),
                     Contains("batch_size must be positive"));
-  train::FitOptions<float> half = quiet(1, 4);
+  train::FitOptions<float> half = test::quiet_fit<float>(1, 4);
   const Tensor<float> x = xor_inputs();
   half.validation_x = &x;
   CHECK_THROWS_WITH(train::fit(model, sgd, bce, xor_inputs(), xor_targets(), half),
                     Contains("both validation_x and validation_y"));
   Tensor<float> bad = xor_inputs();
   bad[0] = std::numeric_limits<float>::quiet_NaN();
-  CHECK_THROWS_WITH(train::fit(model, sgd, bce, bad, xor_targets(), quiet(1, 4)),
+  CHECK_THROWS_WITH(train::fit(model, sgd, bce, bad, xor_targets(), test::quiet_fit<float>(1, 4)),
                     Contains("loss became nan at epoch 1, batch 1"));
 }
