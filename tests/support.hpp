@@ -156,6 +156,12 @@ void check_layer_parity(glassbox::Layer<T>& layer, const std::string& file, cons
   }
 }
 
+// Largest |a - b| over two tensors of the same shape.
+inline double max_abs_difference(const Tensor<double>& a, const Tensor<double>& b) {
+  REQUIRE(a.shape() == b.shape());
+  return (a.flat() - b.flat()).cwiseAbs().maxCoeff();
+}
+
 // fit() options for tests: no progress output.
 template <class T>
 glassbox::train::FitOptions<T> quiet_fit(int epochs, index_t batch_size) {

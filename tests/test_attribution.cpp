@@ -9,6 +9,7 @@ using namespace glassbox;
 using namespace glassbox::inspect;
 using Catch::Matchers::Contains;
 using test::gradient_error;
+using test::max_abs_difference;
 using test::numerical_gradient;
 using test::random_tensor;
 
@@ -22,11 +23,6 @@ Sequential<double> smooth_cnn(std::uint64_t seed = 6) {
   model.add<nn::Flatten<double>>();
   model.add<nn::Dense<double>>(18, 4);
   return model;
-}
-
-double max_abs_difference(const Tensor<double>& a, const Tensor<double>& b) {
-  REQUIRE(a.shape() == b.shape());
-  return (a.flat() - b.flat()).cwiseAbs().maxCoeff();
 }
 
 // d(sum_n output[n, targets[n]]) / dx by central differences.

@@ -27,11 +27,6 @@ Sequential<double> small_cnn(std::uint64_t seed = 3, bool fused_relu = true) {
   return model;
 }
 
-double max_abs_difference(const Tensor<double>& a, const Tensor<double>& b) {
-  REQUIRE(a.shape() == b.shape());
-  return (a.flat() - b.flat()).cwiseAbs().maxCoeff();
-}
-
 // Runs layers [first, end) of the model on x in eval mode, outside the model.
 Tensor<double> run_layers(Sequential<double>& model, std::size_t first, Tensor<double> x) {
   for (std::size_t i = first; i < model.size(); ++i) {
