@@ -202,3 +202,36 @@ TEST_CASE("NoiseTunnel: SmoothGrad, SmoothGrad-squared and VarGrad, seeded", "[a
   CHECK(max_abs_difference(sq, recomposed) < 1e-12);
   CHECK(var.flat().minCoeff() >= 0.0);
 }
+
+TEMPLATE_TEST_CASE("Saliency and Integrated Gradients match PyTorch on golden vectors", "[attribution]", float,
+                   double) {
+  using T = TestType;
+  const auto g = [](const std::string& name) { return test::cast<T>(test::golden("attribution", name)); };
+  Sequential<T> model(Shape{1, 5, 5});
+  model.template add<nn::Conv2D<T>>(1, 2, nn::Size2{3, 3});
+  model.template add<nn::Tanh<T>>();
+  model.template add<nn::Flatten<T>>();
+  model.template add<nn::Dense<T>>(18, 4);
+  model.layer(0).parameters()[0]->value = g("model.conv_weight");
+  model.layer(0).parameters()[1]->value = g("model.conv_bias");
+  model.layer(3).parameters()[0]->value = g("model.dense_weight");
+  model.layer(3).parameters()[1]->value = g("model.dense_bias");
+  const Tensor<T> x = g("model.x");
+  std::vector<index_t> targets;
+  for (double t : test::golden("attribution", "model.targets")) targets.push_back(static_cast<index_t>(t));
+
+  Saliency<T> saliency(model);
+  CHECK(test::relative_error(saliency.attribute(x, targets), test::golden("attribution", "saliency")) <
+        test::parity_tolerance<T>);
+  IntegratedGradientsOptions middle;
+  middle.rule = IntegrationRule::riemann_middle;
+  middle.steps = 16;
+  IntegratedGradients<T> ig_middle(model, middle);
+  CHECK(test::relative_error(ig_middle.attribute(x, targets), test::golden("attribution", "ig_middle")) <
+        test::parity_tolerance<T>);
+  IntegratedGradientsOptions gauss;
+  gauss.steps = 8;
+  IntegratedGradients<T> ig_gauss(model, gauss);
+  CHECK(test::relative_error(ig_gauss.attribute(x, targets), test::golden("attribution", "ig_gauss")) <
+        test::parity_tolerance<T>);
+}

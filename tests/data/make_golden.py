@@ -170,6 +170,47 @@ def normalization():
     w.close()
 
 
+def attribution():
+    """Gradient saliency (torch.autograd.grad of the target logits) and
+    Integrated Gradients with a zero baseline by the midpoint rule (16 steps)
+    and Gauss-Legendre (8 points), on Conv2d(1, 2, 3) -> Tanh -> Flatten ->
+    Linear(18, 4)."""
+    import numpy
+    w = Writer("attribution")
+    conv = torch.nn.Conv2d(1, 2, 3).double()
+    dense = torch.nn.Linear(18, 4).double()
+    with torch.no_grad():
+        conv.weight.copy_(rand(2, 1, 3, 3, low=-1, high=1))
+        conv.bias.copy_(rand(2, low=-0.5, high=0.5))
+        dense.weight.copy_(rand(4, 18, low=-1, high=1))
+        dense.bias.copy_(rand(4, low=-0.5, high=0.5))
+    model = torch.nn.Sequential(conv, torch.nn.Tanh(), torch.nn.Flatten(), dense)
+    x = rand(3, 1, 5, 5, low=-1, high=1)
+    targets = torch.tensor([1, 3, 0])
+    w.add("model.conv_weight", conv.weight)
+    w.add("model.conv_bias", conv.bias)
+    w.add("model.dense_weight", dense.weight)
+    w.add("model.dense_bias", dense.bias)
+    w.add("model.x", x)
+    w.add("model.targets", targets)
+
+    def target_gradient(points, rows):
+        points = points.clone().requires_grad_(True)
+        score = model(points).gather(1, rows.view(-1, 1)).sum()
+        return torch.autograd.grad(score, points)[0]
+
+    w.add("saliency", target_gradient(x, targets))
+    for name, alphas, weights in [
+            ("ig_middle", (torch.arange(16, dtype=torch.float64) + 0.5) / 16, torch.full((16,), 1 / 16.0)),
+            ("ig_gauss", *[torch.tensor((v + 1) / 2 if i == 0 else v / 2) for i, v in
+                           enumerate(numpy.polynomial.legendre.leggauss(8))])]:
+        total = torch.zeros_like(x)
+        for a, wt in zip(alphas, weights):
+            total += wt * target_gradient(a * x, targets)
+        w.add(name, x * total)
+    w.close()
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     layers()
@@ -177,4 +218,5 @@ if __name__ == "__main__":
     losses()
     optimizers()
     normalization()
+    attribution()
     print("golden vectors written to", OUT, "with torch", torch.__version__)
