@@ -91,8 +91,8 @@ int main(int argc, char** argv) try {
   copy_rows(data.test_images, 0, std::min<index_t>(100, data.test_images.dim(0)), digits);
   inspect::IntegratedGradients<float> ig(model);  // 50 Gauss-Legendre steps, zero baseline
   ig.attribute(digits);                           // for each digit's predicted class
-  const std::vector<index_t> classes = inspect::predicted_classes(model.forward(digits));
   const Tensor<float> at_digits = model.forward(digits);
+  const std::vector<index_t> classes = inspect::predicted_classes(at_digits);
   const Tensor<float> at_zero = model.forward(Tensor<float>(Shape{1, 1, 28, 28}, 0.0f));
   double sum = 0, worst = 0;
   for (index_t n = 0; n < digits.dim(0); ++n) {

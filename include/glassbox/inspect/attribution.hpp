@@ -60,8 +60,7 @@ class Saliency : public Attribution<T> {
  public:
   explicit Saliency(Sequential<T>& model, bool absolute = false) : model_(model), absolute_(absolute) {}
   Tensor<T> attribute(const Tensor<T>& x, const std::vector<index_t>& targets = {}) override {
-    std::vector<index_t> chosen = detail::resolve_targets(model_, x, targets);
-    Tensor<T> g = gradient_saliency(model_, x, chosen);
+    Tensor<T> g = gradient_saliency(model_, x, targets);  // picks predicted classes for empty targets
     if (absolute_) g.flat() = g.flat().abs();
     return g;
   }
@@ -76,8 +75,7 @@ class InputXGradient : public Attribution<T> {
  public:
   explicit InputXGradient(Sequential<T>& model) : model_(model) {}
   Tensor<T> attribute(const Tensor<T>& x, const std::vector<index_t>& targets = {}) override {
-    std::vector<index_t> chosen = detail::resolve_targets(model_, x, targets);
-    Tensor<T> g = gradient_saliency(model_, x, chosen);
+    Tensor<T> g = gradient_saliency(model_, x, targets);
     g.flat() *= x.flat();
     return g;
   }
