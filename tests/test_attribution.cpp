@@ -235,3 +235,245 @@ TEMPLATE_TEST_CASE("Saliency and Integrated Gradients match PyTorch on golden ve
   CHECK(test::relative_error(ig_gauss.attribute(x, targets), test::golden("attribution", "ig_gauss")) <
         test::parity_tolerance<T>);
 }
+
+TEST_CASE("gaussian_blur: normalised kernel, mirrored edges; IG with a blurred baseline stays complete",
+          "[attribution]") {
+  Tensor<double> impulse(Shape{1, 1, 9, 9});
+  impulse.data()[4 * 9 + 4] = 1;
+  const Tensor<double> blurred = gaussian_blur(impulse, 1.0);
+  double norm = 0;
+  for (int k = -3; k <= 3; ++k) norm += std::exp(-0.5 * k * k);
+  CHECK(blurred.data()[4 * 9 + 4] == Approx(1 / (norm * norm)).epsilon(1e-12));
+  CHECK(blurred.data()[4 * 9 + 5] == Approx(std::exp(-0.5) / (norm * norm)).epsilon(1e-12));
+  CHECK(blurred.flat().sum() == Approx(1).epsilon(1e-12));
+  const Tensor<double> flat =
+      gaussian_blur(Tensor<double>(Shape{2, 3, 4, 5}, 0.25), 2.0);  // mirrored edges keep a constant
+  for (double v : flat) CHECK(v == Approx(0.25).epsilon(1e-12));
+  CHECK(max_abs_difference(gaussian_blur(impulse, 0.0), impulse) == 0.0);
+  CHECK_THROWS_WITH(gaussian_blur(Tensor<double>(Shape{2, 4}), 1.0), Contains("(N, C, H, W)"));
+
+  Sequential<double> model(Shape{1, 4, 4}, 3);
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(16, 3);
+  Rng rng(5);
+  const Tensor<double> x = random_tensor(Shape{2, 1, 4, 4}, rng);
+  IntegratedGradients<double> ig(model);
+  ig.set_blurred_baseline(1.0);
+  const Tensor<double> attr = ig.attribute(x, {0, 2});
+  const Tensor<double> baseline = gaussian_blur(x, 1.0);
+  const Tensor<double>& weight = model.layer(1).parameters()[0]->value;
+  for (index_t k = 0; k < 16; ++k)
+    CHECK(attr.data()[16 + k] ==
+          Approx(weight.matrix()(2, k) * (x.data()[16 + k] - baseline.data()[16 + k])).margin(1e-12));
+  for (double d : ig.convergence_delta()) CHECK(std::abs(d) < 1e-12);
+}
+
+TEST_CASE("resize_bilinear matches torch.nn.functional.interpolate(bilinear, align_corners=False)", "[attribution]") {
+  const Tensor<double> maps(Shape{1, 1, 2, 2}, {1, 2, 3, 4});
+  const Tensor<double> three = resize_bilinear(maps, 3, 3);
+  CHECK(max_abs_difference(three, Tensor<double>(Shape{1, 1, 3, 3}, {1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4})) < 1e-15);
+  const Tensor<double> wide = resize_bilinear(maps, 2, 4);
+  CHECK(max_abs_difference(wide, Tensor<double>(Shape{1, 1, 2, 4}, {1, 1.25, 1.75, 2, 3, 3.25, 3.75, 4})) < 1e-15);
+}
+
+namespace {
+// Conv(1 -> 2, 2x2) on 1x3x3 images, then a linear read-out: Grad-CAM by hand.
+Sequential<double> tiny_conv_net() {
+  Sequential<double> model(Shape{1, 3, 3}, 8);
+  model.add<nn::Conv2D<double>>(1, 2, nn::Size2{2, 2});
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(8, 3);
+  return model;
+}
+}  // namespace
+
+TEST_CASE("Grad-CAM equals a hand computation on a tiny network", "[attribution]") {
+  Sequential<double> model = tiny_conv_net();
+  Rng rng(9);
+  const Tensor<double> x = random_tensor(Shape{2, 1, 3, 3}, rng);
+  const std::vector<index_t> targets{1, 2};
+  model.forward(x);
+  const Tensor<double> activation = model.output(0);  // (2, 2, 2, 2)
+  const Tensor<double>& weight = model.layer(2).parameters()[0]->value;
+
+  GradCamOptions no_relu;
+  no_relu.relu = false;
+  GradCam<double> raw(model, "conv2d_1", no_relu), cam(model, 0);
+  const Tensor<double> raw_map = raw.layer_map(x, targets), map = cam.layer_map(x, targets);
+  REQUIRE(map.shape() == Shape{2, 1, 2, 2});
+  Tensor<double> expected(Shape{2, 1, 2, 2});
+  for (index_t n = 0; n < 2; ++n)
+    for (index_t c = 0; c < 2; ++c) {
+      // d output[t] / d A[c, i, j] = W[t, c * 4 + i * 2 + j]: the channel weight is their mean.
+      double alpha = 0;
+      for (index_t k = 0; k < 4; ++k) alpha += weight.matrix()(targets[static_cast<std::size_t>(n)], c * 4 + k) / 4;
+      for (index_t k = 0; k < 4; ++k) expected.data()[n * 4 + k] += alpha * activation.data()[(n * 2 + c) * 4 + k];
+    }
+  CHECK(max_abs_difference(raw_map, expected) < 1e-14);
+  for (double& v : expected) v = std::max(v, 0.0);
+  CHECK(max_abs_difference(map, expected) < 1e-14);
+  CHECK(expected.flat().maxCoeff() > 0);
+
+  const Tensor<double> upsampled = cam.attribute(x, targets);  // shaped like x
+  CHECK(upsampled.shape() == x.shape());
+  CHECK(max_abs_difference(upsampled, resize_bilinear(expected, 3, 3)) < 1e-14);
+  CHECK_THROWS_WITH(GradCam<double>(model, "dense_1").attribute(x, targets), Contains("'dense_1' outputs (2, 3)"));
+  CHECK_THROWS_WITH(GradCam<double>(model, "nope"), Contains("no layer named 'nope'"));
+}
+
+TEST_CASE("LayerGradientXActivation is A * dF/dA; NeuronGradient matches central differences", "[attribution]") {
+  Sequential<double> model = smooth_cnn();
+  Rng rng(10);
+  Tensor<double> x = random_tensor(Shape{2, 1, 5, 5}, rng);
+  const std::vector<index_t> targets{3, 1};
+  // Behind Flatten a linear layer: dF/dA = W[target, :].
+  const Tensor<double> attr = LayerGradientXActivation<double>(model, "flatten_1").attribute(x, targets);
+  model.forward(x);
+  const Tensor<double> a = model.output(2);
+  const Tensor<double>& weight = model.layer(3).parameters()[0]->value;
+  REQUIRE(attr.shape() == Shape{2, 18});
+  for (index_t n = 0; n < 2; ++n)
+    for (index_t k = 0; k < 18; ++k)
+      CHECK(attr.matrix()(n, k) ==
+            Approx(a.matrix()(n, k) * weight.matrix()(targets[static_cast<std::size_t>(n)], k)).margin(1e-14));
+
+  // Unit 7 of the tanh layer's (2, 3, 3) output per sample.
+  NeuronGradient<double> neuron(model, 1, 7);
+  const Tensor<double> analytic = neuron.attribute(x);
+  const Tensor<double> numeric = numerical_gradient(
+      [&] {
+        model.forward(x);
+        return model.output(1).data()[7] + model.output(1).data()[18 + 7];
+      },
+      x);
+  CHECK(gradient_error(analytic, numeric) < 1e-6);
+  CHECK_THROWS_WITH(NeuronGradient<double>(model, 1, 18).attribute(x), Contains("unit 18 is outside layer 'tanh_1'"));
+}
+
+TEST_CASE("LayerConductance: units sum to F(x) - F(baseline); exact at the output layer", "[attribution]") {
+  Sequential<double> model = smooth_cnn();
+  Rng rng(11);
+  const Tensor<double> x = random_tensor(Shape{3, 1, 5, 5}, rng, -2, 2);
+  const std::vector<index_t> targets{0, 2, 3};
+  auto mean_abs_delta = [&](int steps) {
+    LayerConductanceOptions options;
+    options.steps = steps;
+    LayerConductance<double> conductance(model, "conv2d_1", options);  // tanh follows: not linear
+    const Tensor<double> c = conductance.attribute(x, targets);
+    CHECK(c.shape() == Shape{3, 2, 3, 3});
+    double sum = 0;
+    for (double d : conductance.convergence_delta()) sum += std::abs(d);
+    return sum / 3;
+  };
+  const double coarse = mean_abs_delta(4), fine = mean_abs_delta(40);
+  CHECK(coarse > 1e-6);
+  CHECK(fine < coarse / 50);  // the trapezoid rule: error ~ 1 / steps^2
+  CHECK(fine < 1e-4);
+
+  // At the output layer dF/dy is one-hot: the target unit carries all of F(x) - F(b).
+  const Tensor<double> baseline = random_tensor(Shape{1, 1, 5, 5}, rng, -0.2, 0.2);
+  LayerConductanceOptions few;
+  few.steps = 3;
+  few.max_bytes = 25 * 4 * sizeof(double);  // one example's path per pass
+  LayerConductance<double> output_conductance(model, 3, few);
+  const Tensor<double> c = output_conductance.attribute(x, baseline, targets);
+  const Tensor<double> fx = model.forward(x);
+  const Tensor<double> fb = model.forward(baseline);
+  for (index_t n = 0; n < 3; ++n)
+    for (index_t k = 0; k < 4; ++k) {
+      const bool target = k == targets[static_cast<std::size_t>(n)];
+      CHECK(c.matrix()(n, k) == Approx(target ? fx.matrix()(n, k) - fb.matrix()(0, k) : 0.0).margin(1e-12));
+    }
+}
+
+TEST_CASE("Occlusion and FeatureAblation on a linear model equal weight x (x - baseline)", "[attribution]") {
+  Sequential<double> model(Shape{2, 3, 4}, 12);
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(24, 3);
+  Rng rng(12);
+  const Tensor<double> x = random_tensor(Shape{3, 2, 3, 4}, rng);
+  const std::vector<index_t> targets{2, 0, 1};
+  const Tensor<double>& weight = model.layer(1).parameters()[0]->value;
+  auto contribution = [&](index_t n, index_t f) {
+    return weight.matrix()(targets[static_cast<std::size_t>(n)], f) * (x.data()[n * 24 + f] - 0.5);
+  };
+
+  OcclusionOptions pixel;
+  pixel.window_height = pixel.window_width = pixel.stride_height = pixel.stride_width = 1;
+  pixel.ablation.baseline = 0.5;
+  pixel.ablation.max_bytes = 5 * 24 * sizeof(double);  // five occluded images per pass
+  OcclusionOptions one_channel = pixel;
+  one_channel.window_channels = 1;
+  const Tensor<double> single = Occlusion<double>(model, one_channel).attribute(x, targets);
+  for (index_t n = 0; n < 3; ++n)
+    for (index_t f = 0; f < 24; ++f) CHECK(single.data()[n * 24 + f] == Approx(contribution(n, f)).margin(1e-12));
+  // By default a window spans every channel: the pixel's channels share their summed drop.
+  const Tensor<double> one_pixel = Occlusion<double>(model, pixel).attribute(x, targets);
+  for (index_t n = 0; n < 3; ++n)
+    for (index_t c = 0; c < 2; ++c)
+      for (index_t p = 0; p < 12; ++p)
+        CHECK(one_pixel.data()[n * 24 + c * 12 + p] ==
+              Approx(contribution(n, p) + contribution(n, 12 + p)).margin(1e-12));
+
+  AblationOptions half;
+  half.baseline = 0.5;
+  const Tensor<double> each = FeatureAblation<double>(model, {}, half).attribute(x, targets);
+  for (index_t n = 0; n < 3; ++n)
+    for (index_t f = 0; f < 24; ++f) CHECK(each.data()[n * 24 + f] == Approx(contribution(n, f)).margin(1e-12));
+
+  // Groups: the two channels; -1 never ablated.
+  std::vector<index_t> groups(24, 0);
+  for (index_t f = 12; f < 24; ++f) groups[static_cast<std::size_t>(f)] = 1;
+  groups[5] = -1;
+  const Tensor<double> grouped = FeatureAblation<double>(model, groups, half).attribute(x, targets);
+  for (index_t n = 0; n < 3; ++n) {
+    double channel0 = 0, channel1 = 0;
+    for (index_t f = 0; f < 12; ++f) channel0 += f == 5 ? 0 : contribution(n, f);
+    for (index_t f = 12; f < 24; ++f) channel1 += contribution(n, f);
+    CHECK(grouped.data()[n * 24 + 0] == Approx(channel0).margin(1e-12));
+    CHECK(grouped.data()[n * 24 + 5] == 0.0);
+    CHECK(grouped.data()[n * 24 + 20] == Approx(channel1).margin(1e-12));
+  }
+
+  // A 2x2 window with stride 1: each pixel gets the mean drop of the windows covering it.
+  OcclusionOptions square = pixel;
+  square.window_height = square.window_width = 2;
+  const Tensor<double> occluded = Occlusion<double>(model, square).attribute(x, targets);
+  auto window_drop = [&](index_t n, index_t top, index_t left) {
+    double drop = 0;
+    for (index_t c = 0; c < 2; ++c)
+      for (index_t i = top; i < top + 2; ++i)
+        for (index_t j = left; j < left + 2; ++j) drop += contribution(n, c * 12 + i * 4 + j);
+    return drop;
+  };
+  // Pixel (1, 1) lies in the four windows at (0, 0), (0, 1), (1, 0), (1, 1); pixel (0, 0) in one.
+  const double mean = (window_drop(1, 0, 0) + window_drop(1, 0, 1) + window_drop(1, 1, 0) + window_drop(1, 1, 1)) / 4;
+  CHECK(occluded.data()[24 + 1 * 4 + 1] == Approx(mean).margin(1e-12));
+  CHECK(occluded.data()[24 + 12] == Approx(window_drop(1, 0, 0)).margin(1e-12));
+  CHECK_THROWS_WITH(FeatureAblation<double>(model, {0, 1}).attribute(x, targets),
+                    Contains("2 entries for 24 features"));
+  OcclusionOptions big = pixel;
+  big.window_height = 4;
+  CHECK_THROWS_WITH(Occlusion<double>(model, big).attribute(x, targets), Contains("larger than the 3x4 image"));
+}
+
+TEST_CASE("LayerFeatureAblation ablates hidden units through a modifying hook", "[attribution]") {
+  Sequential<double> model(Shape{5}, 13);
+  model.add<nn::Dense<double>>(5, 6);
+  model.add<nn::ReLU<double>>();
+  model.add<nn::Dense<double>>(6, 3);
+  Rng rng(13);
+  const Tensor<double> x = random_tensor(Shape{4, 5}, rng);
+  const std::vector<index_t> targets{0, 1, 2, 1};
+  const Tensor<double> clean = model.forward(x);
+  const Tensor<double> hidden = model.output(1);
+  const Tensor<double> attr = LayerFeatureAblation<double>(model, "relu_1").attribute(x, targets);
+  const Tensor<double>& weight = model.layer(2).parameters()[0]->value;
+  REQUIRE(attr.shape() == Shape{4, 6});
+  for (index_t n = 0; n < 4; ++n)
+    for (index_t u = 0; u < 6; ++u)  // zeroing unit u removes W2[t, u] h_u from the target logit
+      CHECK(attr.matrix()(n, u) ==
+            Approx(weight.matrix()(targets[static_cast<std::size_t>(n)], u) * hidden.matrix()(n, u)).margin(1e-12));
+  // The hook is gone afterwards: the model computes what it computed before.
+  CHECK(max_abs_difference(model.forward(x), clean) == 0.0);
+}

@@ -44,6 +44,39 @@ std::vector<index_t> resolve_targets(Sequential<T>& model, const Tensor<T>& x, c
   return predicted_classes(model.forward(x, Mode::eval));
 }
 
+// The baseline of each example: one sample's shape (1, ...) shared by every
+// example, or x's own shape (one baseline per example).
+template <class T>
+class BaselineRows {
+ public:
+  BaselineRows(const Tensor<T>& baseline, const Tensor<T>& x, const char* who)
+      : baseline_(baseline),
+        per_sample_(x.size() / x.dim(0)),
+        shared_(baseline.shape() == x.shape().sample().batched(1)) {
+    if (!shared_ && baseline.shape() != x.shape())
+      throw Error(fmt::format("{}: baseline shape {} fits neither the input {} nor one sample", who,
+                              baseline.shape().str(), x.shape().str()));
+  }
+  const T* row(index_t example) const { return baseline_.data() + (shared_ ? 0 : example * per_sample_); }
+  // Every example's baseline, shaped like x.
+  Tensor<T> expanded(const Shape& x_shape) const {
+    Tensor<T> all(x_shape);
+    for (index_t e = 0; e < x_shape[0]; ++e) std::copy(row(e), row(e) + per_sample_, all.data() + e * per_sample_);
+    return all;
+  }
+
+ private:
+  const Tensor<T>& baseline_;
+  index_t per_sample_;
+  bool shared_;
+};
+
+// out = baseline + alpha (x - baseline): a point on the straight path.
+template <class T>
+void interpolate(const T* x, const T* baseline, T alpha, index_t size, T* out) {
+  for (index_t k = 0; k < size; ++k) out[k] = baseline[k] + alpha * (x[k] - baseline[k]);
+}
+
 // output[n, targets[n]] for every n.
 template <class T>
 std::vector<double> target_scores(Sequential<T>& model, const Tensor<T>& x, const std::vector<index_t>& targets) {
@@ -83,6 +116,54 @@ class InputXGradient : public Attribution<T> {
  private:
   Sequential<T>& model_;
 };
+
+// Gaussian blur of every (H, W) plane of a (N, C, H, W) or (N, H, W) batch,
+// edges mirrored (scipy's "reflect"), kernel cut at 3 sigma: the blurred
+// baseline of Sturmfels et al., "Visualizing the Impact of Feature
+// Attribution Baselines" (Distill, 2020). sigma 0 returns x unchanged.
+template <class T>
+Tensor<T> gaussian_blur(const Tensor<T>& x, double sigma) {
+  if (x.rank() < 3)
+    throw Error(fmt::format("gaussian_blur: expected (N, C, H, W) or (N, H, W), got {}", x.shape().str()));
+  if (!(sigma >= 0) || sigma > 1e3)
+    throw Error(fmt::format("gaussian_blur: sigma must be in [0, 1000], got {}", sigma));
+  Tensor<T> out = x;
+  if (sigma == 0) return out;
+  const index_t h = x.dim(x.rank() - 2), w = x.dim(x.rank() - 1), planes = x.size() / (h * w);
+  const auto radius = static_cast<index_t>(std::ceil(3 * sigma));
+  std::vector<double> kernel(static_cast<std::size_t>(2 * radius + 1));
+  double total = 0;
+  for (index_t k = -radius; k <= radius; ++k)
+    total += kernel[static_cast<std::size_t>(k + radius)] =
+        std::exp(-0.5 * static_cast<double>(k * k) / (sigma * sigma));
+  for (double& k : kernel) k /= total;
+  auto mirror = [](index_t i, index_t n) {  // reflect about the edges until inside [0, n)
+    const index_t period = 2 * n;
+    i %= period;
+    if (i < 0) i += period;
+    return i < n ? i : period - 1 - i;
+  };
+  std::vector<double> line;
+  for (index_t p = 0; p < planes; ++p) {
+    T* plane = out.data() + p * h * w;
+    for (int pass = 0; pass < 2; ++pass) {  // rows, then columns
+      const index_t lines = pass == 0 ? h : w, length = pass == 0 ? w : h;
+      const index_t step = pass == 0 ? 1 : w, line_step = pass == 0 ? w : 1;
+      line.resize(static_cast<std::size_t>(length));
+      for (index_t l = 0; l < lines; ++l) {
+        T* v = plane + l * line_step;
+        for (index_t i = 0; i < length; ++i) line[static_cast<std::size_t>(i)] = static_cast<double>(v[i * step]);
+        for (index_t i = 0; i < length; ++i) {
+          double sum = 0;
+          for (index_t k = -radius; k <= radius; ++k)
+            sum += kernel[static_cast<std::size_t>(k + radius)] * line[static_cast<std::size_t>(mirror(i + k, length))];
+          v[i * step] = static_cast<T>(sum);
+        }
+      }
+    }
+  }
+  return out;
+}
 
 enum class IntegrationRule { riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gauss_legendre };
 
@@ -148,7 +229,8 @@ class IntegratedGradients : public Attribution<T> {
     integration_points(options_.rule, options_.steps, alphas_, weights_);
   }
 
-  // Baseline: all zeros (set_baseline() changes it).
+  // Baseline: all zeros unless set_baseline(), set_constant_baseline() or
+  // set_blurred_baseline() chose another.
   Tensor<T> attribute(const Tensor<T>& x, const std::vector<index_t>& targets = {}) override {
     return attribute(x, baseline_for(x), targets);
   }
@@ -157,11 +239,7 @@ class IntegratedGradients : public Attribution<T> {
   Tensor<T> attribute(const Tensor<T>& x, const Tensor<T>& baseline, const std::vector<index_t>& targets) {
     const std::vector<index_t> chosen = detail::resolve_targets(model_, x, targets);
     const index_t n = x.dim(0), per_sample = x.size() / n;
-    const bool shared = baseline.shape() == x.shape().sample().batched(1);
-    if (!shared && baseline.shape() != x.shape())
-      throw Error(fmt::format("IntegratedGradients: baseline shape {} fits neither the input {} nor one sample",
-                              baseline.shape().str(), x.shape().str()));
-    auto base = [&](index_t sample) { return baseline.data() + (shared ? 0 : sample * per_sample); };
+    const detail::BaselineRows<T> base(baseline, x, "IntegratedGradients");
 
     // Rows of the interpolated batch: (example, step) pairs, example-major.
     const auto steps = static_cast<index_t>(alphas_.size());
@@ -171,7 +249,8 @@ class IntegratedGradients : public Attribution<T> {
                total, static_cast<index_t>(options_.max_bytes / (sizeof(T) * std::max<index_t>(1, per_sample)))));
     Tensor<double> integral(Shape{n, per_sample});
     integral.flat().setZero();
-    Tensor<T> points, seed;
+    Tensor<T> points;
+    std::vector<index_t> row_targets;
     for (index_t first = 0; first < total; first += chunk) {
       const index_t rows = std::min(chunk, total - first);
       Shape shape = x.shape();
@@ -180,16 +259,14 @@ class IntegratedGradients : public Attribution<T> {
       for (index_t r = 0; r < rows; ++r) {
         const index_t example = (first + r) / steps, step = (first + r) % steps;
         const T a = static_cast<T>(alphas_[static_cast<std::size_t>(step)]);
-        const T* xs = x.data() + example * per_sample;
-        const T* bs = base(example);
-        T* out = points.data() + r * per_sample;
-        for (index_t k = 0; k < per_sample; ++k) out[k] = bs[k] + a * (xs[k] - bs[k]);
+        detail::interpolate(x.data() + example * per_sample, base.row(example), a, per_sample,
+                            points.data() + r * per_sample);
       }
       const Tensor<T>& y = model_.forward(points, Mode::eval);
-      seed.resize(y.shape());
-      seed.flat().setZero();
-      for (index_t r = 0; r < rows; ++r) seed.matrix()(r, chosen[static_cast<std::size_t>((first + r) / steps)]) = T(1);
-      model_.backward(seed, /*want_input_grad=*/true);
+      row_targets.resize(static_cast<std::size_t>(rows));
+      for (index_t r = 0; r < rows; ++r)
+        row_targets[static_cast<std::size_t>(r)] = chosen[static_cast<std::size_t>((first + r) / steps)];
+      model_.backward(detail::target_seed(y, row_targets, "IntegratedGradients"), /*want_input_grad=*/true);
       const Tensor<T>& g = model_.input_grad();
       for (index_t r = 0; r < rows; ++r) {
         const index_t example = (first + r) / steps;
@@ -202,11 +279,9 @@ class IntegratedGradients : public Attribution<T> {
 
     Tensor<T> attributions(x.shape());
     delta_.assign(static_cast<std::size_t>(n), 0);
-    Tensor<T> baselines(x.shape());
     for (index_t e = 0; e < n; ++e) {
       const T* xs = x.data() + e * per_sample;
-      const T* bs = base(e);
-      std::copy(bs, bs + per_sample, baselines.data() + e * per_sample);
+      const T* bs = base.row(e);
       double sum = 0;
       for (index_t k = 0; k < per_sample; ++k) {
         const double a =
@@ -217,7 +292,7 @@ class IntegratedGradients : public Attribution<T> {
       delta_[static_cast<std::size_t>(e)] = sum;
     }
     const std::vector<double> at_x = detail::target_scores(model_, x, chosen);
-    const std::vector<double> at_baseline = detail::target_scores(model_, baselines, chosen);
+    const std::vector<double> at_baseline = detail::target_scores(model_, base.expanded(x.shape()), chosen);
     for (std::size_t e = 0; e < delta_.size(); ++e) delta_[e] -= at_x[e] - at_baseline[e];
     return attributions;
   }
@@ -225,15 +300,26 @@ class IntegratedGradients : public Attribution<T> {
   // Per example of the last attribute(): sum(attr) - (F(x) - F(baseline)).
   const std::vector<double>& convergence_delta() const { return delta_; }
 
-  // Baseline used by attribute(x, targets): zeros unless set (one sample's shape).
-  void set_baseline(Tensor<T> baseline) { baseline_ = std::move(baseline); }
+  // Baseline used by attribute(x, targets): a tensor of one sample's shape
+  // (or of the batch's), a constant, or each input blurred by gaussian_blur.
+  void set_baseline(Tensor<T> baseline) {
+    baseline_ = std::move(baseline);
+    blur_sigma_ = -1;
+  }
   void set_constant_baseline(T value) {
     constant_ = value;
+    baseline_ = Tensor<T>();
+    blur_sigma_ = -1;
+  }
+  void set_blurred_baseline(double sigma) {
+    if (!(sigma >= 0)) throw Error(fmt::format("IntegratedGradients: blur sigma must be >= 0, got {}", sigma));
+    blur_sigma_ = sigma;
     baseline_ = Tensor<T>();
   }
 
  private:
   Tensor<T> baseline_for(const Tensor<T>& x) const {
+    if (blur_sigma_ >= 0) return gaussian_blur(x, blur_sigma_);
     if (!baseline_.empty()) return baseline_;
     Tensor<T> b(x.shape().sample().batched(1));
     b.flat().setConstant(constant_);
@@ -246,6 +332,7 @@ class IntegratedGradients : public Attribution<T> {
   std::vector<double> delta_;
   Tensor<T> baseline_;
   T constant_ = T(0);
+  double blur_sigma_ = -1;  // < 0: no blur
 };
 
 enum class NoiseTunnelType { smoothgrad, smoothgrad_sq, vargrad };

@@ -28,25 +28,41 @@ std::vector<index_t> predicted_classes(const Tensor<T>& output) {
   return classes;
 }
 
+namespace detail {
+// One-hot seed for backward: 1 at (n, targets[n]), checked against the output.
+template <class T>
+Tensor<T> target_seed(const Tensor<T>& out, const std::vector<index_t>& targets, const char* who) {
+  if (static_cast<index_t>(targets.size()) != out.dim(0))
+    throw Error(fmt::format("{}: {} targets for a batch of {}", who, targets.size(), out.dim(0)));
+  Tensor<T> seed(out.shape());
+  for (index_t n = 0; n < out.dim(0); ++n) {
+    const index_t t = targets[static_cast<std::size_t>(n)];
+    if (t < 0 || t >= out.dim(1))
+      throw Error(fmt::format("{}: target {} of sample {} is outside [0, {})", who, t, n, out.dim(1)));
+    seed.matrix()(n, t) = T(1);
+  }
+  return seed;
+}
+
+// Eval-mode forward of x, then backward from output[n, targets[n]] (empty
+// targets: filled with the predicted classes). Layer outputs stay readable
+// through model.output(i); hooks see every gradient on the way.
+template <class T>
+void backward_from_targets(Sequential<T>& model, const Tensor<T>& x, std::vector<index_t>& targets,
+                           bool want_input_grad, const char* who) {
+  const Tensor<T>& out = model.forward(x, Mode::eval);
+  if (out.rank() != 2)
+    throw Error(fmt::format("{}: the model's output must be (N, classes), got {}", who, out.shape().str()));
+  if (targets.empty()) targets = predicted_classes(out);
+  model.backward(target_seed(out, targets, who), want_input_grad);
+}
+}  // namespace detail
+
 // Gradient of output[n, targets[n]] with respect to x[n]. Empty targets: the
 // predicted class of each sample (filled in). The model must output (N, classes).
 template <class T>
 Tensor<T> gradient_saliency(Sequential<T>& model, const Tensor<T>& x, std::vector<index_t>& targets) {
-  const Tensor<T>& out = model.forward(x, Mode::eval);
-  if (out.rank() != 2)
-    throw Error(fmt::format("gradient_saliency: the model's output must be (N, classes), got {}", out.shape().str()));
-  if (targets.empty()) targets = predicted_classes(out);
-  if (static_cast<index_t>(targets.size()) != out.dim(0))
-    throw Error(fmt::format("gradient_saliency: {} targets for a batch of {}", targets.size(), out.dim(0)));
-  Tensor<T> seed(out.shape());
-  seed.flat().setZero();
-  for (index_t n = 0; n < out.dim(0); ++n) {
-    const index_t t = targets[static_cast<std::size_t>(n)];
-    if (t < 0 || t >= out.dim(1))
-      throw Error(fmt::format("gradient_saliency: target {} of sample {} is outside [0, {})", t, n, out.dim(1)));
-    seed.matrix()(n, t) = T(1);
-  }
-  model.backward(seed, /*want_input_grad=*/true);
+  detail::backward_from_targets(model, x, targets, /*want_input_grad=*/true, "gradient_saliency");
   return model.input_grad();
 }
 

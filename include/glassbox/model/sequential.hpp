@@ -77,6 +77,11 @@ class Sequential {
     if (Layer<T>* l = find(name)) return *l;
     throw Error(fmt::format("Sequential: no layer named '{}'", name));
   }
+  // Index of the layer a target names (index, name or layer reference).
+  std::size_t index_of(const HookTarget& target) {
+    if (target.is_all()) throw Error("Sequential::index_of: the target names every layer, not one");
+    return *resolve(target);
+  }
   const std::optional<Shape>& sample_shape() const { return sample_shape_; }
 
   // Runs every layer; returns the last output (owned by the model, valid until
@@ -111,22 +116,34 @@ class Sequential {
   // to the model's input is computed when want_input_grad is true (or a
   // backward hook targets the first layer itself), and then read with input_grad().
   void backward(const Tensor<T>& grad_output, bool want_input_grad = false) {
+    if (layers_.empty()) throw Error("Sequential::backward: the model has no layers");
+    backward_from(layers_.size() - 1, grad_output, want_input_grad);
+  }
+
+  // Backpropagates d(something)/d(output of layer `last`) through that layer
+  // and the ones before it: gradients of a hidden unit, as neuron attribution
+  // needs. The parameters of later layers keep their old grads; parameter-grad
+  // hooks fire for layers 0..last only.
+  void backward_from(std::size_t last, const Tensor<T>& grad_output, bool want_input_grad = false) {
     if (!has_forward_) throw Error("Sequential::backward: call forward first");
-    if (grad_output.shape() != outputs_.back().shape())
-      throw Error(fmt::format("Sequential::backward: gradient shape {} differs from output shape {}",
-                              grad_output.shape().str(), outputs_.back().shape().str()));
+    if (last >= layers_.size())
+      throw Error(
+          fmt::format("Sequential::backward: layer index {} out of range (model has {} layers)", last, layers_.size()));
+    if (grad_output.shape() != outputs_[last].shape())
+      throw Error(fmt::format("Sequential::backward: gradient shape {} differs from {}'s output shape {}",
+                              grad_output.shape().str(), layers_[last]->name(), outputs_[last].shape().str()));
     const bool hooked = hooks_enabled && hooks_ && !hooks_->backward.empty();
     const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
     has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
-    for (std::size_t i = layers_.size(); i-- > 0;) {
+    for (std::size_t i = last + 1; i-- > 0;) {
       const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
       Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i % 2] : nullptr;
       layers_[i]->backward(x, outputs_[i], *dy, dx);
       if (hooked) run_backward_hooks(i, *dy, dx);
       dy = dx;
     }
-    if (hooks_enabled && hooks_ && !hooks_->param_grad.empty()) run_param_grad_hooks();
+    if (hooks_enabled && hooks_ && !hooks_->param_grad.empty()) run_param_grad_hooks(last);
     has_input_grad_ = first_input_grad;
   }
 
@@ -268,14 +285,14 @@ class Sequential {
     if (target.is_all()) return std::nullopt;
     if (target.index()) {
       if (target.negative() || *target.index() >= layers_.size())
-        throw Error(fmt::format("Sequential: cannot hook layer index {}: the model has {} layers",
+        throw Error(fmt::format("Sequential: no layer index {}: the model has {} layers",
                                 target.negative() ? -1 : static_cast<long long>(*target.index()), layers_.size()));
       return target.index();
     }
     for (std::size_t i = 0; i < layers_.size(); ++i)
       if (target.name() ? layers_[i]->name() == *target.name() : layers_[i].get() == target.layer()) return i;
-    if (target.name()) throw Error(fmt::format("Sequential: cannot hook '{}': no layer has that name", *target.name()));
-    throw Error("Sequential: cannot hook a layer that is not part of this model");
+    if (target.name()) throw Error(fmt::format("Sequential: no layer named '{}'", *target.name()));
+    throw Error("Sequential: that layer is not part of this model");
   }
 
   template <class Fn>
@@ -315,8 +332,8 @@ class Sequential {
     hooks_->backward.run(i, event.name, "backward hook", [&](auto& hook) { hook(event); });
   }
 
-  void run_param_grad_hooks() {
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
+  void run_param_grad_hooks(std::size_t last) {
+    for (std::size_t i = 0; i <= last; ++i) {
       if (!hooks_->param_grad.watches(i)) continue;
       for (const Parameter<T>* p : layers_[i]->parameters()) {
         const ParamGradEvent<T> event{event_base<LayerEvent<T>>(i), *p, p->grad, p->value};
