@@ -158,12 +158,14 @@ TEST_CASE("Integrated Gradients gives the same result in any chunking of the byt
   Tensor<double> baseline = random_tensor(Shape{5, 1, 5, 5}, rng, -0.1, 0.1);  // one per example
   IntegratedGradientsOptions whole, tiny;
   whole.steps = tiny.steps = 16;
-  tiny.max_bytes = 3 * 25 * sizeof(double);  // three interpolated images per pass
+  tiny.max_bytes = 3 * forward_bytes_per_sample(model, x.shape());  // three interpolated images per pass
   IntegratedGradients<double> a(model, whole), b(model, tiny);
   const Tensor<double> ra = a.attribute(x, baseline, {0, 1, 2, 3, 0});
   const Tensor<double> rb = b.attribute(x, baseline, {0, 1, 2, 3, 0});
   CHECK(max_abs_difference(ra, rb) == 0.0);
   CHECK(a.convergence_delta() == b.convergence_delta());
+  // Inputs and every layer's output (conv 18, tanh 18, flatten 18, dense 4), as values and gradients.
+  CHECK(forward_bytes_per_sample(model, x.shape()) == 2 * sizeof(double) * (25 + 18 + 18 + 18 + 4));
   CHECK_THROWS_WITH(a.attribute(x, Tensor<double>(Shape{2, 1, 5, 5}), {}), Contains("baseline shape (2, 1, 5, 5)"));
 }
 
@@ -374,7 +376,7 @@ TEST_CASE("LayerConductance: units sum to F(x) - F(baseline); exact at the outpu
   const Tensor<double> baseline = random_tensor(Shape{1, 1, 5, 5}, rng, -0.2, 0.2);
   LayerConductanceOptions few;
   few.steps = 3;
-  few.max_bytes = 25 * 4 * sizeof(double);  // one example's path per pass
+  few.max_bytes = 4 * forward_bytes_per_sample(model, x.shape());  // one example's path (4 points) per pass
   LayerConductance<double> output_conductance(model, 3, few);
   const Tensor<double> c = output_conductance.attribute(x, baseline, targets);
   const Tensor<double> fx = model.forward(x);
@@ -401,7 +403,7 @@ TEST_CASE("Occlusion and FeatureAblation on a linear model equal weight x (x - b
   OcclusionOptions pixel;
   pixel.window_height = pixel.window_width = pixel.stride_height = pixel.stride_width = 1;
   pixel.ablation.baseline = 0.5;
-  pixel.ablation.max_bytes = 5 * 24 * sizeof(double);  // five occluded images per pass
+  pixel.ablation.max_bytes = 5 * forward_bytes_per_sample(model, x.shape());  // five occluded images per pass
   OcclusionOptions one_channel = pixel;
   one_channel.window_channels = 1;
   const Tensor<double> single = Occlusion<double>(model, one_channel).attribute(x, targets);

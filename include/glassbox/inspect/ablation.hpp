@@ -26,7 +26,7 @@ namespace glassbox::inspect {
 
 struct AblationOptions {
   double baseline = 0;                            // the value ablated features take
-  std::size_t max_bytes = std::size_t{32} << 20;  // perturbed inputs per forward pass
+  std::size_t max_bytes = std::size_t{64} << 20;  // per forward pass of perturbed inputs (forward_bytes_per_sample)
 };
 
 namespace detail {
@@ -69,9 +69,7 @@ Tensor<T> ablation_attributions(Sequential<T>& model, const Tensor<T>& x, const 
     for (index_t f : set) ++covers[static_cast<std::size_t>(f)];
 
   const index_t total = n * set_count;
-  const index_t chunk = std::max<index_t>(
-      1, std::min<index_t>(total,
-                           static_cast<index_t>(options.max_bytes / (sizeof(T) * std::max<index_t>(1, per_sample)))));
+  const index_t chunk = std::min(total, rows_per_pass(model, x.shape(), options.max_bytes));
   Tensor<T> batch;
   std::vector<index_t> row_targets;
   std::vector<std::pair<index_t, index_t>> pairs;

@@ -23,6 +23,29 @@
 
 namespace glassbox::inspect {
 
+// Bytes one sample of a batch shaped like batch_shape takes in a forward and
+// backward pass: its input and every layer's output, each once as values and
+// once as gradients. The methods below that batch many perturbed or
+// interpolated copies of the input size their passes by it.
+template <class T>
+std::size_t forward_bytes_per_sample(Sequential<T>& model, const Shape& batch_shape) {
+  Shape shape = batch_shape.sample().batched(1);
+  std::size_t values = static_cast<std::size_t>(shape.size());
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    shape = model.layer(i).output_shape(shape);
+    values += static_cast<std::size_t>(shape.size());
+  }
+  return 2 * sizeof(T) * values;
+}
+
+namespace detail {
+// Rows per forward pass that keep a pass within max_bytes (at least one).
+template <class T>
+index_t rows_per_pass(Sequential<T>& model, const Shape& batch_shape, std::size_t max_bytes) {
+  return std::max<index_t>(1, static_cast<index_t>(max_bytes / forward_bytes_per_sample(model, batch_shape)));
+}
+}  // namespace detail
+
 template <class T>
 class Attribution {
  public:
@@ -215,9 +238,9 @@ inline void integration_points(IntegrationRule rule, int steps, std::vector<doub
 struct IntegratedGradientsOptions {
   int steps = 50;
   IntegrationRule rule = IntegrationRule::gauss_legendre;  // Captum's default too
-  // Bytes of interpolated inputs per forward pass; the steps x batch points
-  // are processed in chunks that fit (activations scale with the chunk too).
-  std::size_t max_bytes = std::size_t{32} << 20;
+  // Bytes per forward pass (see forward_bytes_per_sample); the steps x batch
+  // interpolated inputs are processed in chunks that fit.
+  std::size_t max_bytes = std::size_t{64} << 20;
 };
 
 template <class T>
@@ -244,9 +267,7 @@ class IntegratedGradients : public Attribution<T> {
     // Rows of the interpolated batch: (example, step) pairs, example-major.
     const auto steps = static_cast<index_t>(alphas_.size());
     const index_t total = n * steps;
-    const index_t chunk = std::max<index_t>(
-        1, std::min<index_t>(
-               total, static_cast<index_t>(options_.max_bytes / (sizeof(T) * std::max<index_t>(1, per_sample)))));
+    const index_t chunk = std::min(total, detail::rows_per_pass(model_, x.shape(), options_.max_bytes));
     Tensor<double> integral(Shape{n, per_sample});
     integral.flat().setZero();
     Tensor<T> points;

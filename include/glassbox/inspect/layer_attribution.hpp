@@ -153,7 +153,7 @@ class GradCam : public Attribution<T> {
 
 struct LayerConductanceOptions {
   int steps = 50;                                 // path segments; the gradient is averaged over each segment's ends
-  std::size_t max_bytes = std::size_t{32} << 20;  // interpolated inputs per forward pass
+  std::size_t max_bytes = std::size_t{64} << 20;  // per forward pass (forward_bytes_per_sample)
 };
 
 template <class T>
@@ -177,8 +177,8 @@ class LayerConductance {
     const index_t n = x.dim(0), per_sample = x.size() / n;
     const detail::BaselineRows<T> base(baseline, x, "LayerConductance");
     const index_t points = options_.steps + 1;  // alpha = k / steps, k = 0..steps
-    const index_t examples_per_pass = std::max<index_t>(
-        1, static_cast<index_t>(options_.max_bytes / (sizeof(T) * static_cast<std::size_t>(points * per_sample))));
+    const index_t examples_per_pass =
+        std::max<index_t>(1, detail::rows_per_pass(model_, x.shape(), options_.max_bytes) / points);
 
     Tensor<T> conductance, path, activation, gradient;
     std::vector<index_t> row_targets;
