@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the glassbox benchmarks (MLP and seed CNN) and their PyTorch references
+# Runs the glassbox benchmarks (MLP and seed CNN training and inference, and
+# saliency/Integrated Gradients on the seed CNN) and their PyTorch references
 # in one go and prints samples/s and the ratio glassbox / PyTorch, with
 # PyTorch in its best setting here (threads = cores, one OpenBLAS thread) and,
 # for reference, in its default setting.
@@ -13,22 +14,24 @@ scripts/setup.sh bench || echo "compare.sh: continuing without the missing packa
 build=build/bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_BENCH=ON -DGLASSBOX_BUILD_TESTS=OFF \
   -DGLASSBOX_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_mlp bench_seed_cnn -j "$(nproc)" >/dev/null
+cmake --build "$build" --target bench_mlp bench_seed_cnn bench_saliency -j "$(nproc)" >/dev/null
 have_torch=0
 /usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 results=""
-for bench in mlp seed_cnn; do
-  results+=$("$build/bench/bench_$bench" "$@")$'\n'
+for bench in mlp seed_cnn saliency; do
+  args=("$@")
+  [[ $bench == saliency ]] && args=()  # its argument is a data directory, not a sample count
+  results+=$("$build/bench/bench_$bench" "${args[@]}")$'\n'
   if [[ $have_torch == 1 ]]; then
     # This machine's OPENBLAS_CORETYPE/L2_SIZE pin an older, slower kernel: unset for the reference only.
     # PyTorch allocates every intermediate anew; above glibc's mmap threshold each allocation costs page
     # faults (seed CNN training ~4x slower here), so its best setting keeps them on the heap.
     results+=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE MALLOC_MMAP_THRESHOLD_=4294967296 \
-      MALLOC_TRIM_THRESHOLD_=4294967296 /usr/bin/python3 "bench/torch_$bench.py" "$@")$'\n'
-    results+=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE TORCH_DEFAULTS=1 /usr/bin/python3 "bench/torch_$bench.py" "$@")$'\n'
+      MALLOC_TRIM_THRESHOLD_=4294967296 /usr/bin/python3 "bench/torch_$bench.py" "${args[@]}")$'\n'
+    results+=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE TORCH_DEFAULTS=1 /usr/bin/python3 "bench/torch_$bench.py" "${args[@]}")$'\n'
   fi
 done
 [[ $have_torch == 1 ]] || echo "(python3-torch not installed: no reference columns)"

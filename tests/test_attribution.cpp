@@ -58,6 +58,12 @@ TEST_CASE("Saliency and InputXGradient match central differences", "[attribution
   expected.flat() *= x.flat();
   CHECK(gradient_error(input_x_gradient.attribute(x, targets), expected) < 1e-6);
 
+  // Attributions skip the parameters' gradients: a pending optimizer step keeps its own.
+  for (Parameter<double>* p : model.parameters()) p->grad.fill(3.0);
+  signed_saliency.attribute(x, targets);
+  IntegratedGradients<double>(model).attribute(x, targets);
+  for (Parameter<double>* p : model.parameters()) CHECK((p->grad.flat() == 3.0).all());
+
   // Without targets: the predicted classes.
   CHECK(max_abs_difference(signed_saliency.attribute(x),
                            signed_saliency.attribute(x, predicted_classes(model.forward(x)))) == 0.0);

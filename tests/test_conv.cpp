@@ -102,6 +102,40 @@ TEMPLATE_TEST_CASE("PyTorch parity: Conv2D (OIHW weights) and pooling", "", floa
   check_layer_parity(flatten, "conv", "flatten");
 }
 
+TEST_CASE("MaxPool2D 2x2: every row length, ties and NaN as PyTorch (first maximum, last NaN)") {
+  Rng rng(8);
+  for (index_t width : {5, 7, 16, 26, 34}) {  // 2, 3, 8, 13 and 17 outputs per row: short rows and blocks of 8
+    const index_t height = 6;
+    Tensor<float> x(Shape{2, 3, height, width});
+    for (float& v : x) v = static_cast<float>(rng.below(3));  // many ties
+    for (int k = 0; k < 6; ++k) x[static_cast<index_t>(rng.below(static_cast<std::uint64_t>(x.size())))] = NAN;
+    nn::MaxPool2D<float> pool({2, 2});
+    Tensor<float> y, dx;
+    pool.forward(x, y, Mode::train);
+    const index_t oh = height / 2, ow = width / 2;
+    REQUIRE(y.shape() == Shape{2, 3, oh, ow});
+    Tensor<float> dy(y.shape());
+    for (index_t k = 0; k < dy.size(); ++k) dy[k] = static_cast<float>(k + 1);
+    pool.backward(x, y, dy, &dx);
+    Tensor<float> expected_dx(x.shape());
+    for (index_t plane = 0; plane < 6; ++plane)
+      for (index_t oy = 0; oy < oh; ++oy)
+        for (index_t ox = 0; ox < ow; ++ox) {
+          index_t best = -1;  // scan order; a larger value or a NaN takes the window
+          for (index_t i = 2 * oy; i < 2 * oy + 2; ++i)
+            for (index_t j = 2 * ox; j < 2 * ox + 2; ++j) {
+              const index_t k = (plane * height + i) * width + j;
+              if (best < 0 || x[k] > x[best] || std::isnan(x[k])) best = k;
+            }
+          const index_t o = (plane * oh + oy) * ow + ox;
+          INFO("width " << width << ", output " << o);
+          CHECK((y[o] == x[best] || (std::isnan(y[o]) && std::isnan(x[best]))));
+          expected_dx[best] += dy[o];
+        }
+    CHECK((dx.flat() == expected_dx.flat()).all());
+  }
+}
+
 TEST_CASE("Conv2D results do not depend on the thread count") {
   Rng rng(3);
   const Tensor<double> x = random_tensor(Shape{5, 3, 7, 6}, rng);

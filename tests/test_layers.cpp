@@ -132,6 +132,48 @@ TEST_CASE("Sequential backpropagates through the whole chain (double)") {
   }
 }
 
+TEST_CASE("Sequential: backward_from a hidden layer, and input-only passes that skip parameter grads") {
+  Sequential<double> model(Shape{1, 5, 5}, 12);
+  model.add<nn::Conv2D<double>>(1, 2, nn::Size2{3, 3});
+  model.add<nn::Tanh<double>>();
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(18, 3);
+  Rng rng(10);
+  Tensor<double> x = random_tensor(Shape{2, 1, 5, 5}, rng);
+  const Tensor<double> seed = random_tensor(Shape{2, 2, 3, 3}, rng);  // weights of the tanh layer's outputs
+
+  // d sum(seed * tanh output) / dx and / d conv weight, against central differences.
+  auto objective = [&] {
+    model.forward(x);
+    return (model.output(1).flat() * seed.flat()).sum();
+  };
+  model.forward(x);
+  model.backward_from(1, seed, /*want_input_grad=*/true);
+  const Tensor<double> input_grad = model.input_grad();
+  const Tensor<double> weight_grad = model.parameters()[0]->grad;
+  CHECK(gradient_error(input_grad, numerical_gradient(objective, x)) < test::gradient_tolerance);
+  CHECK(gradient_error(weight_grad, numerical_gradient(objective, model.parameters()[0]->value)) <
+        test::gradient_tolerance);
+  CHECK_THROWS_WITH(model.backward_from(4, seed), Contains("layer index 4 out of range"));
+  CHECK_THROWS_WITH(model.backward_from(3, seed), Contains("differs from dense_1's output shape (2, 3)"));
+
+  // ParamGrads::skip: the same input gradient; grads and parameter-grad hooks untouched.
+  const Tensor<double> out_grad = random_tensor(Shape{2, 3}, rng);
+  model.forward(x);
+  model.backward(out_grad, true);
+  const Tensor<double> full_input_grad = model.input_grad();
+  for (Parameter<double>* p : model.parameters()) p->grad.fill(7.0);
+  int hook_calls = 0;
+  HookHandle counter = model.add_param_grad_hook([&](const ParamGradEvent<double>&) { ++hook_calls; });
+  model.forward(x);
+  model.backward(out_grad, true, ParamGrads::skip);
+  CHECK(test::max_abs_difference(model.input_grad(), full_input_grad) == 0.0);
+  for (Parameter<double>* p : model.parameters()) CHECK((p->grad.flat() == 7.0).all());
+  CHECK(hook_calls == 0);
+  model.backward(out_grad);
+  CHECK(hook_calls == 4);  // conv and dense weight and bias
+}
+
 TEST_CASE("Sequential names layers and parameters, and prints a summary") {
   Sequential<float> model(Shape{784});
   model.add<nn::Dense<float>>(784, 256);

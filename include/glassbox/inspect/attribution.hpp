@@ -2,15 +2,19 @@
 // Attribution methods with one call shape (as in Captum): construct on a model
 // that outputs (N, classes), then attribute(x, targets) returns a tensor
 // shaped like x. Empty targets: each sample's predicted class (on the clean
-// input). Every method runs the model in eval mode and overwrites parameter
-// gradients, like any backward pass.
+// input). Every method runs the model in eval mode; its backward passes skip
+// the parameters' gradients (ParamGrads::skip), which stay as they were.
 //
 //   Saliency          d output[target] / d x (signed, or absolute as Captum's default)
 //   InputXGradient    x * d output[target] / d x
 //   IntegratedGradients  (x - b) * integral over a of d output[target] / d x at b + a (x - b),
 //                     by a Riemann (left/right/middle/trapezoid) or Gauss-Legendre rule,
-//                     with the convergence delta sum(attr) - (F(x) - F(b)) per example
+//                     with the convergence delta sum(attr) - (F(x) - F(b)) per example;
+//                     baselines: zeros, a constant, the blurred input, or a tensor
 //   NoiseTunnel       SmoothGrad / SmoothGrad-squared / VarGrad over any of the above
+//
+// More methods of this shape: GradCam (layer_attribution.hpp), Occlusion and
+// FeatureAblation (ablation.hpp).
 
 #include <fmt/format.h>
 
@@ -287,7 +291,8 @@ class IntegratedGradients : public Attribution<T> {
       row_targets.resize(static_cast<std::size_t>(rows));
       for (index_t r = 0; r < rows; ++r)
         row_targets[static_cast<std::size_t>(r)] = chosen[static_cast<std::size_t>((first + r) / steps)];
-      model_.backward(detail::target_seed(y, row_targets, "IntegratedGradients"), /*want_input_grad=*/true);
+      model_.backward(detail::target_seed(y, row_targets, "IntegratedGradients"), /*want_input_grad=*/true,
+                      ParamGrads::skip);
       const Tensor<T>& g = model_.input_grad();
       for (index_t r = 0; r < rows; ++r) {
         const index_t example = (first + r) / steps;

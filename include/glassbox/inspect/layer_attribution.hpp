@@ -12,8 +12,8 @@
 //   NeuronGradient            d(one unit of a layer) / d input
 //
 // F is output[n, target_n] of a model that outputs (N, classes); empty targets
-// mean each sample's predicted class. Everything runs in eval mode and
-// overwrites parameter gradients, like any backward pass.
+// mean each sample's predicted class. Everything runs in eval mode and leaves
+// the parameters' gradients as they were.
 
 #include <fmt/format.h>
 
@@ -257,7 +257,7 @@ class NeuronGradient {
                               model_.layer(layer_).name(), units));
     Tensor<T> seed(out.shape());
     for (index_t s = 0; s < out.dim(0); ++s) seed.data()[s * units + unit_] = T(1);
-    model_.backward_from(layer_, seed, /*want_input_grad=*/true);
+    model_.backward_from(layer_, seed, /*want_input_grad=*/true, ParamGrads::skip);
     return model_.input_grad();
   }
 

@@ -100,7 +100,7 @@ Tensor<T> loss_input_gradient(Sequential<T>& model, const nn::Loss<T>& loss, con
   const Tensor<T>& out = model.forward(x, Mode::eval);
   Tensor<T> grad;
   loss.forward(out, labels, &grad);
-  model.backward(grad, /*want_input_grad=*/true);
+  model.backward(grad, /*want_input_grad=*/true, ParamGrads::skip);
   return model.input_grad();
 }
 

@@ -5,8 +5,8 @@
 //
 // SaliencyRecorder runs it on a fixed probe batch during training: every k
 // training steps and/or at the end of every epoch (a train::Callback, so it
-// runs after the optimizer step). Like any backward pass, it overwrites the
-// parameters' gradients: never call it between backward() and step().
+// runs after the optimizer step). Its backward pass skips the parameters'
+// gradients, so a pending optimizer step is not disturbed.
 
 #include <fmt/format.h>
 
@@ -54,7 +54,7 @@ void backward_from_targets(Sequential<T>& model, const Tensor<T>& x, std::vector
   if (out.rank() != 2)
     throw Error(fmt::format("{}: the model's output must be (N, classes), got {}", who, out.shape().str()));
   if (targets.empty()) targets = predicted_classes(out);
-  model.backward(target_seed(out, targets, who), want_input_grad);
+  model.backward(target_seed(out, targets, who), want_input_grad, ParamGrads::skip);
 }
 }  // namespace detail
 

@@ -27,6 +27,9 @@
 
 namespace glassbox {
 
+// Whether a backward pass fills the parameters' gradients.
+enum class ParamGrads { compute, skip };
+
 template <class T>
 class Sequential {
  public:
@@ -115,16 +118,19 @@ class Sequential {
   // parameter's grad (overwritten, not accumulated). The gradient with respect
   // to the model's input is computed when want_input_grad is true (or a
   // backward hook targets the first layer itself), and then read with input_grad().
-  void backward(const Tensor<T>& grad_output, bool want_input_grad = false) {
+  // ParamGrads::skip leaves parameter grads as they were (and fires no
+  // parameter-gradient hooks): for passes that only want the input gradient.
+  void backward(const Tensor<T>& grad_output, bool want_input_grad = false, ParamGrads params = ParamGrads::compute) {
     if (layers_.empty()) throw Error("Sequential::backward: the model has no layers");
-    backward_from(layers_.size() - 1, grad_output, want_input_grad);
+    backward_from(layers_.size() - 1, grad_output, want_input_grad, params);
   }
 
   // Backpropagates d(something)/d(output of layer `last`) through that layer
   // and the ones before it: gradients of a hidden unit, as neuron attribution
   // needs. The parameters of later layers keep their old grads; parameter-grad
   // hooks fire for layers 0..last only.
-  void backward_from(std::size_t last, const Tensor<T>& grad_output, bool want_input_grad = false) {
+  void backward_from(std::size_t last, const Tensor<T>& grad_output, bool want_input_grad = false,
+                     ParamGrads params = ParamGrads::compute) {
     if (!has_forward_) throw Error("Sequential::backward: call forward first");
     if (last >= layers_.size())
       throw Error(
@@ -139,11 +145,13 @@ class Sequential {
     for (std::size_t i = last + 1; i-- > 0;) {
       const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
       Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i % 2] : nullptr;
+      layers_[i]->want_parameter_grads(params == ParamGrads::compute);
       layers_[i]->backward(x, outputs_[i], *dy, dx);
       if (hooked) run_backward_hooks(i, *dy, dx);
       dy = dx;
     }
-    if (hooks_enabled && hooks_ && !hooks_->param_grad.empty()) run_param_grad_hooks(last);
+    if (hooks_enabled && hooks_ && !hooks_->param_grad.empty() && params == ParamGrads::compute)
+      run_param_grad_hooks(last);
     has_input_grad_ = first_input_grad;
   }
 

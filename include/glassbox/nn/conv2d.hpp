@@ -82,9 +82,13 @@ class Conv2D : public Layer<T> {
     parallel_for(g.n, threads, [&](index_t s) {
       const ConstMap col = lower(xd + s * g.in_size, g);
       Map out(yd + s * out_ * g.positions, out_, g.positions);
-      out.noalias() = w * col;
+      // Eigen zeroes the destination of `=` before accumulating: start from
+      // the bias instead, one pass over the output fewer.
       if (options_.bias)
-        out.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.value.data(), out_);
+        out.colwise() = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias_.value.data(), out_);
+      else
+        out.setZero();
+      out.noalias() += w * col;
       if (options_.activation == Activation::relu) out = out.cwiseMax(T(0));
     });
   }
@@ -92,6 +96,8 @@ class Conv2D : public Layer<T> {
   void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
     const Geometry g = geometry(x.shape());
     const int threads = num_threads();
+    const bool parameter_grads = this->parameter_grads_wanted();
+    if (!parameter_grads && !dx) return;
     prepare_workspace(g, threads, true, dx != nullptr);
     const auto w = weight_matrix();
     for (auto& acc : weight_grads_) acc.set_zero();
@@ -107,7 +113,6 @@ class Conv2D : public Layer<T> {
     const bool relu = options_.activation == Activation::relu;
     parallel_for(g.n, threads, [&](index_t s) {
       const auto t = static_cast<std::size_t>(thread_index());
-      const ConstMap col = lower(xd + s * g.in_size, g);
       const T* grad_data = dyd + s * out_ * g.positions;
       if (relu) {  // through the fused ReLU: zero where it was off (NaN passes, as in PyTorch)
         const ConstMap out(yd + s * out_ * g.positions, out_, g.positions);
@@ -116,14 +121,18 @@ class Conv2D : public Layer<T> {
         grad_data = masked_[t].data();
       }
       const ConstMap grad_out(grad_data, out_, g.positions);
-      Map(weight_grads_[t].data(), out_, g.patch).noalias() += grad_out * col.transpose();
-      if (options_.bias) bias_grads_[t].flat() += grad_out.rowwise().sum().array();
+      if (parameter_grads) {
+        const ConstMap col = lower(xd + s * g.in_size, g);
+        Map(weight_grads_[t].data(), out_, g.patch).noalias() += grad_out * col.transpose();
+        if (options_.bias) bias_grads_[t].flat() += grad_out.rowwise().sum().array();
+      }
       if (dxd) {
         Map grad_col(grad_columns_[t].data(), g.patch, g.positions);
         grad_col.noalias() = w.transpose() * grad_out;
         detail::col2im(grad_col.data(), in_, g.h, g.w, window_, g.pads, g.out, dxd + s * g.in_size);
       }
     });
+    if (!parameter_grads) return;
     weight_.grad.flat() = weight_grads_[0].flat();
     for (std::size_t t = 1; t < weight_grads_.size(); ++t) weight_.grad.flat() += weight_grads_[t].flat();
     if (options_.bias) {

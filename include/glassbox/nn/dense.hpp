@@ -56,8 +56,10 @@ class Dense : public Layer<T> {
 
   void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
     const auto g = dy.matrix();
-    weight_.grad.matrix().noalias() = g.transpose() * x.matrix();
-    if (options_.bias) bias_.grad.flat() = g.colwise().sum().transpose().array();
+    if (this->parameter_grads_wanted()) {
+      weight_.grad.matrix().noalias() = g.transpose() * x.matrix();
+      if (options_.bias) bias_.grad.flat() = g.colwise().sum().transpose().array();
+    }
     if (dx) {
       dx->resize(x.shape());
       dx->matrix().noalias() = g * weight_.value.matrix();

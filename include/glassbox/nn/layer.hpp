@@ -8,7 +8,9 @@
 //    batches). x has passed output_shape().
 //  - backward(x, y, dy, dx) receives the same x and y as the last forward and
 //    dy = dLoss/dy. It OVERWRITES every parameter's grad (one backward per
-//    optimizer step) and writes dLoss/dx into *dx when dx is not null.
+//    optimizer step) and writes dLoss/dx into *dx when dx is not null. When
+//    parameter_grads_wanted() is false (passes that only want the input
+//    gradient, such as attributions) it may leave the grads untouched.
 //  - parameters() lists the trainable tensors; reset_parameters() draws them
 //    from a seeded Rng.
 
@@ -52,6 +54,10 @@ class Layer {
     for (Parameter<T>* p : parameters()) p->name = name_ + "." + p->local_name();
   }
 
+  // Set by Sequential for each backward pass; see the contract above.
+  bool parameter_grads_wanted() const { return parameter_grads_wanted_; }
+  void want_parameter_grads(bool wanted) { parameter_grads_wanted_ = wanted; }
+
   index_t parameter_count() {
     index_t n = 0;
     for (const Parameter<T>* p : parameters()) n += p->value.size();
@@ -65,6 +71,7 @@ class Layer {
   }
   std::string name_;
   mutable std::string kind_cache_;
+  bool parameter_grads_wanted_ = true;
 };
 
 // Throws the standard shape error "<layer>: <what>" for input validation.

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -17,6 +18,8 @@ namespace glassbox::nn {
 
 template <class T>
 class MaxPool2D : public Pool2D<T> {
+  using Winner = std::int32_t;  // an index within one input plane
+
  public:
   explicit MaxPool2D(Size2 kernel, PoolOptions options = {}) : Pool2D<T>("max_pool2d", kernel, options) {}
 
@@ -27,15 +30,17 @@ class MaxPool2D : public Pool2D<T> {
     y.resize(out);
     const index_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), oh = out[2], ow = out[3];
     const Window2D::Pads p = window_.pads(h, w);
+    if (h * w > std::numeric_limits<Winner>::max())
+      throw Error(fmt::format("{}: input planes of {}x{} are too large (at most 2^31 values)", this->name(), h, w));
     winners_.resize(static_cast<std::size_t>(y.size()));
     const T* xd = x.data();
     T* yd = y.data();
-    index_t* wd = winners_.data();
+    Winner* wd = winners_.data();
     const bool unpadded = p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
     parallel_for(planes, num_threads(), [&](index_t plane) {
       const T* in = xd + plane * h * w;
       T* out = yd + plane * oh * ow;
-      index_t* win = wd + plane * oh * ow;
+      Winner* win = wd + plane * oh * ow;
       if (unpadded)
         pool_inside(in, w, oh, ow, out, win);
       else
@@ -53,7 +58,7 @@ class MaxPool2D : public Pool2D<T> {
                               dy.shape().str()));
     const T* g = dy.data();
     T* d = dx->data();
-    const index_t* wd = winners_.data();
+    const Winner* wd = winners_.data();
     parallel_for(planes, num_threads(), [&](index_t plane) {
       T* dplane = d + plane * in_plane;
       std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
@@ -67,7 +72,7 @@ class MaxPool2D : public Pool2D<T> {
 
   // Every window inside the plane: no bounds checks, and branch-free
   // selects (the branches of a max over data mispredict half the time).
-  void pool_inside(const T* in, index_t w, index_t oh, index_t ow, T* out, index_t* win) const {
+  void pool_inside(const T* in, index_t w, index_t oh, index_t ow, T* out, Winner* win) const {
     const Window2D& k = window_;
     if (k.kernel.h == 2 && k.kernel.w == 2 && k.stride.h == 2 && k.stride.w == 2) {
       for (index_t oy = 0; oy < oh; ++oy) pool_2x2_row(in, 2 * oy * w, w, ow, out + oy * ow, win + oy * ow);
@@ -86,20 +91,40 @@ class MaxPool2D : public Pool2D<T> {
             arg = take ? i : arg;
           }
         out[oy * ow + ox] = best;
-        win[oy * ow + ox] = arg;
+        win[oy * ow + ox] = static_cast<Winner>(arg);
       }
   }
 
   // The seed CNN's pooling: one output row from the input rows starting at
-  // plane[first] and plane[first + w].
-  static void pool_2x2_row(const T* plane, index_t first, index_t w, index_t ow, T* __restrict out,
-                           index_t* __restrict win) {
+  // plane[first] and plane[first + w], in blocks of 8 outputs; a last partial
+  // block is redone overlapping the one before (same values), so no scalar,
+  // branchy remainder loop runs (13 outputs per row in the seed CNN).
+  static void pool_2x2_row(const T* plane, index_t first, index_t w, index_t ow, T* out, Winner* win) {
+    constexpr index_t block = 8;
+    if (ow < block) {
+      pool_2x2_block(plane, first, w, ow, out, win);
+      return;
+    }
+    for (index_t ox = 0;; ox += block) {
+      ox = std::min(ox, ow - block);
+      pool_2x2_block<block>(plane, first + 2 * ox, w, block, out + ox, win + ox);
+      if (ox + block == ow) return;
+    }
+  }
+
+  // 32-bit offsets keep the float and index lanes of one width, so the loop
+  // vectorises; Count > 0 fixes the trip count at compile time.
+  template <index_t Count = 0>
+  static void pool_2x2_block(const T* plane, index_t first_index, index_t w_index, index_t count, T* __restrict out,
+                             Winner* __restrict win) {
+    const auto first = static_cast<Winner>(first_index), w = static_cast<Winner>(w_index);
     const T* __restrict top = plane + first;
     const T* __restrict bottom = top + w;
-    for (index_t ox = 0; ox < ow; ++ox) {
+    const index_t n = Count > 0 ? Count : count;
+    for (index_t ox = 0; ox < n; ++ox) {
       const T a = top[2 * ox], b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1];
       T best = a;
-      index_t offset = 0;
+      Winner offset = 0;
       bool take = wins(b, best);
       best = take ? b : best;
       offset = take ? 1 : offset;
@@ -110,13 +135,13 @@ class MaxPool2D : public Pool2D<T> {
       best = take ? d : best;
       offset = take ? w + 1 : offset;
       out[ox] = best;
-      win[ox] = first + 2 * ox + offset;
+      win[ox] = first + 2 * static_cast<Winner>(ox) + offset;
     }
   }
 
   // Windows may reach into the padding, which never wins.
   void pool_padded(const T* in, index_t h, index_t w, const Window2D::Pads& p, index_t oh, index_t ow, T* out,
-                   index_t* win) const {
+                   Winner* win) const {
     for (index_t oy = 0; oy < oh; ++oy)
       for (index_t ox = 0; ox < ow; ++ox) {
         T best = -std::numeric_limits<T>::infinity();
@@ -134,12 +159,12 @@ class MaxPool2D : public Pool2D<T> {
           }
         }
         out[oy * ow + ox] = best;
-        win[oy * ow + ox] = arg;  // >= 0: padding is at most half the kernel
+        win[oy * ow + ox] = static_cast<Winner>(arg);  // >= 0: padding is at most half the kernel
       }
   }
 
   using Pool2D<T>::window_;
-  std::vector<index_t> winners_;  // per output: index of the max within its input plane
+  std::vector<Winner> winners_;  // per output: index of the max within its input plane
 };
 
 }  // namespace glassbox::nn
