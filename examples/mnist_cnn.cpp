@@ -21,7 +21,61 @@
 #include <cstdlib>
 #include <filesystem>
 #include <glassbox/glassbox.hpp>
+#include <glassbox/viz/dot.hpp>
+#include <glassbox/viz/png.hpp>
 #include <string>
+
+namespace {
+using namespace glassbox;
+
+// The pictures of the report: the model diagram with the newest statistics,
+// the conv filters, the feature maps of the captured digits and the newest
+// saliency maps (see viz/).
+void write_pictures(const std::string& dir, Sequential<float>& model, const inspect::ActivationStats<float>& stats,
+                    const inspect::GradientFlow<float>& flow, const inspect::ActivationCapture<float>& feature_maps,
+                    const inspect::SaliencyRecorder<float>& saliency, const Tensor<float>& probe) {
+  viz::write_dot(dir + "/model.dot", model, Shape{}, &stats, &flow);
+  viz::render_svg(dir + "/model.dot", dir + "/model.svg");  // when Graphviz is installed
+
+  // 32 filters of 3x3, one shared signed scale: red excites, blue inhibits.
+  const Tensor<float>& weight = model.layer("conv2d_1").parameters()[0]->value;
+  viz::Range range{0, 0};
+  for (index_t f = 0; f < weight.dim(0); ++f) {
+    const viz::Range r = viz::range_of(viz::plane(weight, f), /*symmetric=*/true);
+    range = {std::min(range.low, r.low), std::max(range.high, r.high)};
+  }
+  std::vector<viz::Image> filters;
+  for (index_t f = 0; f < weight.dim(0); ++f)
+    filters.push_back(viz::enlarge(viz::heatmap(viz::plane(weight, f), viz::Colormap::diverging, range), 8));
+  viz::write_png(dir + "/filters.png",
+                 viz::with_colour_bar(viz::tile(filters, 8, 4), viz::Colormap::diverging, range, 2));
+
+  // One row per captured digit: the digit, then its 32 feature maps (viridis, one scale per digit).
+  std::vector<viz::Image> rows;
+  for (const inspect::Capture<float>& c : feature_maps.captures()) {
+    std::vector<viz::Image> row{viz::enlarge(viz::grayscale(viz::plane(probe, c.sample)), 2)};
+    viz::Range r{0, 0};
+    for (index_t m = 0; m < c.value.dim(1); ++m)
+      r.high = std::max(r.high, viz::range_of(viz::plane(c.value, 0, m), false).high);
+    for (index_t m = 0; m < c.value.dim(1); ++m)
+      row.push_back(viz::enlarge(viz::heatmap(viz::plane(c.value, 0, m), viz::Colormap::viridis, r), 2));
+    rows.push_back(viz::tile(row, static_cast<index_t>(row.size()), 2));
+  }
+  if (!rows.empty()) viz::write_png(dir + "/feature_maps.png", viz::tile(rows, 1, 6));
+
+  // The newest saliency of each probe digit, signed, over the digit.
+  if (!saliency.records().empty()) {
+    const Tensor<float>& maps = saliency.records().back().saliency;
+    std::vector<viz::Image> cells;
+    for (index_t d = 0; d < maps.dim(0); ++d) {
+      const viz::Image digit = viz::grayscale(viz::plane(probe, d));
+      cells.push_back(viz::enlarge(digit, 4));
+      cells.push_back(viz::enlarge(viz::overlay(digit, viz::heatmap(viz::plane(maps, d), true), 0.7), 4));
+    }
+    viz::write_png(dir + "/saliency.png", viz::tile(cells, 4, 4));
+  }
+}
+}  // namespace
 
 int main(int argc, char** argv) try {
   using namespace glassbox;
@@ -107,14 +161,17 @@ int main(int argc, char** argv) try {
       digits.dim(0), 100 * sum / static_cast<double>(digits.dim(0)), 100 * worst);
 
   std::filesystem::create_directories(report);
+  write_pictures(report, model, stats, flow, feature_maps, saliency, probe);
   stats.write_csv(report + "/activation_stats.csv");
   stats.write_json(report + "/activation_stats.json");
   flow.write_csv(report + "/gradient_flow.csv");
   flow.write_json(report + "/gradient_flow.json");
   saliency.write_json(report + "/saliency.json");
   feature_maps.write_json(report + "/feature_maps.json");
-  std::printf("Report: %s/{activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json\n",
-              report.c_str());
+  std::printf(
+      "Report: %s/{activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json; pictures: "
+      "model.dot%s, filters.png, feature_maps.png, saliency.png\n",
+      report.c_str(), std::filesystem::exists(report + "/model.svg") ? ", model.svg" : "");
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist_cnn: %s\n", e.what());

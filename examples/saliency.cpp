@@ -5,8 +5,7 @@
 // Dense(10), Adam 1e-3, batch 32), then for 16 test digits computes six
 // attribution maps (gradient, gradient x input, Integrated Gradients,
 // SmoothGrad, Grad-CAM on the conv layer, occlusion) and writes them side by
-// side as a grayscale image (|attribution|, each map scaled to its own
-// maximum) and as CSV. (Grad-CAM is meant for the last conv layer of a deep
+// side as a PNG (see write_grid) and as CSV. (Grad-CAM is meant for the last conv layer of a deep
 // network; on the seed CNN's single conv layer, right after the pixels, the
 // ReLU'd biases light up the whole background, and the map ranks poorly in
 // the deletion test: the numbers say so.) It prints:
@@ -23,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <glassbox/glassbox.hpp>
+#include <glassbox/viz/png.hpp>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,31 +35,31 @@ struct Method {
   Tensor<float> maps;  // (16, 1, 28, 28)
 };
 
-// Rows: digits; columns: the input, then each method's |attribution| scaled
-// to [0, 255] by that map's largest magnitude. Binary PGM (P5).
+// Rows: digits; columns: the digit, then each method's map, enlarged 3x.
+// Signed maps (gradient x input, IG, occlusion) use the diverging colormap
+// (red for, blue against, white zero); magnitudes use viridis; Grad-CAM is
+// laid over the digit. Each map is scaled to its own largest magnitude.
 void write_grid(const std::string& path, const Tensor<float>& digits, const std::vector<Method>& methods) {
-  const index_t n = digits.dim(0), side = 28, gap = 2;
-  const index_t columns = static_cast<index_t>(methods.size()) + 1;
-  const index_t width = columns * (side + gap), height = n * (side + gap);
-  std::string pixels(static_cast<std::size_t>(width * height), '\xff');
-  auto draw = [&](index_t row, index_t column, const float* values, float scale) {
-    for (index_t i = 0; i < side; ++i)
-      for (index_t j = 0; j < side; ++j) {
-        const float v = scale > 0 ? std::min(1.0f, std::abs(values[i * side + j]) / scale) : 0.0f;
-        pixels[static_cast<std::size_t>((row * (side + gap) + i) * width + column * (side + gap) + j)] =
-            static_cast<char>(static_cast<unsigned char>(255.0f - 255.0f * v));  // dark = large
-      }
+  auto is_signed = [](const Method& m) {
+    return m.name == "gradient_x_input" || m.name == "integrated_gradients" || m.name == "occlusion";
   };
-  for (index_t d = 0; d < n; ++d) {
-    draw(d, 0, digits.data() + d * side * side, 1.0f);
-    for (std::size_t m = 0; m < methods.size(); ++m) {
-      const float* map = methods[m].maps.data() + d * side * side;
-      float scale = 0;
-      for (index_t k = 0; k < side * side; ++k) scale = std::max(scale, std::abs(map[k]));
-      draw(d, static_cast<index_t>(m) + 1, map, scale);
+  std::vector<Tensor<float>> shown;  // |map| where the magnitude is what matters
+  for (const Method& m : methods) {
+    shown.push_back(m.maps);
+    if (!is_signed(m)) shown.back().flat() = shown.back().flat().abs();
+  }
+  std::vector<viz::Image> cells;
+  for (index_t d = 0; d < digits.dim(0); ++d) {
+    const viz::Image digit = viz::grayscale(viz::plane(digits, d));
+    cells.push_back(viz::enlarge(digit, 3));
+    for (std::size_t k = 0; k < methods.size(); ++k) {
+      const Method& m = methods[k];
+      viz::Image heat = viz::heatmap(viz::plane(shown[k], d), is_signed(m));
+      if (m.name == "grad_cam") heat = viz::overlay(digit, heat, 0.6);
+      cells.push_back(viz::enlarge(heat, 3));
     }
   }
-  write_text_file(path, fmt::format("P5\n{} {}\n255\n", width, height) + pixels);
+  viz::write_png(path, viz::tile(cells, static_cast<index_t>(methods.size()) + 1, 4));
 }
 
 void print_curve(const char* title, const char* level, const std::vector<inspect::RobustnessPoint>& curve) {
@@ -122,7 +122,7 @@ int main(int argc, char** argv) try {
   const std::vector<double> ig_deltas = integrated.convergence_delta();  // before the sanity check reuses it
 
   std::filesystem::create_directories(out);
-  write_grid(out + "/heatmaps.pgm", digits, maps);
+  write_grid(out + "/heatmaps.png", digits, maps);
   std::string csv = "digit,predicted,method,values\n";
   for (const Method& m : maps)
     for (index_t d = 0; d < 16; ++d)
@@ -201,7 +201,7 @@ int main(int argc, char** argv) try {
   print_curve("PGD (L-inf, 10 steps, random start)", "epsilon",
               inspect::adversarial_robustness(model, loss, test_x, test_y, epsilons, inspect::Attack::pgd, attack));
   std::printf("FGSM at epsilon 0.1: %.2f%% of the clean %.2f%%\n", 100 * fgsm[2].accuracy, 100 * fgsm[0].accuracy);
-  std::printf("Maps: %s/heatmaps.pgm (rows: digits; columns: input, then", out.c_str());
+  std::printf("Maps: %s/heatmaps.png (rows: digits; columns: input, then", out.c_str());
   for (const Method& m : maps) std::printf(" %s", m.name.c_str());
   std::printf("), values in %s/attributions.csv\n", out.c_str());
   return 0;

@@ -5,12 +5,12 @@
 set -euo pipefail
 
 declare -A groups=(
-  [build]="cmake g++ make libeigen3-dev libfmt-dev"
-  [tests]="cmake g++ make libeigen3-dev libfmt-dev catch2"
+  [build]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev"
+  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz"
   [npm]="npm ca-certificates"
   # Debian's PyTorch uses whatever libblas.so.3 is selected: without OpenBLAS it
   # is the reference BLAS, some 50x slower, and the benchmark ratios mean nothing.
-  [bench]="cmake g++ make libeigen3-dev libfmt-dev python3-torch libopenblas0-pthread"
+  [bench]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev python3-torch libopenblas0-pthread"
 )
 wanted=""
 for group in "${@:-build}"; do

@@ -1,0 +1,168 @@
+// viz/: colormaps, heatmaps and grids, PNG files read back through libpng,
+// and the model's DOT diagram (rendered to SVG when Graphviz is installed).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "glassbox/viz/dot.hpp"
+#include "glassbox/viz/png.hpp"
+#include "support.hpp"
+
+using namespace glassbox;
+using namespace glassbox::viz;
+using Catch::Matchers::Contains;
+
+namespace {
+Rgb hex(std::uint32_t v) {
+  return {static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v)};
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("glassbox_test_viz_" + name)).string();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+TEST_CASE("colormaps: published end and middle colours, clamped", "[viz]") {
+  CHECK(color_at(Colormap::viridis, 0) == hex(0x440154));
+  CHECK(color_at(Colormap::viridis, 1) == hex(0xfde725));
+  CHECK(color_at(Colormap::viridis, 5.0 / 9) == hex(0x1f9e89));
+  CHECK(color_at(Colormap::diverging, 0.5) == hex(0xf7f7f7));  // zero is white
+  CHECK(color_at(Colormap::diverging, 0) == hex(0x053061));    // negative blue
+  CHECK(color_at(Colormap::diverging, 1) == hex(0x67001f));    // positive red
+  CHECK(color_at(Colormap::gray, 0.5) == Rgb{128, 128, 128});
+  CHECK(color_at(Colormap::viridis, -3) == color_at(Colormap::viridis, 0));
+  CHECK(color_at(Colormap::viridis, 7) == color_at(Colormap::viridis, 1));
+  CHECK(color_at(Colormap::viridis, NAN) == color_at(Colormap::viridis, 0));
+  // Halfway between two keys: the mean of their channels, rounded.
+  const Rgb mid = color_at(Colormap::viridis, 0.5 / 9);
+  CHECK(mid == Rgb{(0x44 + 0x48 + 1) / 2, (0x01 + 0x28 + 1) / 2, (0x54 + 0x78) / 2});
+}
+
+TEST_CASE("heatmaps: magnitudes on viridis, signed values centred on white", "[viz]") {
+  const Tensor<float> maps(Shape{2, 1, 2, 3}, {0, 1, 2, 3, 4, 8, -2, 0, 1, 2, -1, 0});
+  const Plane<float> first = plane(maps, 0), second = plane(maps, 1);
+  CHECK(range_of(first, false).high == 8.0);
+  const Image magnitude = heatmap(first, false);
+  REQUIRE((magnitude.width == 3 && magnitude.height == 2));
+  CHECK(magnitude.at(0, 0) == color_at(Colormap::viridis, 0));
+  CHECK(magnitude.at(2, 1) == color_at(Colormap::viridis, 1));
+  CHECK(magnitude.at(1, 1) == color_at(Colormap::viridis, 0.5));
+  const Image signed_map = heatmap(second, true);  // range [-2, 2]
+  CHECK(signed_map.at(1, 0) == hex(0xf7f7f7));
+  CHECK(signed_map.at(0, 0) == color_at(Colormap::diverging, 0));
+  CHECK(signed_map.at(2, 0) == color_at(Colormap::diverging, 0.75));
+  const Image ink = grayscale(plane(Tensor<float>(Shape{1, 2}, {0, 1})));
+  CHECK(ink.at(0, 0) == Rgb{255, 255, 255});
+  CHECK(ink.at(1, 0) == Rgb{0, 0, 0});
+  CHECK_THROWS_WITH(plane(maps, 2), Contains("sample 2 channel 0 is outside (2, 1, 2, 3)"));
+  CHECK_THROWS_WITH(heatmap(first, Colormap::viridis, Range{1, 1}), Contains("empty range"));
+}
+
+TEST_CASE("overlay, enlarge, tile and the colour bar place every pixel", "[viz]") {
+  Image a(2, 1, {0, 0, 0}), b(2, 1, {200, 100, 50});
+  const Image blend = overlay(a, b, 0.25);
+  CHECK(blend.at(1, 0) == Rgb{50, 25, 13});
+  CHECK_THROWS_WITH(overlay(a, Image(3, 1)), Contains("differ"));
+
+  const Image big = enlarge(b, 3);
+  CHECK((big.width == 6 && big.height == 3));
+  CHECK(big.at(5, 2) == b.at(1, 0));
+
+  const Image grid = tile({a, b, Image(1, 2, {9, 9, 9})}, 2, 1, {255, 0, 0});
+  CHECK((grid.width == 2 + 1 + 2 && grid.height == 2 + 1 + 2));
+  CHECK(grid.at(0, 0) == Rgb{0, 0, 0});       // a, top left
+  CHECK(grid.at(3, 0) == Rgb{200, 100, 50});  // b, second column
+  CHECK(grid.at(2, 0) == Rgb{255, 0, 0});     // the gap
+  CHECK(grid.at(0, 4) == Rgb{9, 9, 9});       // third image, second row
+  CHECK(grid.at(1, 4) == Rgb{255, 0, 0});     // beside the narrower image
+
+  const Image barred = with_colour_bar(Image(20, 30, {1, 2, 3}), Colormap::viridis, Range{0, 0.5});
+  CHECK(barred.height == 30);
+  CHECK(barred.at(0, 0) == Rgb{1, 2, 3});
+  CHECK(barred.at(24, 0) == color_at(Colormap::viridis, 1));  // the bar: high at the top
+  CHECK(barred.at(24, 29) == color_at(Colormap::viridis, 0));
+  int ink = 0;  // the labels "0.5" and "0"
+  for (index_t y = 0; y < barred.height; ++y)
+    for (index_t x = 31; x < barred.width; ++x) ink += barred.at(x, y) == Rgb{0, 0, 0};
+  CHECK(ink == 12 + 1 + 11 + 12);  // "0" is 12 pixels, "." 1, "5" 11, then "0" again
+}
+
+TEST_CASE("PNG files round-trip through libpng and are written atomically", "[viz]") {
+  Image image(5, 3);
+  for (index_t y = 0; y < 3; ++y)
+    for (index_t x = 0; x < 5; ++x) image.set(x, y, color_at(Colormap::viridis, (x + 5.0 * y) / 14));
+  const std::string path = temp_path("round_trip.png");
+  write_png(path, image);
+  CHECK(read_file(path).substr(0, 8) == "\x89PNG\r\n\x1a\n");
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  const Image back = read_png(path);
+  CHECK((back.width == 5 && back.height == 3));
+  CHECK(back.pixels == image.pixels);
+  std::remove(path.c_str());
+
+  const std::string not_png = temp_path("not.png");
+  write_text_file(not_png, "hello");
+  CHECK_THROWS_WITH(read_png(not_png), Contains(not_png));
+  std::remove(not_png.c_str());
+  CHECK_THROWS_WITH(write_png("/nonexistent-dir/x.png", image), Contains("/nonexistent-dir/x.png.tmp"));
+  CHECK_THROWS_WITH(encode_png(Image()), Contains("no pixels"));
+}
+
+TEST_CASE("the DOT diagram lists every layer with shape, parameters and live statistics", "[viz]") {
+  Sequential<float> model(Shape{1, 28, 28}, 1);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(5408, 10);
+  const std::string plain = to_dot(model);
+  CHECK_THAT(plain, Contains("digraph model {"));
+  CHECK_THAT(plain, Contains("input [label=\"input\\n(N, 1, 28, 28)\""));
+  CHECK_THAT(plain, Contains("conv2d_1 (conv2d)\\n(N, 32, 26, 26)\\n320 parameters"));
+  CHECK_THAT(plain, Contains("dense_1 (dense)\\n(N, 10)\\n54090 parameters"));
+  CHECK_THAT(plain, Contains("input -> layer0;"));
+  CHECK_THAT(plain, Contains("layer2 -> layer3;"));
+
+  inspect::ActivationStats<float> stats(model);
+  inspect::GradientFlow<float> flow(model);
+  Rng rng(1);
+  Tensor<float> x(Shape{4, 1, 28, 28}), y(Shape{4}, {1, 2, 3, 4});
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  nn::SoftmaxCrossEntropy<float> loss;
+  Tensor<float> grad;
+  loss.forward(model.forward(x, Mode::train), y, &grad);
+  model.backward(grad);
+  const std::string live = to_dot(model, Shape{}, &stats, &flow);
+  CHECK_THAT(live, Contains("mean "));
+  CHECK_THAT(live, Contains("zeros "));
+  CHECK_THAT(live, Contains("|dL/dy| "));
+
+  Sequential<float> shapeless;
+  shapeless.add<nn::Dense<float>>(3, 2);
+  CHECK_THROWS_WITH(to_dot(shapeless), Contains("pass the input batch shape"));
+  CHECK_THAT(to_dot(shapeless, Shape{1, 3}), Contains("(N, 2)\\n8 parameters"));
+  shapeless.add(std::make_unique<nn::ReLU<float>>(), "say \"hi\"");  // quotes in a name are escaped
+  CHECK_THAT(to_dot(shapeless, Shape{1, 3}), Contains("label=\"say \\\"hi\\\" (relu)"));
+
+  const std::string dot_path = temp_path("model.dot"), svg_path = temp_path("model.svg");
+  write_dot(dot_path, model);
+  CHECK(read_file(dot_path) == plain);
+  if (have_graphviz()) {  // scripts/test.sh installs it
+    REQUIRE(render_svg(dot_path, svg_path));
+    CHECK_THAT(read_file(svg_path), Contains("<svg"));
+    CHECK_THAT(read_file(svg_path), Contains("conv2d_1"));
+  } else {
+    CHECK_FALSE(render_svg(dot_path, svg_path));
+  }
+  std::remove(dot_path.c_str());
+  std::remove(svg_path.c_str());
+}
