@@ -10,7 +10,8 @@
 // printed after each epoch. Saliency maps of 8 test digits (after each epoch)
 // and the conv layer's feature maps of 4 test digits are kept too. At the end
 // it checks Integrated Gradients' completeness on 100 test digits, and the
-// records go to REPORT_DIR as CSV and JSON (schemas in the README).
+// records go to REPORT_DIR as CSV and JSON (schemas in the README), with
+// pictures (PNG, DOT/SVG) and TensorBoard event files in REPORT_DIR/tensorboard.
 //
 //   mnist_cnn [MNIST_DIR] [EPOCHS] [REPORT_DIR]   (data/mnist, 5, report)
 
@@ -23,6 +24,7 @@
 #include <glassbox/glassbox.hpp>
 #include <glassbox/viz/dot.hpp>
 #include <glassbox/viz/png.hpp>
+#include <glassbox/viz/tensorboard.hpp>
 #include <string>
 
 namespace {
@@ -127,7 +129,9 @@ int main(int argc, char** argv) try {
   options.seed = 7;
   options.validation_x = &data.test_images;
   options.validation_y = &data.test_labels;
-  options.callbacks = {&table, &saliency};
+  viz::TensorBoardWriter tensorboard(report + "/tensorboard");  // tensorboard --logdir report/tensorboard
+  viz::TensorBoardLogger<float> tensorboard_logger(tensorboard, model, &stats, &flow);
+  options.callbacks = {&table, &saliency, &tensorboard_logger};
 
   const auto start = std::chrono::steady_clock::now();
   const train::History history = train::fit(model, adam, loss, data.train_images, data.train_labels, options);
@@ -162,6 +166,9 @@ int main(int argc, char** argv) try {
 
   std::filesystem::create_directories(report);
   write_pictures(report, model, stats, flow, feature_maps, saliency, probe);
+  for (const char* picture : {"filters", "saliency"})
+    tensorboard.add_image(picture, viz::read_png(report + "/" + picture + ".png"), model.training_steps());
+  tensorboard.flush();
   stats.write_csv(report + "/activation_stats.csv");
   stats.write_json(report + "/activation_stats.json");
   flow.write_csv(report + "/gradient_flow.csv");
@@ -170,7 +177,7 @@ int main(int argc, char** argv) try {
   feature_maps.write_json(report + "/feature_maps.json");
   std::printf(
       "Report: %s/{activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json; pictures: "
-      "model.dot%s, filters.png, feature_maps.png, saliency.png\n",
+      "model.dot%s, filters.png, feature_maps.png, saliency.png; TensorBoard: tensorboard/\n",
       report.c_str(), std::filesystem::exists(report + "/model.svg") ? ", model.svg" : "");
   return 0;
 } catch (const std::exception& e) {

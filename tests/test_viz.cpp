@@ -1,12 +1,15 @@
 // viz/: colormaps, heatmaps and grids, PNG files read back through libpng,
 // and the model's DOT diagram (rendered to SVG when Graphviz is installed).
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "glassbox/viz/dot.hpp"
 #include "glassbox/viz/png.hpp"
+#include "glassbox/viz/tensorboard.hpp"
 #include "support.hpp"
 
 using namespace glassbox;
@@ -165,4 +168,185 @@ TEST_CASE("the DOT diagram lists every layer with shape, parameters and live sta
   }
   std::remove(dot_path.c_str());
   std::remove(svg_path.c_str());
+}
+
+TEST_CASE("CRC32C matches the published test vectors", "[viz][tensorboard]") {
+  const std::string zeros(32, '\0'), digits = "123456789";
+  CHECK(crc32c(zeros.data(), zeros.size()) == 0x8A9136AAu);
+  CHECK(crc32c(digits.data(), digits.size()) == 0xE3069283u);
+  const std::uint32_t crc = 0xE3069283u;
+  CHECK(masked_crc32c(digits.data(), digits.size()) == ((crc >> 15) | (crc << 17)) + 0xa282ead8u);
+}
+
+namespace {
+// A reader for the tests: TFRecord framing (CRCs checked) and protocol
+// buffer fields, enough to read the events back.
+struct Field {
+  int number = 0, wire = 0;
+  std::uint64_t varint = 0;
+  double f64 = 0;
+  float f32 = 0;
+  std::string bytes;
+};
+
+std::vector<Field> decode(const std::string& message) {
+  std::vector<Field> fields;
+  std::size_t i = 0;
+  auto varint = [&] {
+    std::uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      REQUIRE(i < message.size());
+      const auto b = static_cast<unsigned char>(message[i++]);
+      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+  };
+  while (i < message.size()) {
+    Field f;
+    const std::uint64_t key = varint();
+    f.number = static_cast<int>(key >> 3);
+    f.wire = static_cast<int>(key & 7);
+    if (f.wire == 0)
+      f.varint = varint();
+    else if (f.wire == 1) {
+      std::memcpy(&f.f64, message.data() + i, 8);
+      i += 8;
+    } else if (f.wire == 5) {
+      std::memcpy(&f.f32, message.data() + i, 4);
+      i += 4;
+    } else {
+      REQUIRE(f.wire == 2);
+      const auto n = static_cast<std::size_t>(varint());
+      f.bytes = message.substr(i, n);
+      i += n;
+    }
+    fields.push_back(f);
+  }
+  REQUIRE(i == message.size());
+  return fields;
+}
+
+const Field& field(const std::vector<Field>& fields, int number) {
+  for (const Field& f : fields)
+    if (f.number == number) return f;
+  FAIL("no field " << number);
+  return fields.front();
+}
+
+std::vector<std::string> read_records(const std::string& path) {
+  const std::string file = read_file(path);
+  std::vector<std::string> records;
+  for (std::size_t i = 0; i < file.size();) {
+    REQUIRE(i + 12 <= file.size());
+    std::uint64_t length = 0;
+    std::uint32_t length_crc = 0, data_crc = 0;
+    std::memcpy(&length, file.data() + i, 8);
+    std::memcpy(&length_crc, file.data() + i + 8, 4);
+    CHECK(length_crc == masked_crc32c(file.data() + i, 8));
+    const std::string data = file.substr(i + 12, length);
+    std::memcpy(&data_crc, file.data() + i + 12 + length, 4);
+    CHECK(data_crc == masked_crc32c(data.data(), data.size()));
+    records.push_back(data);
+    i += 12 + length + 4;
+  }
+  return records;
+}
+
+std::vector<double> packed_doubles(const std::string& bytes) {
+  std::vector<double> v(bytes.size() / 8);
+  std::memcpy(v.data(), bytes.data(), v.size() * 8);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("TensorBoardWriter: framed, checksummed Event records that decode back", "[viz][tensorboard]") {
+  const std::string dir = temp_path("runs");
+  std::filesystem::remove_all(dir);
+  std::string path;
+  Image picture(4, 2, {10, 20, 30});
+  {
+    TensorBoardWriter writer(dir);
+    path = writer.path();
+    CHECK_THAT(path, Contains("/events.out.tfevents."));
+    writer.add_scalar("train/loss", 0.25, 7);
+    writer.add_histogram("weights/w", Tensor<double>(Shape{5}, {1, 2, 2, 3, NAN}), 8, 2);
+    writer.add_image("saliency/0", picture, 9);
+  }
+  const std::vector<std::string> records = read_records(path);
+  REQUIRE(records.size() == 4);
+  const std::vector<Field> version = decode(records[0]);
+  CHECK(field(version, 3).bytes == "brain.Event:2");
+  CHECK(field(version, 1).f64 > 1.7e9);  // wall time, seconds since 1970
+
+  const std::vector<Field> scalar = decode(records[1]);
+  CHECK(field(scalar, 2).varint == 7);
+  const std::vector<Field> value = decode(field(decode(field(scalar, 5).bytes), 1).bytes);
+  CHECK(field(value, 1).bytes == "train/loss");
+  CHECK(field(value, 2).f32 == 0.25f);
+
+  const std::vector<Field> histo =
+      decode(field(decode(field(decode(field(decode(records[2]), 5).bytes), 1).bytes), 5).bytes);
+  CHECK(field(histo, 1).f64 == 1.0);  // min
+  CHECK(field(histo, 2).f64 == 3.0);  // max
+  CHECK(field(histo, 3).f64 == 4.0);  // the NaN is left out
+  CHECK(field(histo, 4).f64 == 8.0);
+  CHECK(field(histo, 5).f64 == 18.0);
+  CHECK(packed_doubles(field(histo, 6).bytes) == std::vector<double>{2.0, std::numeric_limits<double>::max()});
+  CHECK(packed_doubles(field(histo, 7).bytes) == std::vector<double>{1.0, 3.0});  // [1, 2) and [2, 3]
+
+  const std::vector<Field> image =
+      decode(field(decode(field(decode(field(decode(records[3]), 5).bytes), 1).bytes), 4).bytes);
+  CHECK(field(image, 1).varint == 2);
+  CHECK(field(image, 2).varint == 4);
+  CHECK(field(image, 3).varint == 3);
+  const std::string png_path = temp_path("from_event.png");
+  write_text_file(png_path, field(image, 4).bytes);
+  CHECK(read_png(png_path).pixels == picture.pixels);
+  std::remove(png_path.c_str());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("TensorBoardLogger logs losses, weights, activations and gradient norms through fit", "[viz][tensorboard]") {
+  Sequential<float> model(Shape{4}, 2);
+  model.add<nn::Dense<float>>(4, 3);
+  model.add<nn::ReLU<float>>();
+  model.add<nn::Dense<float>>(3, 2);
+  Rng rng(3);
+  Tensor<float> x(Shape{16, 4}), y(Shape{16});
+  for (float& v : x) v = static_cast<float>(rng.uniform(-1, 1));
+  for (index_t n = 0; n < 16; ++n) y[n] = x[n * 4] > 0;
+  const std::string dir = temp_path("fit_runs");
+  std::filesystem::remove_all(dir);
+  std::string path;
+  {
+    inspect::ActivationStatsOptions every_step;
+    every_step.schedule.every = 1;
+    inspect::ActivationStats<float> stats(model, every_step);
+    inspect::GradientFlow<float> flow(model);
+    TensorBoardWriter writer(dir);
+    path = writer.path();
+    TensorBoardLoggerOptions options;
+    options.every = 2;
+    TensorBoardLogger<float> logger(writer, model, &stats, &flow, options);
+    optim::SGD<float> sgd(model.parameters(), 0.1f);
+    nn::SoftmaxCrossEntropy<float> ce;
+    train::FitOptions<float> fit = test::quiet_fit<float>(2, 4);
+    fit.callbacks = {&logger};
+    train::fit(model, sgd, ce, x, y, fit);
+  }
+  std::map<std::string, int> tags;
+  for (const std::string& record : read_records(path)) {
+    const std::vector<Field> event = decode(record);
+    for (const Field& f : event)
+      if (f.number == 5) ++tags[field(decode(field(decode(f.bytes), 1).bytes), 1).bytes];
+  }
+  CHECK(tags["train/batch_loss"] == 4);  // 8 steps, every 2nd
+  CHECK(tags["epoch/loss"] == 2);
+  CHECK(tags["epoch/accuracy"] == 2);
+  CHECK(tags.count("epoch/val_loss") == 0);  // no validation data
+  CHECK(tags["weights/dense_1.weight"] == 2);
+  CHECK(tags["weights/dense_2.bias"] == 2);
+  CHECK(tags["activations/relu_1"] == 2);
+  CHECK(tags["gradient_norm/dense_2"] == 2);
+  std::filesystem::remove_all(dir);
 }
