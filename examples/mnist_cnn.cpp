@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <glassbox/glassbox.hpp>
 #include <glassbox/viz/dot.hpp>
+#include <glassbox/viz/html_report.hpp>
 #include <glassbox/viz/png.hpp>
 #include <glassbox/viz/tensorboard.hpp>
 #include <string>
@@ -169,6 +170,18 @@ int main(int argc, char** argv) try {
   for (const char* picture : {"filters", "saliency"})
     tensorboard.add_image(picture, viz::read_png(report + "/" + picture + ".png"), model.training_steps());
   tensorboard.flush();
+
+  viz::HtmlReport page("glassbox: the seed CNN on MNIST");
+  page.add_model(model, &stats, &flow);
+  page.add_history(history);
+  page.add_activation_stats(stats);
+  page.add_gradient_flow(flow);
+  page.add_pictures("What the network learned",
+                    {{"conv2d_1 filters (red excites, blue inhibits)", viz::read_png(report + "/filters.png")},
+                     {"gradient saliency over test digits", viz::read_png(report + "/saliency.png")}});
+  page.add_pictures("Feature maps of conv2d_1",
+                    {{"4 test digits, 32 maps each", viz::read_png(report + "/feature_maps.png")}});
+  page.write(report + "/report.html");
   stats.write_csv(report + "/activation_stats.csv");
   stats.write_json(report + "/activation_stats.json");
   flow.write_csv(report + "/gradient_flow.csv");
@@ -176,7 +189,8 @@ int main(int argc, char** argv) try {
   saliency.write_json(report + "/saliency.json");
   feature_maps.write_json(report + "/feature_maps.json");
   std::printf(
-      "Report: %s/{activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json; pictures: "
+      "Report: %s/report.html; data: {activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json; "
+      "pictures: "
       "model.dot%s, filters.png, feature_maps.png, saliency.png; TensorBoard: tensorboard/\n",
       report.c_str(), std::filesystem::exists(report + "/model.svg") ? ", model.svg" : "");
   return 0;

@@ -6,7 +6,7 @@ set -euo pipefail
 
 declare -A groups=(
   [build]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev"
-  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz"
+  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz chromium"
   [npm]="npm ca-certificates"
   # Debian's PyTorch uses whatever libblas.so.3 is selected: without OpenBLAS it
   # is the reference BLAS, some 50x slower, and the benchmark ratios mean nothing.

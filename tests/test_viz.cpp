@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "glassbox/viz/dot.hpp"
+#include "glassbox/viz/html_report.hpp"
 #include "glassbox/viz/png.hpp"
 #include "glassbox/viz/tensorboard.hpp"
 #include "support.hpp"
@@ -349,4 +350,58 @@ TEST_CASE("TensorBoardLogger logs losses, weights, activations and gradient norm
   CHECK(tags["activations/relu_1"] == 2);
   CHECK(tags["gradient_norm/dense_2"] == 2);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("HtmlReport: one self-contained page with the sections it was given", "[viz][html]") {
+  CHECK(base64("Man") == "TWFu");
+  CHECK(base64("Ma") == "TWE=");
+  CHECK(base64("M") == "TQ==");
+  CHECK(base64("") == "");
+
+  Sequential<float> model(Shape{4}, 2);
+  model.add<nn::Dense<float>>(4, 3);
+  model.add(std::make_unique<nn::ReLU<float>>(), "</script><b>");  // hostile names stay text
+  model.add<nn::Dense<float>>(3, 2);
+  inspect::ActivationStatsOptions every_step;
+  every_step.schedule.every = 1;
+  inspect::ActivationStats<float> stats(model, every_step);
+  inspect::GradientFlow<float> flow(model, {});
+  Rng rng(3);
+  Tensor<float> x(Shape{16, 4}), y(Shape{16});
+  for (float& v : x) v = static_cast<float>(rng.uniform(-1, 1));
+  for (index_t n = 0; n < 16; ++n) y[n] = x[n * 4] > 0;
+  optim::SGD<float> sgd(model.parameters(), 0.1f);
+  nn::SoftmaxCrossEntropy<float> ce;
+  train::FitOptions<float> options = test::quiet_fit<float>(2, 8);
+  options.validation_x = &x;
+  options.validation_y = &y;
+  const train::History history = train::fit(model, sgd, ce, x, y, options);
+
+  HtmlReport empty("nothing yet");
+  CHECK_THAT(empty.html(), Contains("<h1>nothing yet</h1>"));
+  CHECK_THAT(empty.html(), !Contains("<section"));
+
+  HtmlReport report("run <1>");
+  report.add_model(model, &stats, &flow);
+  report.add_history(history);
+  report.add_activation_stats(stats);
+  report.add_gradient_flow(flow);
+  report.add_pictures("filters", {{"a red pixel", Image(1, 1, {255, 0, 0})}});
+  const std::string html = report.html();
+  CHECK_THAT(html, Contains("<h1>run &lt;1&gt;</h1>"));
+  for (const char* section : {"model", "training", "activations", "gradients", "pictures"})
+    CHECK_THAT(html, Contains(fmt::format("<section id=\"{}\">", section)));
+  CHECK_THAT(html, Contains("data:image/png;base64," + base64(encode_png(Image(1, 1, {255, 0, 0})))));
+  CHECK_THAT(html, Contains("\"val_accuracy\":"));
+  CHECK_THAT(html, Contains("\"layer\":\"dense_1\""));
+  CHECK_THAT(html, Contains("&lt;/script&gt;&lt;b&gt;"));  // in the summary table
+  CHECK_THAT(html, Contains("<\\/script><b>"));            // in the inline JSON
+  // Self-contained: nothing fetched from anywhere.
+  CHECK_THAT(html, !Contains("src=\"http"));
+  CHECK_THAT(html, !Contains("<link"));
+  CHECK(html.find("</script>") != std::string::npos);
+  const std::string path = temp_path("report.html");
+  report.write(path);
+  CHECK(read_file(path) == html);
+  std::remove(path.c_str());
 }
