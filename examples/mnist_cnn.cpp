@@ -10,16 +10,18 @@
 // printed after each epoch. Saliency maps of 8 test digits (after each epoch)
 // and the conv layer's feature maps of 4 test digits are kept too. At the end
 // it checks Integrated Gradients' completeness on 100 test digits, and the
-// records go to REPORT_DIR as CSV and JSON (schemas in the README), with
-// pictures (PNG, DOT/SVG) and TensorBoard event files in REPORT_DIR/tensorboard.
+// records go to RUN_DIR as CSV and JSON (schemas in the README), with
+// pictures (PNG, DOT/SVG), report.html and TensorBoard event files in
+// RUN_DIR/tensorboard.
 //
-//   mnist_cnn [MNIST_DIR] [EPOCHS] [REPORT_DIR]   (data/mnist, 5, report)
+//   mnist_cnn [MNIST_DIR] [EPOCHS] [RUN_DIR]   (data/mnist, 5, runs/seed_cnn-<date>-<time>)
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <glassbox/glassbox.hpp>
 #include <glassbox/viz/dot.hpp>
@@ -30,6 +32,16 @@
 
 namespace {
 using namespace glassbox;
+
+// Local time as 20261126-081500, for run directory names.
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
+  return text;
+}
 
 // The pictures of the report: the model diagram with the newest statistics,
 // the conv filters, the feature maps of the captured digits and the newest
@@ -84,7 +96,7 @@ int main(int argc, char** argv) try {
   using namespace glassbox;
   const std::string dir = argc > 1 ? argv[1] : "data/mnist";
   const int epochs = argc > 2 ? std::atoi(argv[2]) : 5;
-  const std::string report = argc > 3 ? argv[3] : "report";
+  const std::string report = argc > 3 ? argv[3] : "runs/seed_cnn-" + timestamp();
 
   const io::Mnist<float> data = io::load_mnist<float>(dir);
   std::printf("MNIST from %s: %td training and %td test images, %d thread(s)\n", dir.c_str(), data.train_images.dim(0),

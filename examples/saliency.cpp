@@ -14,7 +14,7 @@
 //   - Integrated Gradients' convergence deltas at 50 and 200 steps,
 //   - accuracy under Gaussian noise, FGSM and PGD of increasing strength.
 //
-//   saliency [MNIST_DIR] [EPOCHS] [OUT_DIR]   (data/mnist, 5, report/saliency)
+//   saliency [MNIST_DIR] [EPOCHS] [OUT_DIR]   (data/mnist, 5, runs/saliency)
 
 #include <algorithm>
 #include <cmath>
@@ -71,7 +71,7 @@ void print_curve(const char* title, const char* level, const std::vector<inspect
 int main(int argc, char** argv) try {
   const std::string dir = argc > 1 ? argv[1] : "data/mnist";
   const int epochs = argc > 2 ? std::atoi(argv[2]) : 5;
-  const std::string out = argc > 3 ? argv[3] : "report/saliency";
+  const std::string out = argc > 3 ? argv[3] : "runs/saliency";
 
   const io::Mnist<float> data = io::load_mnist<float>(dir);
   std::printf("MNIST from %s: %td training and %td test images\n", dir.c_str(), data.train_images.dim(0),

@@ -3,7 +3,8 @@
 # (Conv2D(32, 3x3, relu) -> MaxPool 2x2 -> Flatten -> Dense(10, softmax), Adam
 # 1e-3, batch 32, 5 epochs) while recording activation statistics, gradient
 # flow and saliency, print a per-layer table after each epoch and the test
-# accuracy, and write the records to report/ (CSV and JSON).
+# accuracy, and write the run to runs/seed_cnn-<date>-<time>/ (report.html,
+# pictures, TensorBoard events, CSV and JSON); runs/latest points to it.
 #   scripts/demo.sh [MNIST_DIR]
 # When the full MNIST cannot be had, it trains on the 1,000-image subset that
 # ships in tests/data/mnist-subset and says so.
@@ -30,4 +31,7 @@ build="$root/build/release"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_TESTS=OFF -DGLASSBOX_BUILD_EXAMPLES=ON \
   -DGLASSBOX_FMT_HEADER_ONLY=OFF >/dev/null  # links libfmt: a third faster to compile
 cmake --build "$build" --target mnist_cnn -j "$(nproc)"
-"$build/examples/mnist_cnn" "$data" 5 "$root/report"
+run="$root/runs/seed_cnn-$(date +%Y%m%d-%H%M%S)"
+"$build/examples/mnist_cnn" "$data" 5 "$run"
+ln -sfn "$run" "$root/runs/latest"
+echo "demo: open $run/report.html (runs/latest points to this run)"
