@@ -460,6 +460,9 @@ TEST_CASE("Occlusion and FeatureAblation on a linear model equal weight x (x - b
   CHECK(occluded.data()[24 + 12] == Approx(window_drop(1, 0, 0)).margin(1e-12));
   CHECK_THROWS_WITH(FeatureAblation<double>(model, {0, 1}).attribute(x, targets),
                     Contains("2 entries for 24 features"));
+  CHECK_THROWS_WITH(FeatureAblation<double>(model).attribute(x, {2, 0, 3}),
+                    Contains("target 3 of sample 2 is outside [0, 3)"));
+  CHECK_THROWS_WITH(Occlusion<double>(model, pixel).attribute(x, {-1, 0, 0}), Contains("target -1 of sample 0"));
   OcclusionOptions big = pixel;
   big.window_height = 4;
   CHECK_THROWS_WITH(Occlusion<double>(model, big).attribute(x, targets), Contains("larger than the 3x4 image"));

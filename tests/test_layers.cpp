@@ -172,6 +172,25 @@ TEST_CASE("Sequential: backward_from a hidden layer, and input-only passes that 
   CHECK(hook_calls == 0);
   model.backward(out_grad);
   CHECK(hook_calls == 4);  // conv and dense weight and bias
+
+  // The same through a fused ReLU and BatchNorm, in train mode too.
+  Sequential<double> normed(Shape{1, 5, 5}, 13);
+  nn::Conv2D<double>::Options relu;
+  relu.activation = nn::Activation::relu;
+  normed.add<nn::Conv2D<double>>(1, 2, nn::Size2{3, 3}, relu);
+  normed.add<nn::BatchNorm<double>>(2);
+  normed.add<nn::Flatten<double>>();
+  normed.add<nn::Dense<double>>(18, 3);
+  for (Mode mode : {Mode::train, Mode::eval}) {
+    normed.forward(x, mode);
+    normed.backward(out_grad, true);
+    const Tensor<double> expected = normed.input_grad();
+    for (Parameter<double>* p : normed.parameters()) p->grad.fill(7.0);
+    normed.forward(x, mode);
+    normed.backward(out_grad, true, ParamGrads::skip);
+    CHECK(test::max_abs_difference(normed.input_grad(), expected) == 0.0);
+    for (Parameter<double>* p : normed.parameters()) CHECK((p->grad.flat() == 7.0).all());
+  }
 }
 
 TEST_CASE("Sequential names layers and parameters, and prints a summary") {

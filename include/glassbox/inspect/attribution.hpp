@@ -59,16 +59,21 @@ class Attribution {
 
 namespace detail {
 // The targets to explain: the given ones, checked, or the predicted classes.
+// Runs x once to check the model outputs (N, classes) and every target is a class.
 template <class T>
 std::vector<index_t> resolve_targets(Sequential<T>& model, const Tensor<T>& x, const std::vector<index_t>& targets) {
   if (x.rank() < 2 || x.dim(0) == 0)
     throw Error(fmt::format("attribution: expected a non-empty batch, got input of shape {}", x.shape().str()));
-  if (!targets.empty()) {
-    if (static_cast<index_t>(targets.size()) != x.dim(0))
-      throw Error(fmt::format("attribution: {} targets for a batch of {}", targets.size(), x.dim(0)));
-    return targets;
-  }
-  return predicted_classes(model.forward(x, Mode::eval));
+  const Tensor<T>& out = model.forward(x, Mode::eval);
+  if (out.rank() != 2)
+    throw Error(fmt::format("attribution: the model's output must be (N, classes), got {}", out.shape().str()));
+  if (targets.empty()) return predicted_classes(out);
+  if (static_cast<index_t>(targets.size()) != x.dim(0))
+    throw Error(fmt::format("attribution: {} targets for a batch of {}", targets.size(), x.dim(0)));
+  for (std::size_t n = 0; n < targets.size(); ++n)
+    if (targets[n] < 0 || targets[n] >= out.dim(1))
+      throw Error(fmt::format("attribution: target {} of sample {} is outside [0, {})", targets[n], n, out.dim(1)));
+  return targets;
 }
 
 // The baseline of each example: one sample's shape (1, ...) shared by every
@@ -150,8 +155,9 @@ class InputXGradient : public Attribution<T> {
 // Attribution Baselines" (Distill, 2020). sigma 0 returns x unchanged.
 template <class T>
 Tensor<T> gaussian_blur(const Tensor<T>& x, double sigma) {
-  if (x.rank() < 3)
-    throw Error(fmt::format("gaussian_blur: expected (N, C, H, W) or (N, H, W), got {}", x.shape().str()));
+  if (x.rank() < 3 || x.dim(x.rank() - 2) == 0 || x.dim(x.rank() - 1) == 0)
+    throw Error(
+        fmt::format("gaussian_blur: expected (N, C, H, W) or (N, H, W) with H, W > 0, got {}", x.shape().str()));
   if (!(sigma >= 0) || sigma > 1e3)
     throw Error(fmt::format("gaussian_blur: sigma must be in [0, 1000], got {}", sigma));
   Tensor<T> out = x;

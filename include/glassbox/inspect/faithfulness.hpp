@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -85,7 +86,10 @@ std::vector<std::vector<index_t>> ranking(const Tensor<T>& attributions) {
     o.resize(static_cast<std::size_t>(per_sample));
     std::iota(o.begin(), o.end(), index_t{0});
     const T* a = attributions.data() + e * per_sample;
-    std::stable_sort(o.begin(), o.end(), [a](index_t i, index_t j) { return a[i] > a[j]; });
+    auto key = [a](index_t i) {  // NaN ranks last, keeping the order strict
+      return std::isnan(a[i]) ? -std::numeric_limits<double>::infinity() : static_cast<double>(a[i]);
+    };
+    std::stable_sort(o.begin(), o.end(), [&key](index_t i, index_t j) { return key(i) > key(j); });
   }
   return order;
 }

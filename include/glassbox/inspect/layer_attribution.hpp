@@ -44,7 +44,8 @@ void layer_gradients(Sequential<T>& model, std::size_t layer, const Tensor<T>& x
 // torch.nn.functional.interpolate(mode="bilinear", align_corners=False).
 template <class T>
 Tensor<T> resize_bilinear(const Tensor<T>& maps, index_t height, index_t width) {
-  if (maps.rank() != 4) throw Error(fmt::format("resize_bilinear: expected (N, C, H, W), got {}", maps.shape().str()));
+  if (maps.rank() != 4 || maps.dim(2) == 0 || maps.dim(3) == 0)
+    throw Error(fmt::format("resize_bilinear: expected (N, C, H, W) with H, W > 0, got {}", maps.shape().str()));
   if (height <= 0 || width <= 0)
     throw Error(fmt::format("resize_bilinear: target size {}x{} must be positive", height, width));
   const index_t h = maps.dim(2), w = maps.dim(3), planes = maps.dim(0) * maps.dim(1);

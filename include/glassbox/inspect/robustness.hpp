@@ -10,7 +10,7 @@
 //   sensitivity_max           how much an explanation changes under small input
 //                             perturbations (Yeh et al. 2019; Captum's sensitivity_max)
 //
-// Labels are class indices stored as T, (N) or (N, 1), as io::load_mnist gives
+// Labels are class indices stored as T, shape (N), as io::load_mnist gives
 // them. Inputs can be clipped to a valid range (e.g. [0, 1] for MNIST) after
 // every perturbation. Everything runs in eval mode in batches.
 
@@ -42,9 +42,14 @@ template <class T>
 void check_labelled(const char* who, const Tensor<T>& x, const Tensor<T>& labels) {
   if (x.rank() < 2 || x.dim(0) == 0)
     throw Error(fmt::format("{}: expected a non-empty batch, got input of shape {}", who, x.shape().str()));
-  if (labels.rank() < 1 || labels.dim(0) != x.dim(0) || labels.size() != x.dim(0))
-    throw Error(
-        fmt::format("{}: {} labels (shape {}) for {} samples", who, labels.size(), labels.shape().str(), x.dim(0)));
+  if (labels.rank() != 1 || labels.dim(0) != x.dim(0))
+    throw Error(fmt::format("{}: expected {} labels of shape ({}), got shape {}", who, x.dim(0), x.dim(0),
+                            labels.shape().str()));
+  for (index_t n = 0; n < labels.size(); ++n) {
+    const double label = static_cast<double>(labels[n]);
+    if (!(label >= 0) || label != std::floor(label) || label > 1e9)
+      throw Error(fmt::format("{}: label {} of sample {} is not a class index", who, label, n));
+  }
 }
 
 template <class T>
@@ -59,8 +64,13 @@ template <class T>
 double accuracy_of(const Tensor<T>& output, const Tensor<T>& labels) {
   const std::vector<index_t> predicted = predicted_classes(output);
   index_t correct = 0;
-  for (index_t n = 0; n < output.dim(0); ++n)
-    correct += predicted[static_cast<std::size_t>(n)] == static_cast<index_t>(labels[n]);
+  for (index_t n = 0; n < output.dim(0); ++n) {
+    const auto label = static_cast<index_t>(labels[n]);
+    if (label < 0 || label >= output.dim(1))
+      throw Error(
+          fmt::format("accuracy: label {} of sample {} is outside the model's {} classes", label, n, output.dim(1)));
+    correct += predicted[static_cast<std::size_t>(n)] == label;
+  }
   return static_cast<double>(correct) / static_cast<double>(output.dim(0));
 }
 }  // namespace detail

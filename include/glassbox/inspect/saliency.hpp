@@ -50,6 +50,8 @@ Tensor<T> target_seed(const Tensor<T>& out, const std::vector<index_t>& targets,
 template <class T>
 void backward_from_targets(Sequential<T>& model, const Tensor<T>& x, std::vector<index_t>& targets,
                            bool want_input_grad, const char* who) {
+  if (x.rank() < 2 || x.dim(0) == 0)
+    throw Error(fmt::format("{}: expected a non-empty batch, got input of shape {}", who, x.shape().str()));
   const Tensor<T>& out = model.forward(x, Mode::eval);
   if (out.rank() != 2)
     throw Error(fmt::format("{}: the model's output must be (N, classes), got {}", who, out.shape().str()));

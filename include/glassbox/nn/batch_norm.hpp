@@ -110,8 +110,10 @@ class BatchNorm : public Layer<T> {
         sum_dy += dy[i];
         sum_dy_xhat += dy[i] * (x[i] - mean) * inv_std;
       });
-      weight_.grad[c] = sum_dy_xhat;
-      bias_.grad[c] = sum_dy;
+      if (this->parameter_grads_wanted()) {
+        weight_.grad[c] = sum_dy_xhat;
+        bias_.grad[c] = sum_dy;
+      }
       if (!dx) continue;
       const T g = weight_.value[c] * inv_std;
       if (training_) {  // the batch statistics depend on x too

@@ -66,11 +66,12 @@ inline std::string html_escape(const std::string& s) {
   return out;
 }
 
-// JSON inside <script>: "</" would end the script element.
-inline std::string script_safe(std::string json) {
-  for (std::size_t at = json.find("</"); at != std::string::npos; at = json.find("</", at + 2))
-    json.insert(at + 1, "\\");
-  return json;
+// JSON inside <script>: every '<' as \u003c (JSON reads it back as '<'),
+// so no "</script>" or "<!--" can change how the page parses.
+inline std::string script_safe(const std::string& json) {
+  std::string out;
+  for (char c : json) out += c == '<' ? std::string("\\u003c") : std::string(1, c);
+  return out;
 }
 
 inline std::string numbers_json(const std::vector<double>& values) {

@@ -108,7 +108,8 @@ class ProtoWriter {
 }  // namespace detail
 
 // Bucketed values as TensorBoard's HistogramProto: bucket i counts the values
-// in (limit[i-1], limit[i]]; the last limit is +max double.
+// from limit[i-1] up to limit[i] (equal buckets of [min, max] here, as
+// TensorFlow's own summaries); the last limit is +max double.
 struct HistogramSummary {
   double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;
   std::vector<double> bucket_limit, bucket;
@@ -191,8 +192,13 @@ class TensorBoardWriter {
     detail::ProtoWriter event;
     event.double_field(1, wall_time());
     event.bytes_field(3, "brain.Event:2");
-    write_record(event.bytes());
-    flush();
+    try {
+      write_record(event.bytes());
+      flush();
+    } catch (...) {
+      std::fclose(file_);
+      throw;
+    }
   }
   ~TensorBoardWriter() {
     if (file_) std::fclose(file_);
