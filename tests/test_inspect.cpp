@@ -507,3 +507,44 @@ TEST_CASE("layer_table shows each layer's newest statistics", "[inspect]") {
   CHECK_THAT(table, Contains("relu_1") && Contains("dense_2") && Contains("update/W"));
   CHECK_THAT(table, Contains(fmt::format("{:.4f}", stats.series("dense_1").records.back().mean)));
 }
+
+TEST_CASE("Recorders reuse what they measured across a Flatten, with the same numbers", "[inspect]") {
+  Sequential<double> model(Shape{1, 6, 6}, 4);
+  model.add<nn::Conv2D<double>>(1, 2, nn::Size2{3, 3});
+  model.add<nn::MaxPool2D<double>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(8, 3);
+  ActivationStats<double> stats(model);  // every layer: flatten_1 reuses max_pool2d_1
+  ActivationStatsOptions alone;
+  alone.layers = {"flatten_1"};
+  ActivationStats<double> direct(model, alone);  // flatten_1 only: computed from its output
+  GradientFlow<double> flow(model);              // max_pool2d_1 reuses flatten_1's gradient
+  Tensor<double> pool_grad;
+  HookHandle capture =
+      model.add_backward_hook("max_pool2d_1", [&](const BackwardEvent<double>& e) { pool_grad = e.grad_output; });
+  Rng rng(5);
+  const Tensor<double> x = test::random_tensor(Shape{3, 1, 6, 6}, rng);
+  const Tensor<double> y(Shape{3}, {0, 2, 1});
+  nn::SoftmaxCrossEntropy<double> ce;
+  Tensor<double> grad;
+  ce.forward(model.forward(x, Mode::train), y, &grad);
+  model.backward(grad);
+
+  const ActivationRecord& reused = stats.series("flatten_1").records.back();
+  const ActivationRecord& computed = direct.series("flatten_1").records.back();
+  const ActivationRecord& pool = stats.series("max_pool2d_1").records.back();
+  CHECK(reused.layer == "flatten_1");
+  CHECK(reused.layer_index == 2);
+  for (const ActivationRecord* other : {&computed, &pool}) {
+    CHECK(reused.mean == Approx(other->mean).epsilon(1e-12));
+    CHECK(reused.std == Approx(other->std).epsilon(1e-12));
+    CHECK(reused.zero_fraction == other->zero_fraction);
+    CHECK(reused.dead_fraction == other->dead_fraction);
+    CHECK(reused.histogram.counts == other->histogram.counts);
+  }
+  const LayerGradientRecord& pool_flow = flow.layer("max_pool2d_1").records.back();
+  CHECK(pool_flow.norm == Approx(std::sqrt(pool_grad.flat().square().sum())).epsilon(1e-12));
+  CHECK(pool_flow.max_abs == Approx(pool_grad.flat().abs().maxCoeff()).epsilon(1e-12));
+  CHECK(pool_flow.norm == flow.layer("flatten_1").records.back().norm);
+  CHECK(pool_flow.norm > 0);
+}

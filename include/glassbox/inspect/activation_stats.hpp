@@ -317,12 +317,26 @@ class ActivationStats {
   void record(const ForwardEvent<T>& e) {
     if (!options_.schedule.due(e)) return;
     ActivationRecord r;
+    if (const ActivationRecord* same = reshaped_from_previous(e)) {
+      r = *same;  // the same values in another shape: the same statistics
+    } else {
+      detail::summarize(e.output, r, magnitudes_);
+      detail::fill_histogram(e.output.data(), e.output.size(), options_, r);
+    }
     r.layer = e.name;
     r.layer_index = e.index;
     r.context = e;
-    detail::summarize(e.output, r, magnitudes_);
-    detail::fill_histogram(e.output.data(), e.output.size(), options_, r);
     series_for(series_, e.name, e.index).push(std::move(r), options_.capacity);
+  }
+
+  // For a layer that only reshapes (Flatten), the record this pass made of
+  // the layer before it, whose output is this layer's input; else null.
+  const ActivationRecord* reshaped_from_previous(const ForwardEvent<T>& e) const {
+    if (!e.layer.reshapes_only() || e.index == 0) return nullptr;
+    for (const auto& series : series_)
+      if (series.layer_index == e.index - 1 && !series.records.empty() && same_pass(series.records.back().context, e))
+        return &series.records.back();
+    return nullptr;
   }
 
   Options options_;

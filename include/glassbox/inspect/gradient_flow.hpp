@@ -175,6 +175,12 @@ class GradientFlow {
   struct Magnitude {
     double norm = 0, max_abs = 0;
   };
+  struct Reshaped {  // the gradient magnitude a reshaping layer passed down to `layer`
+    bool valid = false;
+    std::size_t layer = 0;
+    HookContext context;
+    Magnitude magnitude;
+  };
   // L2 norm and max |.| in one pass; T sums over chunks of 4096, then
   // double. Large tensors are split over the threads.
   static Magnitude magnitude(const Tensor<T>& t) {
@@ -231,7 +237,12 @@ class GradientFlow {
     r.layer = e.name;
     r.layer_index = e.index;
     r.context = e;
-    const Magnitude m = magnitude(e.grad_output);
+    // Below a layer that only reshapes (Flatten), the gradient wrt this
+    // layer's output is the one just measured there, in another shape.
+    const bool known = reshaped_.valid && reshaped_.layer == e.index && same_pass(reshaped_.context, e);
+    const Magnitude m = known ? reshaped_.magnitude : magnitude(e.grad_output);
+    reshaped_.valid = e.layer.reshapes_only() && e.index > 0;
+    if (reshaped_.valid) reshaped_ = {true, e.index - 1, e, m};
     r.norm = m.norm;
     r.max_abs = m.max_abs;
     r.health = check(e.name, " wrt its output", e, r.norm);
@@ -272,6 +283,7 @@ class GradientFlow {
   }
 
   Options options_;
+  Reshaped reshaped_;
   std::vector<Series<LayerGradientRecord>> layers_;
   std::vector<Series<ParameterGradientRecord>> parameters_;
   std::vector<PendingUpdate> pending_;

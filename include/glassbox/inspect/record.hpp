@@ -45,6 +45,11 @@ struct Schedule {
   }
 };
 
+// Whether two hook events belong to the same pass of the model.
+inline bool same_pass(const HookContext& a, const HookContext& b) {
+  return a.mode == b.mode && a.step == b.step && a.epoch == b.epoch && a.batch == b.batch;
+}
+
 // The newest `capacity` records of one layer or parameter; older ones are
 // dropped (and counted), so memory stays bounded however long training runs.
 template <class Record>

@@ -12,6 +12,7 @@ template <class T>
 class Flatten : public Layer<T> {
  public:
   std::string kind() const override { return "flatten"; }
+  bool reshapes_only() const override { return true; }
 
   Shape output_shape(const Shape& in) const override {
     require_batch_first(this->name(), in);

@@ -43,6 +43,10 @@ class Layer {
   virtual std::vector<Parameter<T>*> parameters() { return {}; }
   virtual void reset_parameters(Rng& /*rng*/) {}
 
+  // True when the output holds exactly the input's values in the same order
+  // (Flatten): recorders reuse what they computed for the layer before.
+  virtual bool reshapes_only() const { return false; }
+
   // Hyperparameters for summaries, e.g. "784 -> 256" or "slope=0.01".
   virtual std::string config() const { return {}; }
 
