@@ -74,7 +74,8 @@ void write_pictures(const std::string& dir, Sequential<float>& model, const insp
       r.high = std::max(r.high, viz::range_of(viz::plane(c.value, 0, m), false).high);
     for (index_t m = 0; m < c.value.dim(1); ++m)
       row.push_back(viz::enlarge(viz::heatmap(viz::plane(c.value, 0, m), viz::Colormap::viridis, r), 2));
-    rows.push_back(viz::tile(row, static_cast<index_t>(row.size()), 2));
+    rows.push_back(
+        viz::with_colour_bar(viz::tile(row, static_cast<index_t>(row.size()), 2), viz::Colormap::viridis, r));
   }
   if (!rows.empty()) viz::write_png(dir + "/feature_maps.png", viz::tile(rows, 1, 6));
 
@@ -143,7 +144,7 @@ int main(int argc, char** argv) try {
   options.validation_x = &data.test_images;
   options.validation_y = &data.test_labels;
   viz::TensorBoardWriter tensorboard(report + "/tensorboard");  // tensorboard --logdir report/tensorboard
-  viz::TensorBoardLogger<float> tensorboard_logger(tensorboard, model, &stats, &flow);
+  viz::TensorBoardLogger<float> tensorboard_logger(tensorboard, model, &stats, &flow, &adam);
   options.callbacks = {&table, &saliency, &tensorboard_logger};
 
   const auto start = std::chrono::steady_clock::now();

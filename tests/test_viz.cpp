@@ -329,8 +329,8 @@ TEST_CASE("TensorBoardLogger logs losses, weights, activations and gradient norm
     path = writer.path();
     TensorBoardLoggerOptions options;
     options.every = 2;
-    TensorBoardLogger<float> logger(writer, model, &stats, &flow, options);
     optim::SGD<float> sgd(model.parameters(), 0.1f);
+    TensorBoardLogger<float> logger(writer, model, &stats, &flow, &sgd, options);
     nn::SoftmaxCrossEntropy<float> ce;
     train::FitOptions<float> fit = test::quiet_fit<float>(2, 4);
     fit.callbacks = {&logger};
@@ -348,6 +348,8 @@ TEST_CASE("TensorBoardLogger logs losses, weights, activations and gradient norm
   CHECK(tags.count("epoch/val_loss") == 0);  // no validation data
   CHECK(tags["weights/dense_1.weight"] == 2);
   CHECK(tags["weights/dense_2.bias"] == 2);
+  CHECK(tags["gradients/dense_1.weight"] == 2);
+  CHECK(tags["epoch/learning_rate"] == 2);
   CHECK(tags["activations/relu_1"] == 2);
   CHECK(tags["gradient_norm/dense_2"] == 2);
   std::filesystem::remove_all(dir);

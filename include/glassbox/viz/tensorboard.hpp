@@ -12,8 +12,9 @@
 //           histo = 5 (HistogramProto: min 1, max 2, num 3, sum 4,
 //           sum_squares 5, bucket_limit 6 and bucket 7, packed doubles)
 //
-// TensorBoardLogger is a train::Callback that logs loss and accuracy, and,
-// when given, the recorders' newest activation histograms and gradient norms.
+// TensorBoardLogger is a train::Callback that logs loss, accuracy, the
+// learning rate, weight and gradient histograms, and, when given, the
+// recorders' newest activation histograms and gradient norms.
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
+#include "glassbox/optim/optimizer.hpp"
 #include "glassbox/train/callback.hpp"
 #include "glassbox/viz/png.hpp"
 
@@ -287,17 +289,20 @@ struct TensorBoardLoggerOptions {
   long long every = 50;  // training steps between batch-loss points; 0: none
 };
 
-// Logs through fit(): train/loss every `every` steps; per epoch loss,
-// accuracy, validation loss and accuracy; and, when recorders are given,
-// each layer's newest activation histogram and gradient norm at epoch end.
+// Logs through fit(): train/batch_loss every `every` steps; per epoch loss,
+// accuracy, validation loss and accuracy, the learning rate (with an
+// optimizer), histograms of every parameter's value and gradient (the last
+// step's), and, with recorders, each layer's newest activation histogram
+// and gradient norm.
 template <class T>
 class TensorBoardLogger : public train::Callback {
  public:
   using Options = TensorBoardLoggerOptions;
 
   TensorBoardLogger(TensorBoardWriter& writer, Sequential<T>& model, const inspect::ActivationStats<T>* stats = nullptr,
-                    const inspect::GradientFlow<T>* flow = nullptr, Options options = {})
-      : writer_(writer), model_(model), stats_(stats), flow_(flow), options_(options) {}
+                    const inspect::GradientFlow<T>* flow = nullptr, const optim::Optimizer<T>* optimizer = nullptr,
+                    Options options = {})
+      : writer_(writer), model_(model), stats_(stats), flow_(flow), optimizer_(optimizer), options_(options) {}
 
   void on_batch_end(const train::BatchLogs& logs) override {
     if (options_.every > 0 && model_.training_steps() % options_.every == 0 && std::isfinite(logs.loss))
@@ -313,7 +318,11 @@ class TensorBoardLogger : public train::Callback {
     scalar("epoch/accuracy", logs.accuracy);
     scalar("epoch/val_loss", logs.val_loss);
     scalar("epoch/val_accuracy", logs.val_accuracy);
-    for (Parameter<T>* p : model_.parameters()) writer_.add_histogram("weights/" + p->name, p->value, step);
+    if (optimizer_) scalar("epoch/learning_rate", static_cast<double>(optimizer_->learning_rate()));
+    for (Parameter<T>* p : model_.parameters()) {
+      writer_.add_histogram("weights/" + p->name, p->value, step);
+      if (p->grad.size() == p->value.size()) writer_.add_histogram("gradients/" + p->name, p->grad, step);
+    }
     if (stats_)
       for (const auto& series : stats_->all())
         if (!series.records.empty() && !series.records.back().histogram.counts.empty())
@@ -329,6 +338,7 @@ class TensorBoardLogger : public train::Callback {
   Sequential<T>& model_;
   const inspect::ActivationStats<T>* stats_;
   const inspect::GradientFlow<T>* flow_;
+  const optim::Optimizer<T>* optimizer_;
   Options options_;
 };
 
