@@ -98,6 +98,7 @@ inline const char* report_script() {
     const W = 560, H = 260, L = 64, R = 16, T = 14, B = 40;
     const svg = el("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, class: "chart"}, host);
     const finite = ys.filter(v => v !== null && isFinite(v));
+    if (!finite.length) finite.push(0);  // e.g. accuracy of a regression: an empty chart, not NaN coordinates
     let y0 = opts.y0 !== undefined ? opts.y0 : Math.min(...finite), y1 = Math.max(...finite);
     if (!(y1 > y0)) { y1 = y0 + 1; }
     let x0 = Math.min(...xs), x1 = Math.max(...xs);
