@@ -2,6 +2,11 @@
 // Hooks: plain callables a model calls as tensors flow through its layers.
 //
 //  - forward pre-hook   (const ForwardPreEvent<T>&)   before a layer's forward
+//  - modifying pre-hook (const ForwardPreEvent<T>&, Tensor<T>& input) may
+//                       change the layer's input in place (same shape): the
+//                       model's copy of x for the first layer, else the
+//                       previous layer's stored output, as a modifying hook
+//                       on that layer would (fake quantization of inputs)
 //  - forward hook       (const ForwardEvent<T>&)      after it; read-only
 //  - modifying hook     (const ForwardEvent<T>&, Tensor<T>& output)
 //                       may change or replace the output (same shape): ablation,
@@ -83,6 +88,8 @@ struct ParamGradEvent : LayerEvent<T> {
 
 template <class T>
 using ForwardPreHook = std::function<void(const ForwardPreEvent<T>&)>;
+template <class T>
+using ModifyingForwardPreHook = std::function<void(const ForwardPreEvent<T>&, Tensor<T>& input)>;
 template <class T>
 using ForwardHook = std::function<void(const ForwardEvent<T>&)>;
 template <class T>
@@ -261,7 +268,9 @@ class HookList {
 template <class T>
 class HookRegistry final : public HookOwner {
  public:
-  HookList<ForwardPreHook<T>> pre;
+  // Observing and modifying hooks share a list so that they run in
+  // registration order, each seeing what the earlier ones left.
+  HookList<ModifyingForwardPreHook<T>> pre;
   // Observing and modifying forward hooks share one list so that they run in
   // registration order, each seeing what the earlier ones left.
   HookList<ModifyingForwardHook<T>> forward;

@@ -70,6 +70,24 @@ class Sequential {
     return *layers_.back();
   }
 
+  // Puts `layer` in place of the layer at `index`; it takes over the old name
+  // and keeps its own parameters (structured pruning rebuilds layers so). The
+  // old layer is returned. Optimizers that hold the old parameters must be
+  // rebuilt; hooks, which target positions, stay. Shapes are checked at the
+  // next forward, since a chain may need several replacements to agree again.
+  std::unique_ptr<Layer<T>> replace(std::size_t index, std::unique_ptr<Layer<T>> layer) {
+    if (!layer) throw Error("Sequential::replace: null layer");
+    Layer<T>& old = this->layer(index);
+    if (layer->kind() != old.kind())
+      throw Error(fmt::format("Sequential::replace: {} is a {}, the replacement a {}", old.name(), old.kind(),
+                              layer->kind()));
+    layer->set_name(old.name());
+    std::swap(layers_[index], layer);
+    has_forward_ = false;
+    has_input_grad_ = false;
+    return layer;
+  }
+
   std::size_t size() const { return layers_.size(); }
   Layer<T>& layer(std::size_t index) {
     if (index >= layers_.size())
@@ -102,7 +120,7 @@ class Sequential {
     context_.mode = mode;
     context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
     const bool hooked = hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
-    const Tensor<T>* in = &input_;
+    Tensor<T>* in = &input_;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       layers_[i]->output_shape(in->shape());
       if (hooked) run_forward_pre_hooks(i, *in);
@@ -190,10 +208,18 @@ class Sequential {
   // registration; without a target the hook watches every layer, including
   // layers added later. An unknown target throws glassbox::Error.
   HookHandle add_forward_pre_hook(HookTarget target, ForwardPreHook<T> hook) {
-    return add_hook(registry().pre, target, std::move(hook));
+    if (!hook) throw Error("Sequential: empty hook");
+    return add_modifying_forward_pre_hook(
+        target, [hook = std::move(hook)](const ForwardPreEvent<T>& event, Tensor<T>&) { hook(event); });
   }
   HookHandle add_forward_pre_hook(ForwardPreHook<T> hook) {
     return add_forward_pre_hook(HookTarget::all(), std::move(hook));
+  }
+  HookHandle add_modifying_forward_pre_hook(HookTarget target, ModifyingForwardPreHook<T> hook) {
+    return add_hook(registry().pre, target, std::move(hook));
+  }
+  HookHandle add_modifying_forward_pre_hook(ModifyingForwardPreHook<T> hook) {
+    return add_modifying_forward_pre_hook(HookTarget::all(), std::move(hook));
   }
   HookHandle add_forward_hook(HookTarget target, ForwardHook<T> hook) {
     if (!hook) throw Error("Sequential: empty hook");
@@ -318,10 +344,15 @@ class Sequential {
     return Event{context_, *layers_[i], i, layers_[i]->name()};
   }
 
-  void run_forward_pre_hooks(std::size_t i, const Tensor<T>& x) {
+  void run_forward_pre_hooks(std::size_t i, Tensor<T>& x) {
     if (hooks_->pre.empty()) return;
+    const Shape shape = x.shape();
     const ForwardPreEvent<T> event{event_base<LayerEvent<T>>(i), x};
-    hooks_->pre.run(i, event.name, "forward pre-hook", [&](auto& hook) { hook(event); });
+    hooks_->pre.run(i, event.name, "forward pre-hook", [&](auto& hook) {
+      hook(event, x);
+      if (x.shape() != shape)
+        throw Error(fmt::format("the hook changed the input's shape from {} to {}", shape.str(), x.shape().str()));
+    });
   }
 
   void run_forward_hooks(std::size_t i, const Tensor<T>& x, Tensor<T>& y) {

@@ -57,6 +57,9 @@ class Conv2D : public Layer<T> {
                        options_.activation == Activation::relu ? ", relu" : "");
   }
   const Window2D& window() const { return window_; }
+  index_t in_channels() const { return in_; }
+  index_t out_channels() const { return out_; }
+  const Options& options() const { return options_; }
   Parameter<T>& weight() { return weight_; }
   Parameter<T>& bias() {
     if (!options_.bias) throw Error(this->name() + ": layer was built without a bias");

@@ -31,6 +31,7 @@ class Dense : public Layer<T> {
   std::string config() const override { return fmt::format("{} -> {}{}", in_, out_, options_.bias ? "" : ", no bias"); }
   index_t in_features() const { return in_; }
   index_t out_features() const { return out_; }
+  const Options& options() const { return options_; }
 
   Parameter<T>& weight() { return weight_; }
   Parameter<T>& bias() {

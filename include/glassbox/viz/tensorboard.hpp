@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/crc32c.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
 #include "glassbox/optim/optimizer.hpp"
@@ -36,23 +37,6 @@
 #include "glassbox/viz/png.hpp"
 
 namespace glassbox::viz {
-
-// CRC-32C (Castagnoli), as TFRecord uses it.
-inline std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc = 0) {
-  static const std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (c & 1 ? 0x82f63b78u : 0u);
-      t[i] = c;
-    }
-    return t;
-  }();
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (std::size_t i = 0; i < size; ++i) crc = table[(crc ^ bytes[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
 
 // TFRecord stores the CRC rotated and offset, so that CRCs of CRCs stay useful.
 inline std::uint32_t masked_crc32c(const void* data, std::size_t size) {
