@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the glassbox benchmarks (MLP and seed CNN training and inference, and
+# Runs the glassbox benchmarks (MLP and seed CNN training and inference, int8
+# inference of the seed CNN, and
 # saliency/Integrated Gradients on the seed CNN) and their PyTorch references
 # in one go and prints samples/s and the ratio glassbox / PyTorch, with
 # PyTorch in its best setting here (threads = cores, one OpenBLAS thread) and,
@@ -14,14 +15,14 @@ scripts/setup.sh bench || echo "compare.sh: continuing without the missing packa
 build=build/bench
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_BENCH=ON -DGLASSBOX_BUILD_TESTS=OFF \
   -DGLASSBOX_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_mlp bench_seed_cnn bench_saliency -j "$(nproc)" >/dev/null
+cmake --build "$build" --target bench_mlp bench_seed_cnn bench_saliency bench_int8 -j "$(nproc)" >/dev/null
 have_torch=0
 /usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 results=""
-for bench in mlp seed_cnn saliency; do
+for bench in mlp seed_cnn saliency int8; do
   args=("$@")
   [[ $bench == saliency ]] && args=()  # its argument is a data directory, not a sample count
   results+=$("$build/bench/bench_$bench" "${args[@]}")$'\n'

@@ -116,8 +116,10 @@ TEST_CASE("pruned weights stay exactly zero through SGD with momentum and Adam",
     REQUIRE(weights.size() == 2);
     prune::magnitude(weights, 0.8);
     std::unique_ptr<optim::Optimizer<float>> opt;
-    if (which == 0) opt = std::make_unique<optim::SGD<float>>(model.parameters(), 0.05f, optim::SGD<float>::Options{0.9f});
-    else opt = std::make_unique<optim::Adam<float>>(model.parameters(), 1e-3f);
+    if (which == 0)
+      opt = std::make_unique<optim::SGD<float>>(model.parameters(), 0.05f, optim::SGD<float>::Options{0.9f});
+    else
+      opt = std::make_unique<optim::Adam<float>>(model.parameters(), 1e-3f);
     io::Mnist<float>& d = mnist_subset();
     Tensor<float> x = d.train_images;
     x.reshape({1000, 784});
@@ -262,7 +264,7 @@ TEST_CASE("structured pruning shrinks conv filters and dense neurons, kept outpu
 TEST_CASE("int8 quantizers follow TFLite's formulas; round trips err by at most scale/2", "[quant]") {
   const quant::QParams a = quant::activation_params(-1.0, 3.0);
   CHECK(a.scale == Approx(4.0 / 255));
-  CHECK(a.zero_point == -128 + 64);  // -128 - round(-1 / (4/255)) = -128 + 64 (63.75 rounds up)
+  CHECK(a.zero_point == -128 + 64);              // -128 - round(-1 / (4/255)) = -128 + 64 (63.75 rounds up)
   CHECK(a.dequantize(a.quantize(0.0)) == 0.0f);  // zero is exact
   const quant::QParams r = quant::activation_params(0.5, 2.0);  // widened to [0, 2]
   CHECK(r.zero_point == -128);
@@ -285,7 +287,8 @@ TEST_CASE("int8 quantizers follow TFLite's formulas; round trips err by at most 
   CHECK(worst > a.scale / 2 * 0.9);  // and the bound is tight
   CHECK(a.quantize(1e9) == 127);
   CHECK(a.quantize(-1e9) == -128);
-  CHECK(quant::sqnr_db(std::vector<double>{1, 2}, std::vector<double>{1, 2}) == std::numeric_limits<double>::infinity());
+  CHECK(quant::sqnr_db(std::vector<double>{1, 2}, std::vector<double>{1, 2}) ==
+        std::numeric_limits<double>::infinity());
   CHECK(quant::sqnr_db(std::vector<double>{3, 4}, std::vector<double>{3, 3}) == Approx(10 * std::log10(25.0)));
 }
 

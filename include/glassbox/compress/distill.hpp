@@ -40,7 +40,8 @@ class DistillationLoss : public nn::Loss<T> {
   DistillationLoss(T alpha, T temperature) : alpha_(alpha), temperature_(temperature) {
     if (!(alpha >= T(0) && alpha <= T(1)))
       throw Error(fmt::format("distillation: alpha must lie in [0, 1], got {}", alpha));
-    if (!(temperature > T(0))) throw Error(fmt::format("distillation: temperature must be positive, got {}", temperature));
+    if (!(temperature > T(0)))
+      throw Error(fmt::format("distillation: temperature must be positive, got {}", temperature));
   }
   std::string name() const override { return "distillation"; }
   T alpha() const { return alpha_; }
@@ -52,8 +53,10 @@ class DistillationLoss : public nn::Loss<T> {
     T loss = alpha_ == T(1) ? T(0) : (T(1) - alpha_) * hard_.forward(output, labels_, grad ? &hard_grad_ : nullptr);
     if (grad) {
       grad->resize(output.shape());
-      if (alpha_ == T(1)) grad->set_zero();
-      else grad->flat() = (T(1) - alpha_) * hard_grad_.flat();
+      if (alpha_ == T(1))
+        grad->set_zero();
+      else
+        grad->flat() = (T(1) - alpha_) * hard_grad_.flat();
     }
     if (alpha_ == T(0)) return loss;
     // Softened distributions from logits / T, as log-softmax for a stable KL.
@@ -86,10 +89,11 @@ class DistillationLoss : public nn::Loss<T> {
   void split(const Tensor<T>& output, const Tensor<T>& target) const {
     if (output.rank() != 2 || target.rank() != 2 || target.dim(0) != output.dim(0) ||
         target.dim(1) != output.dim(1) + 1)
-      throw Error(fmt::format("{}: logits {} need targets of shape (N, 1 + classes) = ({}, {}) from "
-                              "distill::targets(), got {}",
-                              name(), output.shape().str(), output.dim(0), output.rank() == 2 ? output.dim(1) + 1 : 0,
-                              target.shape().str()));
+      throw Error(
+          fmt::format("{}: logits {} need targets of shape (N, 1 + classes) = ({}, {}) from "
+                      "distill::targets(), got {}",
+                      name(), output.shape().str(), output.dim(0), output.rank() == 2 ? output.dim(1) + 1 : 0,
+                      target.shape().str()));
     const index_t n = output.dim(0), c = output.dim(1);
     labels_.resize(Shape{n});
     teacher_.resize(output.shape());

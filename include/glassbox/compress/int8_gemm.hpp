@@ -1,25 +1,35 @@
 #pragma once
-// The int8 GEMM of the int8 inference path, with its requantization fused:
-//   acc(m, n)  = sum_k A(m, k) * B(k, n)          int8 weights x uint8 activations -> int32
-//   C          = float(acc + offset[m]) * scale[m]
+// The int8 kernels of the int8 inference path, each with requantization fused:
+//   acc        = sum_k x_k * w_k                   uint8 activations x int8 weights -> int32
+//   C          = float(acc + offset[c]) * scale[c]
 //   float out  = C                                 (the last layer: dequantized)
 //   uint8 out  = clamp(nearbyint(C) + zero_point, low, high)
 // Activations are stored as uint8 (q + 128) because AVX-512 VNNI's vpdpbusd
-// multiplies unsigned by signed bytes; offset[m] folds the zero point and the
+// multiplies unsigned by signed bytes; offset[c] folds the zero point and the
 // int32 bias back in. Built with AVX-512 VNNI (-march=native on this CPU) the
-// kernel runs 4 rows x 64 columns per tile on vpdpbusd; otherwise a scalar
-// loop computes the identical numbers (the same integer sums, the same float
-// operations), which the tests check in both builds.
+// kernels run on vpdpbusd; otherwise scalar loops compute the identical
+// numbers (the same integer sums, the same float operations), which the
+// tests check in both builds.
 //
-// Layouts: A is M x Kp row-major, Kp = K rounded up to 4, padding zero. B is
-// packed in groups of 4 rows: packed[((k / 4) * N + n) * 4 + k % 4] = B(k, n),
-// so one 64-byte load holds 4 depths of 16 columns. out is M x N row-major.
+// Images are NHWC inside the int8 path, each pixel's channels padded to a
+// stride that is a multiple of 4: one 4-byte broadcast then feeds 4 input
+// channels to 16 output channels at once, straight from the image, without
+// im2col. Conv weights are laid out [kh][kw][ceil(in / 4)][out16][4], out16 =
+// out rounded up to 16 (padding zero), so one 64-byte load holds 4 input
+// channels of 16 output channels. A 1-channel image (stride 1) would waste
+// three quarters of every multiply that way: its convolution first gathers
+// each output position's patch as kh rows of 4 consecutive pixels
+// (build_patches), then runs as a 1x1 convolution over the patches, weights
+// [kh][ceil(kw / 4)][out16][4].
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "glassbox/core/shape.hpp"
+#include "glassbox/nn/window.hpp"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
@@ -28,7 +38,7 @@
 
 namespace glassbox::quant::detail {
 
-inline index_t padded_depth(index_t k) { return (k + 3) / 4 * 4; }
+inline index_t round_up(index_t n, index_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
 // True when this build multiplies int8 with AVX-512 VNNI.
 constexpr bool int8_gemm_uses_vnni() {
@@ -40,112 +50,244 @@ constexpr bool int8_gemm_uses_vnni() {
 }
 
 struct Epilogue {
-  const std::int32_t* offset;  // per row
-  const float* scale;          // per row
+  const std::int32_t* offset;  // per output channel
+  const float* scale;          // per output channel
   std::int32_t zero_point = 0;
   std::int32_t low = 0, high = 255;
 };
 
-inline void store(const Epilogue& e, index_t m, std::int32_t acc, float* out) {
-  *out = static_cast<float>(acc + e.offset[m]) * e.scale[m];
+inline void store(const Epilogue& e, index_t c, std::int32_t acc, float* out) {
+  *out = static_cast<float>(acc + e.offset[c]) * e.scale[c];
 }
-inline void store(const Epilogue& e, index_t m, std::int32_t acc, std::uint8_t* out) {
-  const float c = static_cast<float>(acc + e.offset[m]) * e.scale[m];
-  const auto q = static_cast<std::int32_t>(std::nearbyint(c)) + e.zero_point;
+inline void store(const Epilogue& e, index_t c, std::int32_t acc, std::uint8_t* out) {
+  const float v = static_cast<float>(acc + e.offset[c]) * e.scale[c];
+  const auto q = static_cast<std::int32_t>(std::nearbyint(v)) + e.zero_point;
   *out = static_cast<std::uint8_t>(q < e.low ? e.low : q > e.high ? e.high : q);
 }
 
-#ifdef GLASSBOX_INT8_VNNI
-inline void store16(const Epilogue& e, index_t m, __m512i acc, __mmask16 mask, float* out) {
-  const __m512 c = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, _mm512_set1_epi32(e.offset[m]))),
-                                 _mm512_set1_ps(e.scale[m]));
-  _mm512_mask_storeu_ps(out, mask, c);
+// One NHWC image through a convolution: in is h x w pixels of in_stride
+// bytes, out gets oh x ow pixels of out16 values (uint8, or float for the
+// last layer). `padding_pixel` holds in_stride bytes of the input zero point.
+struct ConvGeometry {
+  index_t h, w, in_stride, quads;  // quads = ceil(in_channels / 4) per pixel
+  index_t out16;                   // output channels rounded up to 16
+  nn::Window2D window;
+  nn::Window2D::Pads pads;
+  nn::Size2 out;
+  std::vector<index_t> tap_offsets;  // byte offset of each tap (ki, kj) from the origin pixel
+
+  ConvGeometry(index_t h_, index_t w_, index_t in_stride_, index_t quads_, index_t out16_, const nn::Window2D& win,
+               nn::Size2 out_)
+      : h(h_),
+        w(w_),
+        in_stride(in_stride_),
+        quads(quads_),
+        out16(out16_),
+        window(win),
+        pads(win.pads(h_, w_)),
+        out(out_) {
+    for (index_t ki = 0; ki < win.kernel.h; ++ki)
+      for (index_t kj = 0; kj < win.kernel.w; ++kj)
+        tap_offsets.push_back((ki * win.dilation.h * w + kj * win.dilation.w) * in_stride);
+  }
+  // Whether every tap of the origin lies inside the image.
+  bool interior(index_t y, index_t x) const {
+    return y >= 0 && x >= 0 && y + (window.kernel.h - 1) * window.dilation.h < h &&
+           x + (window.kernel.w - 1) * window.dilation.w < w;
+  }
+};
+
+// Output position p's top-left input pixel (before dilation), which may lie in the padding.
+struct Origin {
+  index_t y, x;
+};
+inline Origin origin(const ConvGeometry& g, index_t p) {
+  return {(p / g.out.w) * g.window.stride.h - g.pads.top, (p % g.out.w) * g.window.stride.w - g.pads.left};
 }
-inline void store16(const Epilogue& e, index_t m, __m512i acc, __mmask16 mask, std::uint8_t* out) {
-  const __m512 c = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, _mm512_set1_epi32(e.offset[m]))),
-                                 _mm512_set1_ps(e.scale[m]));
-  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(c), _mm512_set1_epi32(e.zero_point));  // nearest, ties to even
+
+// The input pixel under kernel tap (ki, kj) from an origin, or the padding pixel.
+inline const std::uint8_t* tap(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
+                               Origin o, index_t ki, index_t kj) {
+  const index_t iy = o.y + ki * g.window.dilation.h, ix = o.x + kj * g.window.dilation.w;
+  if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return padding_pixel;
+  return image + (iy * g.w + ix) * g.in_stride;
+}
+
+#ifdef GLASSBOX_INT8_VNNI
+inline __m512 dequantize16(const Epilogue& e, index_t c, __m512i acc) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, _mm512_loadu_si512(e.offset + c))),
+                       _mm512_loadu_ps(e.scale + c));
+}
+inline void store16(const Epilogue& e, index_t c, __m512i acc, float* out) {
+  _mm512_storeu_ps(out, dequantize16(e, c, acc));
+}
+inline void store16(const Epilogue& e, index_t c, __m512i acc, std::uint8_t* out) {
+  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(dequantize16(e, c, acc)),  // nearest, ties to even
+                               _mm512_set1_epi32(e.zero_point));
   q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(e.low)), _mm512_set1_epi32(e.high));
-  _mm_mask_storeu_epi8(out, mask, _mm512_cvtepi32_epi8(q));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q));
 }
 
-// Rows [row, row + MR) x columns [col, col + cols), cols <= 64.
-template <int MR, class Out>
-void tile(const std::int8_t* a, index_t kp, const std::uint8_t* b, index_t n, index_t row, index_t col, index_t cols,
-          const Epilogue& e, Out* out) {
-  __m512i acc[MR][4];
-  __mmask16 mask[4];
-  for (int v = 0; v < 4; ++v) {
-    const index_t left = cols - 16 * v;
-    mask[v] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
-    for (int i = 0; i < MR; ++i) acc[i][v] = _mm512_setzero_si512();
+// PT output positions from p x 16 * CV output channels from c16 (a multiple of 16).
+template <int PT, int CV, class Out>
+void conv_tile(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
+               const std::int8_t* weights, index_t p, index_t c16, const Epilogue& e, Out* out) {
+  __m512i acc[PT][CV];
+  Origin origins[PT];
+  index_t base[PT];  // byte offsets: a pointer into the padding would be undefined
+  bool interior = true;
+  for (int t = 0; t < PT; ++t) {
+    origins[t] = origin(g, p + t);
+    interior = interior && g.interior(origins[t].y, origins[t].x);
+    base[t] = (origins[t].y * g.w + origins[t].x) * g.in_stride;
+    for (int v = 0; v < CV; ++v) acc[t][v] = _mm512_setzero_si512();
   }
-  for (index_t g = 0; g < kp / 4; ++g) {
-    const std::uint8_t* bg = b + (g * n + col) * 4;
-    __m512i bv[4];
-    for (int v = 0; v < 4; ++v) bv[v] = _mm512_maskz_loadu_epi32(mask[v], bg + 64 * v);
-    for (int i = 0; i < MR; ++i) {
-      std::int32_t quad;
-      std::memcpy(&quad, a + (row + i) * kp + 4 * g, 4);
-      const __m512i av = _mm512_set1_epi32(quad);
-      for (int v = 0; v < 4; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], bv[v], av);
+  for (index_t ki = 0; ki < g.window.kernel.h; ++ki)
+    for (index_t kj = 0; kj < g.window.kernel.w; ++kj) {
+      const std::uint8_t* src[PT];
+      const index_t offset = g.tap_offsets[std::size_t(ki * g.window.kernel.w + kj)];
+      for (int t = 0; t < PT; ++t)
+        src[t] = interior ? image + base[t] + offset : tap(g, image, padding_pixel, origins[t], ki, kj);
+      const std::int8_t* wq = weights + ((ki * g.window.kernel.w + kj) * g.quads * g.out16 + c16) * 4;
+      for (index_t q = 0; q < g.quads; ++q, wq += g.out16 * 4) {
+        __m512i wv[CV];
+        for (int v = 0; v < CV; ++v) wv[v] = _mm512_loadu_si512(wq + 64 * v);
+        for (int t = 0; t < PT; ++t) {
+          std::int32_t quad;
+          std::memcpy(&quad, src[t] + 4 * q, 4);
+          const __m512i a = _mm512_set1_epi32(quad);
+          for (int v = 0; v < CV; ++v) acc[t][v] = _mm512_dpbusd_epi32(acc[t][v], a, wv[v]);
+        }
+      }
     }
+  for (int t = 0; t < PT; ++t)
+    for (int v = 0; v < CV; ++v) store16(e, c16 + 16 * v, acc[t][v], out + (p + t) * g.out16 + c16 + 16 * v);
+}
+
+template <int PT, class Out>
+void conv_tiles(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
+                const std::int8_t* weights, index_t p, const Epilogue& e, Out* out) {
+  index_t c = 0;
+  for (; c + 64 <= g.out16; c += 64) conv_tile<PT, 4>(g, image, padding_pixel, weights, p, c, e, out);
+  switch ((g.out16 - c) / 16) {
+    case 3: conv_tile<PT, 3>(g, image, padding_pixel, weights, p, c, e, out); break;
+    case 2: conv_tile<PT, 2>(g, image, padding_pixel, weights, p, c, e, out); break;
+    case 1: conv_tile<PT, 1>(g, image, padding_pixel, weights, p, c, e, out); break;
+    default: break;
   }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < 4; ++v)
-      if (mask[v]) store16(e, row + i, acc[i][v], mask[v], out + (row + i) * n + col + 16 * v);
 }
 #endif
 
-// out(m, n) for every row m < rows and columns [col_begin, col_end).
+// out (oh x ow x out16, NHWC) for one image.
 template <class Out>
-void gemm_u8s8(const std::int8_t* a, index_t rows, index_t kp, const std::uint8_t* b, index_t n, index_t col_begin,
-               index_t col_end, const Epilogue& e, Out* out) {
+void conv_image(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
+                const std::int8_t* weights, const Epilogue& e, Out* out) {
+  const index_t positions = g.out.h * g.out.w;
 #ifdef GLASSBOX_INT8_VNNI
-  for (index_t col = col_begin; col < col_end; col += 64) {
-    const index_t cols = std::min<index_t>(64, col_end - col);
-    index_t row = 0;
-    for (; row + 4 <= rows; row += 4) tile<4>(a, kp, b, n, row, col, cols, e, out);
-    for (; row < rows; ++row) tile<1>(a, kp, b, n, row, col, cols, e, out);
-  }
+  index_t p = 0;
+  for (; p + 4 <= positions; p += 4) conv_tiles<4>(g, image, padding_pixel, weights, p, e, out);
+  for (; p < positions; ++p) conv_tiles<1>(g, image, padding_pixel, weights, p, e, out);
 #else
-  for (index_t m = 0; m < rows; ++m)
-    for (index_t col = col_begin; col < col_end; ++col) {
+  for (index_t p = 0; p < positions; ++p)
+    for (index_t c = 0; c < g.out16; ++c) {
       std::int32_t acc = 0;
-      for (index_t k = 0; k < kp; ++k)
-        acc += std::int32_t(a[m * kp + k]) * std::int32_t(b[((k / 4) * n + col) * 4 + k % 4]);
-      store(e, m, acc, out + m * n + col);
+      for (index_t ki = 0; ki < g.window.kernel.h; ++ki)
+        for (index_t kj = 0; kj < g.window.kernel.w; ++kj) {
+          const std::uint8_t* src = tap(g, image, padding_pixel, origin(g, p), ki, kj);
+          const std::int8_t* w = weights + (ki * g.window.kernel.w + kj) * g.quads * g.out16 * 4 + c * 4;
+          for (index_t q = 0; q < g.quads; ++q)
+            for (index_t j = 0; j < 4; ++j) acc += std::int32_t(src[4 * q + j]) * std::int32_t(w[q * g.out16 * 4 + j]);
+        }
+      store(e, c, acc, out + p * g.out16 + c);
     }
 #endif
 }
 
-// Packs K x N rows (row r at rows + r * row_stride, columns contiguous) into
-// the kernel's layout, zero rows up to Kp.
-inline void pack_rows(const std::uint8_t* rows, index_t k, index_t n, index_t row_stride, std::uint8_t* packed) {
-  const index_t kp = padded_depth(k);
-  for (index_t g = 0; g < kp / 4; ++g)
-    for (index_t j = 0; j < 4; ++j) {
-      const index_t r = 4 * g + j;
-      std::uint8_t* dst = packed + g * n * 4 + j;
-      if (r < k) {
-        const std::uint8_t* src = rows + r * row_stride;
-        for (index_t c = 0; c < n; ++c) dst[4 * c] = src[c];
+// The patches of a 1-channel image (stride 1): for output position p, kh
+// rows of kw4 = round_up(kw, 4) bytes, pixel (iy, ix + j * dilation) or the
+// zero point outside the image. Beyond kw the bytes are whatever follows in
+// memory (the image buffer keeps 4 spare bytes): their weights are zero.
+inline void build_patches(const ConvGeometry& g, const std::uint8_t* image, std::uint8_t zero, std::uint8_t* patches) {
+  const index_t kh = g.window.kernel.h, kw = g.window.kernel.w, kw4 = round_up(kw, 4);
+  const index_t positions = g.out.h * g.out.w;
+  for (index_t p = 0; p < positions; ++p) {
+    const Origin o = origin(g, p);
+    const bool whole_rows = g.window.dilation.w == 1 && o.x >= 0 && o.x + kw <= g.w;
+    for (index_t ki = 0; ki < kh; ++ki) {
+      std::uint8_t* dst = patches + (p * kh + ki) * kw4;
+      const index_t iy = o.y + ki * g.window.dilation.h;
+      if (iy < 0 || iy >= g.h) {
+        std::fill(dst, dst + kw4, zero);
+      } else if (whole_rows) {
+        for (index_t q = 0; q < kw4; q += 4) std::memcpy(dst + q, image + iy * g.w + o.x + q, 4);  // inlined moves
       } else {
-        for (index_t c = 0; c < n; ++c) dst[4 * c] = 0;
+        for (index_t j = 0; j < kw4; ++j) {
+          const index_t ix = o.x + j * g.window.dilation.w;
+          dst[j] = j < kw && ix >= 0 && ix < g.w ? image[iy * g.w + ix] : zero;
+        }
+      }
+    }
+  }
+}
+
+// Max pooling of one NHWC image of `stride`-byte pixels (padding never wins:
+// every window holds a real pixel).
+inline void max_pool_image(const std::uint8_t* image, index_t h, index_t w, index_t stride, const nn::Window2D& win,
+                           const nn::Window2D::Pads& pads, nn::Size2 out, std::uint8_t* result) {
+  const bool two_by_two = win.kernel.h == 2 && win.kernel.w == 2 && win.stride.h == 2 && win.stride.w == 2 &&
+                          pads.top == 0 && pads.left == 0 && 2 * out.h <= h && 2 * out.w <= w;
+  for (index_t oy = 0; oy < out.h; ++oy)
+    for (index_t ox = 0; ox < out.w; ++ox) {
+      std::uint8_t* __restrict dst = result + (oy * out.w + ox) * stride;
+      if (two_by_two) {  // the common case in one pass
+        const std::uint8_t* __restrict a = image + (2 * oy * w + 2 * ox) * stride;
+        const std::uint8_t* __restrict b = a + w * stride;
+        for (index_t c = 0; c < stride; ++c)
+          dst[c] = std::max(std::max(a[c], a[c + stride]), std::max(b[c], b[c + stride]));
+        continue;
+      }
+      std::fill(dst, dst + stride, std::uint8_t(0));
+      for (index_t ky = 0; ky < win.kernel.h; ++ky) {
+        const index_t iy = oy * win.stride.h - pads.top + ky;
+        if (iy < 0 || iy >= h) continue;
+        for (index_t kx = 0; kx < win.kernel.w; ++kx) {
+          const index_t ix = ox * win.stride.w - pads.left + kx;
+          if (ix < 0 || ix >= w) continue;
+          const std::uint8_t* __restrict src = image + (iy * w + ix) * stride;
+          for (index_t c = 0; c < stride; ++c) dst[c] = std::max(dst[c], src[c]);
+        }
       }
     }
 }
 
-// Packs the transpose of an N x K row-major matrix (samples by features), so
-// that B(k, n) = x(n, k).
-inline void pack_transposed(const std::uint8_t* x, index_t n, index_t k, std::uint8_t* packed) {
-  const index_t kp = padded_depth(k);
-  for (index_t c = 0; c < n; ++c) {
-    const std::uint8_t* src = x + c * k;
-    for (index_t g = 0; g < kp / 4; ++g) {
-      std::uint8_t* dst = packed + (g * n + c) * 4;
-      for (index_t j = 0; j < 4; ++j) dst[j] = 4 * g + j < k ? src[4 * g + j] : 0;
+// out(n, m) for a dense layer over the rows x (n x k, contiguous) with
+// weights (m x k, contiguous); rows [first, last) of x.
+template <class Out>
+void dense_rows(const std::uint8_t* x, index_t first, index_t last, index_t k, const std::int8_t* weights, index_t m,
+                const Epilogue& e, Out* out) {
+  for (index_t n = first; n < last; ++n) {
+    const std::uint8_t* row = x + n * k;
+#ifdef GLASSBOX_INT8_VNNI
+    index_t c = 0;
+    for (; c < m; c += 4) {
+      const int rows = static_cast<int>(std::min<index_t>(4, m - c));
+      __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+      for (index_t j = 0; j < k; j += 64) {
+        const __mmask64 mask = k - j >= 64 ? ~__mmask64(0) : (__mmask64(1) << (k - j)) - 1;
+        const __m512i xv = _mm512_maskz_loadu_epi8(mask, row + j);
+        for (int r = 0; r < 4; ++r)
+          if (r < rows)
+            acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_maskz_loadu_epi8(mask, weights + (c + r) * k + j));
+      }
+      for (int r = 0; r < rows; ++r) store(e, c + r, _mm512_reduce_add_epi32(acc[r]), out + n * m + c + r);
     }
+#else
+    for (index_t c = 0; c < m; ++c) {
+      std::int32_t acc = 0;
+      for (index_t j = 0; j < k; ++j) acc += std::int32_t(row[j]) * std::int32_t(weights[c * k + j]);
+      store(e, c, acc, out + n * m + c);
+    }
+#endif
   }
 }
 

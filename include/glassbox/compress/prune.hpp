@@ -211,8 +211,9 @@ struct PolynomialDecay {
     detail::check_sparsity("PolynomialDecay (initial)", initial_sparsity);
     detail::check_sparsity("PolynomialDecay (final)", final_sparsity);
     if (begin_step < 0 || end_step <= begin_step || frequency <= 0)
-      throw Error(fmt::format("prune::PolynomialDecay: need 0 <= begin_step < end_step and frequency > 0, got {}, {}, {}",
-                              begin_step, end_step, frequency));
+      throw Error(
+          fmt::format("prune::PolynomialDecay: need 0 <= begin_step < end_step and frequency > 0, got {}, {}, {}",
+                      begin_step, end_step, frequency));
   }
   double sparsity_at(long long step) const {
     const double t = std::clamp(double(step - begin_step) / double(end_step - begin_step), 0.0, 1.0);
@@ -268,7 +269,8 @@ struct Report {
       s += fmt::format("{:<28}{:>12}{:>12}{:>9.2f}%\n", p.name, p.count, p.zeros, 100.0 * p.sparsity());
     s += fmt::format("{:<28}{:>12}{:>12}{:>9.2f}%\n", "total", count, zeros, 100.0 * sparsity());
     s += fmt::format("size: {} bytes dense, {} bytes sparse (non-zero values + occupancy bits), {:.2f}x smaller\n",
-                     dense_bytes, effective_bytes, double(dense_bytes) / double(std::max<std::size_t>(effective_bytes, 1)));
+                     dense_bytes, effective_bytes,
+                     double(dense_bytes) / double(std::max<std::size_t>(effective_bytes, 1)));
     return s;
   }
 };

@@ -42,15 +42,25 @@ struct QParams {
   std::int32_t qmin = -128;
   std::int32_t qmax = 127;
 
-  std::int32_t quantize(double x) const {
+  // In float arithmetic, as the int8 path computes it; the int32 bias, whose
+  // range float cannot hold exactly, in double. NaN maps to qmin.
+  std::int32_t quantize(float x) const {
+    if (qmax > 255) return quantize_wide(x);
+    const float q = std::nearbyint(x / scale) + static_cast<float>(zero_point);
+    if (!(q >= static_cast<float>(qmin))) return qmin;
+    return q > static_cast<float>(qmax) ? qmax : static_cast<std::int32_t>(q);
+  }
+  std::int32_t quantize(double x) const { return qmax > 255 ? quantize_wide(x) : quantize(static_cast<float>(x)); }
+  std::int32_t quantize_wide(double x) const {
     const double q = std::nearbyint(x / double(scale)) + zero_point;
-    return static_cast<std::int32_t>(std::clamp(q, double(qmin), double(qmax)));  // NaN lands on qmin
+    if (!(q >= double(qmin))) return qmin;
+    return q > double(qmax) ? qmax : static_cast<std::int32_t>(q);
   }
   float dequantize(std::int32_t q) const { return scale * static_cast<float>(q - zero_point); }
-  // Quantize-dequantize, computed in float as the int8 path's inputs see it.
+  // Quantize-dequantize, as the int8 path's inputs see it.
   template <class T>
   T fake(T x) const {
-    return static_cast<T>(dequantize(quantize(static_cast<double>(x))));
+    return static_cast<T>(dequantize(quantize(x)));
   }
 };
 
@@ -113,10 +123,10 @@ struct LayerQuant {
   std::size_t index = 0;  // the dense or conv2d in the model
   std::size_t last = 0;   // the last model layer folded in: index, or index + 1 for a ReLU layer
   std::string name;
-  bool relu = false;          // output clamped at zero (fused, or a folded ReLU layer)
-  bool float_output = false;  // the last such layer: output dequantized from int32, not requantized
-  QParams input;              // equals the previous layer's output (or the model input) quantizer
-  QParams output;             // unused when float_output
+  bool relu = false;             // output clamped at zero (fused, or a folded ReLU layer)
+  bool float_output = false;     // the last such layer: output dequantized from int32, not requantized
+  QParams input;                 // equals the previous layer's output (or the model input) quantizer
+  QParams output;                // unused when float_output
   std::vector<QParams> weights;  // one per output channel
 };
 
@@ -153,9 +163,10 @@ Plan structure(Sequential<T>& model) {
     } else if (kind == "softmax" && i + 1 == n) {
       break;
     } else {
-      throw Error(fmt::format("quant: {} ({}) has no int8 kernel; the int8 path runs dense and conv2d layers, a relu "
-                              "right after one, max_pool2d, flatten, dropout and a final softmax",
-                              l.name(), kind));
+      throw Error(
+          fmt::format("quant: {} ({}) has no int8 kernel; the int8 path runs dense and conv2d layers, a relu "
+                      "right after one, max_pool2d, flatten, dropout and a final softmax",
+                      l.name(), kind));
     }
   }
   plan.float_tail = i;
@@ -247,9 +258,8 @@ Plan calibrate(Sequential<T>& model, const Tensor<T>& x, const CalibrationOption
     if (i != plan.layers[l].last) continue;
     strides[l] = stride_for(shape.size());
     if (!plan.layers[l].float_output)
-      hooks.push_back(model.add_forward_hook(i, [&outputs, &strides, l](const ForwardEvent<T>& e) {
-        outputs[l].add(e.output, strides[l]);
-      }));
+      hooks.push_back(model.add_forward_hook(
+          i, [&outputs, &strides, l](const ForwardEvent<T>& e) { outputs[l].add(e.output, strides[l]); }));
     ++l;
   }
   Tensor<T> batch;
@@ -286,7 +296,8 @@ template <class T>
 void fake_quantize_weights(Tensor<T>& w, const std::vector<QParams>& scales) {
   const index_t channels = w.dim(0), fan_in = w.size() / channels;
   for (index_t c = 0; c < channels; ++c)
-    for (index_t j = 0; j < fan_in; ++j) w[c * fan_in + j] = scales[static_cast<std::size_t>(c)].fake(w[c * fan_in + j]);
+    for (index_t j = 0; j < fan_in; ++j)
+      w[c * fan_in + j] = scales[static_cast<std::size_t>(c)].fake(w[c * fan_in + j]);
 }
 template <class T>
 void fake_quantize_bias(Tensor<T>& b, const QParams& input, const std::vector<QParams>& weights) {
@@ -387,9 +398,8 @@ std::vector<LayerError> error_report(Sequential<T>& model, const Plan& plan, con
     std::vector<Tensor<T>> captured(plan.layers.size());
     std::vector<HookHandle> hooks;
     for (std::size_t l = 0; l < plan.layers.size(); ++l)
-      hooks.push_back(model.add_forward_hook(plan.layers[l].last, [&captured, l](const ForwardEvent<T>& e) {
-        captured[l] = e.output;
-      }));
+      hooks.push_back(model.add_forward_hook(plan.layers[l].last,
+                                             [&captured, l](const ForwardEvent<T>& e) { captured[l] = e.output; }));
     model.forward(x, Mode::eval);
     return captured;
   };

@@ -1,10 +1,13 @@
 #pragma once
 // QuantizedModel: the real int8 inference path of a float model and its
-// calibrated Plan (compress/quantize.hpp). Dense and Conv2D run as int8 x
-// uint8 -> int32 GEMMs with the requantization fused (compress/int8_gemm.hpp),
+// calibrated Plan (compress/quantize.hpp). Dense and Conv2D run as uint8 x
+// int8 -> int32 kernels with the requantization fused (compress/int8_gemm.hpp),
 // max pooling runs on the quantized values (max commutes with a monotone
-// quantizer), flatten and dropout are free, the last dense/conv2d layer's
-// output is dequantized from int32 and a final softmax runs in float.
+// quantizer), dropout is free, the last dense/conv2d layer's output is
+// dequantized from int32 and a final softmax runs in float. Images are NHWC
+// inside (channels padded to a multiple of 4 or 16); a dense layer after a
+// Flatten gets its weight columns permuted once, at construction, to read
+// the NHWC order, so flattening costs nothing.
 //
 // It computes what FakeQuantization computes in float, up to float rounding
 // in the float model's sums: an intermediate value differs by at most one
@@ -32,7 +35,6 @@
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/conv2d.hpp"
 #include "glassbox/nn/functional.hpp"
-#include "glassbox/nn/im2col.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
 
 namespace glassbox::quant {
@@ -41,8 +43,8 @@ class QuantizedModel {
  public:
   enum class Kind : std::uint32_t { conv2d = 1, dense = 2, max_pool2d = 3, flatten = 4, softmax = 5 };
 
-  // One step of the int8 path. Dense and conv2d hold int8 weights (rows padded
-  // to a multiple of 4), int32 biases and their quantizers.
+  // One step of the int8 path. Dense and conv2d hold int8 weights in their
+  // kernel's layout (int8_gemm.hpp), int32 biases and their quantizers.
   struct Op {
     Kind kind = Kind::flatten;
     std::string name;
@@ -50,13 +52,9 @@ class QuantizedModel {
     nn::Window2D window;      // conv2d, max_pool2d
     bool relu = false, float_output = false;
     QParams input, output;
-    std::vector<QParams> weight_params;
-    std::vector<std::int8_t> weights;  // out x padded_depth(fan_in)
-    std::vector<std::int32_t> bias;    // out, at scale input.scale * weight scale
-    // Derived by prepare(): the GEMM epilogue.
-    std::vector<std::int32_t> offset;
-    std::vector<float> scale;
-    index_t fan_in() const { return kind == Kind::conv2d ? in * window.kernel.h * window.kernel.w : in; }
+    std::vector<QParams> weight_params;  // per output channel
+    std::vector<std::int32_t> bias;      // per output channel, at scale input.scale * weight scale
+    std::vector<std::int8_t> weights;    // conv: [kh][kw][ceil(in/4)][out16][4]; dense: out x (its input's bytes)
   };
 
   QuantizedModel() = default;
@@ -66,6 +64,10 @@ class QuantizedModel {
     if (!model.sample_shape())
       throw Error("QuantizedModel: the model must declare its input shape (Sequential(Shape{...}))");
     sample_shape_ = *model.sample_shape();
+    if (sample_shape_.rank() != 1 && sample_shape_.rank() != 3)
+      throw Error(
+          fmt::format("QuantizedModel: samples of shape {}: the int8 path takes features (F) or images (C, H, W)",
+                      sample_shape_.str()));
     input_ = plan.input;
     std::size_t next = 0;  // into plan.layers
     for (std::size_t i = 0; i < model.size(); ++i) {
@@ -77,22 +79,21 @@ class QuantizedModel {
         op.kind = Kind::softmax;
       } else if (kind == "dense" || kind == "conv2d") {
         if (next >= plan.layers.size() || plan.layers[next].index != i || plan.layers[next].name != op.name)
-          throw Error(fmt::format("QuantizedModel: the plan does not describe {} (was it made for this model?)", op.name));
-        const LayerQuant& q = plan.layers[next];
+          throw Error(
+              fmt::format("QuantizedModel: the plan does not describe {} (was it made for this model?)", op.name));
+        const LayerQuant& q = plan.layers[next++];
         i = q.last;
-        ++next;
-        std::vector<Parameter<T>*> params = l.parameters();
+        const std::vector<Parameter<T>*> params = l.parameters();
         const Tensor<T>& w = params[0]->value;
         if (auto* conv = dynamic_cast<nn::Conv2D<T>*>(&l)) {
           op.kind = Kind::conv2d;
           op.in = conv->in_channels();
-          op.out = conv->out_channels();
           op.window = conv->window();
         } else {
           op.kind = Kind::dense;
           op.in = w.dim(1);
-          op.out = w.dim(0);
         }
+        op.out = w.dim(0);
         if (static_cast<index_t>(q.weights.size()) != op.out)
           throw Error(fmt::format("QuantizedModel: the plan has {} weight scales for {}'s {} channels",
                                   q.weights.size(), op.name, op.out));
@@ -101,15 +102,18 @@ class QuantizedModel {
         op.input = q.input;
         op.output = q.output;
         op.weight_params = q.weights;
-        const index_t fan_in = op.fan_in(), kp = detail::padded_depth(fan_in);
-        op.weights.assign(static_cast<std::size_t>(op.out * kp), 0);
-        op.bias.assign(static_cast<std::size_t>(op.out), 0);
+        // Quantized weights in the float layout (OIHW / out x in) first.
+        const index_t fan_in = w.size() / op.out;
+        std::vector<std::int8_t> plain(static_cast<std::size_t>(w.size()));
         for (index_t c = 0; c < op.out; ++c) {
           const QParams& wq = q.weights[static_cast<std::size_t>(c)];
           for (index_t k = 0; k < fan_in; ++k)
-            op.weights[static_cast<std::size_t>(c * kp + k)] = static_cast<std::int8_t>(wq.quantize(w[c * fan_in + k]));
-          if (params.size() > 1) op.bias[static_cast<std::size_t>(c)] = bias_params(q.input, wq).quantize(params[1]->value[c]);
+            plain[static_cast<std::size_t>(c * fan_in + k)] = static_cast<std::int8_t>(wq.quantize(w[c * fan_in + k]));
+          op.bias.push_back(params.size() > 1 ? bias_params(q.input, wq).quantize(double(params[1]->value[c])) : 0);
         }
+        ops_.push_back(std::move(op));
+        arrange_weights(ops_.size() - 1, plain);
+        continue;
       } else if (kind == "max_pool2d") {
         op.kind = Kind::max_pool2d;
         op.window = dynamic_cast<nn::MaxPool2D<T>&>(l).window();
@@ -121,6 +125,7 @@ class QuantizedModel {
         throw Error(fmt::format("QuantizedModel: {} ({}) has no int8 kernel", op.name, kind));
       }
       ops_.push_back(std::move(op));
+      layouts();  // checks the chain so far
     }
     if (next != plan.layers.size()) throw Error("QuantizedModel: the plan describes layers the model lacks");
     prepare();
@@ -134,45 +139,42 @@ class QuantizedModel {
   // or probabilities after a final softmax); valid until the next forward.
   const Tensor<float>& forward(const Tensor<float>& x) {
     if (ops_.empty()) throw Error("QuantizedModel::forward: empty model");
-    if (x.rank() == 0 || x.shape().sample() != sample_shape_)
-      throw Error(fmt::format("QuantizedModel: expected samples of shape {}, got a batch of shape {}",
+    if (x.rank() == 0 || x.dim(0) == 0 || x.shape().sample() != sample_shape_)
+      throw Error(fmt::format("QuantizedModel: expected a non-empty batch of samples of shape {}, got {}",
                               sample_shape_.str(), x.shape().str()));
     const int threads = num_threads();
-    Activation* in = &input_buffer_;
-    in->shape = x.shape();
-    in->bytes.resize(static_cast<std::size_t>(x.size()));
-    for (index_t i = 0; i < x.size(); ++i)
-      in->bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(input_.quantize(x[i]) + 128);
+    const index_t n = x.dim(0);
+    quantize_input(x, threads);
     outputs_.resize(ops_.size());
-    const Tensor<float>* last_float = nullptr;
+    const Activation* in = &input_buffer_;
     for (std::size_t i = 0; i < ops_.size(); ++i) {
-      Op& op = ops_[i];
+      const Op& op = ops_[i];
       Activation& out = outputs_[i];
+      out.layout = layouts_[i + 1];
+      out.n = n;
+      out.source = nullptr;
       switch (op.kind) {
-        case Kind::conv2d: run_conv(op, *in, out, threads); break;
-        case Kind::dense: run_dense(op, *in, out, threads); break;
-        case Kind::max_pool2d: run_max_pool(op, *in, out); break;
-        case Kind::flatten:  // a copy, so that every op's output stays inspectable
-          out.shape = Shape{in->shape[0], in->shape.size() / in->shape[0]};
-          out.bytes = in->bytes;
+        case Kind::conv2d: run_conv(i, *in, out, threads); break;
+        case Kind::dense: run_dense(i, *in, out, threads); break;
+        case Kind::max_pool2d: run_max_pool(op, *in, out, threads); break;
+        case Kind::flatten:  // a view of the same bytes, read as features
           out.params = in->params;
-          if (in->bytes.empty()) {
+          out.bytes.clear();
+          if (in->data().empty()) {
             out.values = in->values;
-            out.values.reshape(out.shape);
+            out.values.reshape(Shape{n, in->values.size() / n});
+          } else {
+            out.source = in;
           }
           break;
         case Kind::softmax:
-          out.values.resize(last_float->shape());
-          nn::functional::softmax_rows(last_float->matrix(), out.values.matrix());
-          out.shape = out.values.shape();
+          out.values.resize(in->values.shape());
+          nn::functional::softmax_rows(in->values.matrix(), out.values.matrix());
           break;
       }
-      if (out.bytes.empty()) last_float = &out.values;
-      else if (op.kind != Kind::flatten) out.params = op.kind == Kind::max_pool2d ? in->params : op.output;
       in = &out;
     }
-    if (!last_float) throw Error("QuantizedModel: no layer produces a float output");
-    return *last_float;
+    return in->values;
   }
 
   // forward() over x in batches, outputs concatenated.
@@ -192,22 +194,26 @@ class QuantizedModel {
     return result;
   }
 
-  // Op i's output of the last forward, dequantized (or as computed, in float).
+  // Op i's output of the last forward, dequantized, in the float model's
+  // layout (NCHW images; a Flatten's output in NCHW order).
   Tensor<float> output(std::size_t i) const {
     if (i >= outputs_.size()) throw Error(fmt::format("QuantizedModel::output: no output {} (run forward first)", i));
     const Activation& a = outputs_[i];
-    if (!a.values.empty() && a.bytes.empty()) return a.values;
-    Tensor<float> t(a.shape);
-    for (index_t j = 0; j < t.size(); ++j) t[j] = a.params.dequantize(std::int32_t(a.bytes[std::size_t(j)]) - 128);
+    const std::vector<std::uint8_t>& bytes = a.data();
+    if (bytes.empty()) return a.values;
+    const Layout& l = a.layout;
+    if (!l.image && !l.flattened) {
+      Tensor<float> t(Shape{a.n, l.features});
+      for (index_t j = 0; j < t.size(); ++j) t[j] = a.params.dequantize(std::int32_t(bytes[std::size_t(j)]) - 128);
+      return t;
+    }
+    Tensor<float> t(l.image ? Shape{a.n, l.c, l.h, l.w} : Shape{a.n, l.c * l.h * l.w});
+    for (index_t s = 0; s < a.n; ++s)
+      for (index_t c = 0; c < l.c; ++c)
+        for (index_t p = 0; p < l.h * l.w; ++p)
+          t[(s * l.c + c) * l.h * l.w + p] =
+              a.params.dequantize(std::int32_t(bytes[std::size_t((s * l.h * l.w + p) * l.stride + c)]) - 128);
     return t;
-  }
-  // Op i's int8 output of the last forward (q, not the stored q + 128).
-  std::vector<std::int8_t> quantized_output(std::size_t i) const {
-    if (i >= outputs_.size() || outputs_[i].bytes.empty())
-      throw Error(fmt::format("QuantizedModel::quantized_output: op {} has no int8 output", i));
-    std::vector<std::int8_t> q(outputs_[i].bytes.size());
-    for (std::size_t j = 0; j < q.size(); ++j) q[j] = static_cast<std::int8_t>(int(outputs_[i].bytes[j]) - 128);
-    return q;
   }
 
   // The serialised model (see save()).
@@ -244,8 +250,8 @@ class QuantizedModel {
   // (f32 scale, i32 zero point), u32 op count, then per op u32 kind, u32 name
   // length, name, [window: i64 kh kw sh sw dh dw, u32 padding, i64 pad h w],
   // [dense/conv2d: i64 in, i64 out, u8 relu, u8 float output, input and output
-  // quantizers, f32 weight scale per channel, i32 bias per channel, int8
-  // weights out x padded fan-in]. Written atomically (temporary file, rename).
+  // quantizers, f32 weight scale and i32 bias per channel, the int8 weights
+  // in the kernel's layout]. Written atomically (temporary file, rename).
   void save(const std::string& path) const { write_text_file(path, bytes()); }
 
   static QuantizedModel load(const std::string& path) {
@@ -258,19 +264,22 @@ class QuantizedModel {
   static QuantizedModel from_bytes(const std::string& data, const std::string& source = "int8 model") {
     Reader header{data, 0, source, "header"};
     if (data.size() < 20 || data.compare(0, 4, kMagic) != 0)
-      throw Error(fmt::format("{}: not a glassbox int8 model (bad magic)", source));
+      throw Error(fmt::format("{}: not a glassbox int8 model (bad magic or shorter than its header)", source));
     header.pos = 4;
     const auto version = header.get<std::uint32_t>("version");
-    if (version != kVersion) throw Error(fmt::format("{}: format version {} (this build reads {})", source, version, kVersion));
+    if (version != kVersion)
+      throw Error(fmt::format("{}: format version {} (this build reads {})", source, version, kVersion));
     const auto size = header.get<std::uint64_t>("body size");
     const auto crc = header.get<std::uint32_t>("checksum");
     if (size != data.size() - header.pos)
-      throw Error(fmt::format("{}: body of {} bytes, header says {} (truncated?)", source, data.size() - header.pos, size));
+      throw Error(
+          fmt::format("{}: body of {} bytes, header says {} (truncated?)", source, data.size() - header.pos, size));
     if (crc32c(data.data() + header.pos, size) != crc) throw Error(fmt::format("{}: checksum mismatch", source));
 
     Reader r{data, header.pos, source, "model"};
     QuantizedModel m;
     m.sample_shape_ = r.shape("input shape");
+    if (m.sample_shape_.rank() == 2) throw r.error("input shape", "samples must be (F) or (C, H, W)");
     m.input_ = r.params("input quantizer");
     const auto count = r.get<std::uint32_t>("op count");
     r.need(std::uint64_t(count) * 8, "op count");
@@ -285,19 +294,15 @@ class QuantizedModel {
       op.name = data.substr(r.pos, name_size);
       r.pos += name_size;
       if (op.kind == Kind::conv2d || op.kind == Kind::max_pool2d) op.window = r.window();
-      if (op.kind == Kind::conv2d || op.kind == Kind::dense) {
+      const bool weighted = op.kind == Kind::conv2d || op.kind == Kind::dense;
+      if (weighted) {
         op.in = r.positive("in");
         op.out = r.positive("out");
         op.relu = r.get<std::uint8_t>("relu") != 0;
         op.float_output = r.get<std::uint8_t>("float output") != 0;
         op.input = r.params("input quantizer");
         op.output = r.params("output quantizer");
-        // Each factor is below 2^24 and the file below 2^64 bytes: check before multiplying further.
-        const auto depth = static_cast<std::uint64_t>(detail::padded_depth(op.fan_in()));
-        if (depth > data.size() || std::uint64_t(op.out) > data.size() / depth)
-          throw r.error("weights", fmt::format("{} x {} weights exceed the file", op.out, depth));
-        const std::uint64_t weight_bytes = std::uint64_t(op.out) * depth;
-        r.need(std::uint64_t(op.out) * 8 + weight_bytes, "weights");
+        r.need(std::uint64_t(op.out) * 8, "weight scales and biases");
         for (index_t c = 0; c < op.out; ++c) {
           QParams q = weight_params(0);
           q.scale = r.get<float>("weight scale");
@@ -305,28 +310,53 @@ class QuantizedModel {
           op.weight_params.push_back(q);
         }
         for (index_t c = 0; c < op.out; ++c) op.bias.push_back(r.get<std::int32_t>("bias"));
-        op.weights.resize(static_cast<std::size_t>(weight_bytes));
-        std::memcpy(op.weights.data(), data.data() + r.pos, op.weights.size());
-        r.pos += op.weights.size();
       }
       m.ops_.push_back(std::move(op));
+      // The shapes must chain (this also bounds every size below by the sample's).
+      const std::vector<Layout> layouts = m.layouts(r.source + ": " + r.section);
+      if (weighted) {
+        const std::uint64_t bytes = m.weight_bytes(m.ops_.size() - 1, layouts[m.ops_.size() - 1]);
+        r.need(bytes, "weights");
+        m.ops_.back().weights.resize(static_cast<std::size_t>(bytes));
+        std::memcpy(m.ops_.back().weights.data(), data.data() + r.pos, static_cast<std::size_t>(bytes));
+        r.pos += static_cast<std::size_t>(bytes);
+      }
     }
     if (r.pos != data.size()) throw r.error("end", fmt::format("{} bytes left over", data.size() - r.pos));
     m.prepare();
-    // The shapes must chain: a corrupt but checksummed file still fails here, not in a kernel.
-    m.check_shapes(source);
     return m;
   }
 
  private:
   static constexpr const char* kMagic = "GBQ8";
   static constexpr std::uint32_t kVersion = 1;
+  // Spare bytes after an image batch that a 1-channel convolution may read (int8_gemm.hpp).
+  static constexpr index_t kSpare = 4;
+
+  // How one sample's activation is stored.
+  struct Layout {
+    bool image = false;      // NHWC: h x w pixels of `stride` bytes, c of them channels
+    bool flattened = false;  // features that are an image's NHWC bytes (after a Flatten)
+    index_t c = 0, h = 0, w = 0, stride = 0;
+    index_t features = 0;  // logical features when not an image
+    index_t bytes() const { return image || flattened ? h * w * stride : features; }
+  };
 
   struct Activation {
-    Shape shape;
-    std::vector<std::uint8_t> bytes;  // q + 128
-    Tensor<float> values;             // float outputs
+    Layout layout;
+    index_t n = 0;
+    std::vector<std::uint8_t> bytes;     // q + 128; empty for float outputs and views
+    const Activation* source = nullptr;  // a Flatten's: the activation whose bytes it reads
+    Tensor<float> values;                // float outputs, in the float model's layout
     QParams params;
+    const std::vector<std::uint8_t>& data() const { return source ? source->data() : bytes; }
+  };
+
+  // Per weighted op, derived by prepare(): the kernels' epilogue and padding.
+  struct Derived {
+    std::vector<std::int32_t> offset;
+    std::vector<float> scale;
+    std::vector<std::uint8_t> padding_pixel;  // conv2d: one input pixel of zero points
   };
 
   template <class V>
@@ -409,152 +439,255 @@ class QuantizedModel {
     }
   };
 
-  void check_shapes(const std::string& source) const {
-    Shape s = sample_shape_.batched(1);
+  // The layout before each op and after the last; throws naming the op whose
+  // input does not fit.
+  std::vector<Layout> layouts(const std::string& who = "QuantizedModel") const {
+    std::vector<Layout> l(1);
+    if (sample_shape_.rank() == 3)
+      l[0] = Layout{true,
+                    false,
+                    sample_shape_[0],
+                    sample_shape_[1],
+                    sample_shape_[2],
+                    sample_shape_[0] == 1 ? 1 : detail::round_up(sample_shape_[0], 4),
+                    0};
+    else
+      l[0].features = sample_shape_[0];
     for (const Op& op : ops_) {
-      const std::string where = fmt::format("{}: op {}", source, op.name);
+      Layout in = l.back(), out = in;
+      auto fail = [&](const std::string& what) { return Error(fmt::format("{}: {}: {}", who, op.name, what)); };
       switch (op.kind) {
         case Kind::conv2d:
-          if (s.rank() != 4 || s[1] != op.in) throw Error(where + ": input shape " + s.str() + " does not fit");
-          s = Shape{1, op.out, op.window.output(where, s[2], s[3]).h, op.window.output(where, s[2], s[3]).w};
+        case Kind::max_pool2d: {
+          if (!in.image) throw fail("expects an image input");
+          if (op.kind == Kind::conv2d && in.c != op.in)
+            throw fail(fmt::format("input has {} channels, layer expects {}", in.c, op.in));
+          const nn::Size2 o = op.window.output(op.name, in.h, in.w);
+          out.h = o.h;
+          out.w = o.w;
+          if (op.kind == Kind::conv2d) {
+            out.c = op.out;
+            out.stride = detail::round_up(op.out, 16);
+          }
           break;
-        case Kind::max_pool2d:
-          if (s.rank() != 4) throw Error(where + ": input shape " + s.str() + " does not fit");
-          s = Shape{1, s[1], op.window.output(where, s[2], s[3]).h, op.window.output(where, s[2], s[3]).w};
+        }
+        case Kind::flatten:
+          if (in.image) out.image = false, out.flattened = true;
           break;
-        case Kind::flatten: s = Shape{1, s.size()}; break;
-        case Kind::dense:
-          if (s.rank() != 2 || s[1] != op.in) throw Error(where + ": input shape " + s.str() + " does not fit");
-          s = Shape{1, op.out};
+        case Kind::dense: {
+          if (in.image) throw fail("expects features (flatten first)");
+          const index_t features = in.flattened ? in.c * in.h * in.w : in.features;
+          if (features != op.in) throw fail(fmt::format("input has {} features, layer expects {}", features, op.in));
+          out = Layout{};
+          out.features = op.out;
           break;
+        }
         case Kind::softmax:
-          if (s.rank() != 2) throw Error(where + ": softmax needs (batch, classes)");
+          if (in.image || in.flattened) throw fail("softmax needs (batch, classes)");
           break;
       }
+      l.push_back(out);
+    }
+    return l;
+  }
+
+  // Bytes of op i's int8 weights, given its input layout.
+  std::uint64_t weight_bytes(std::size_t i, const Layout& in) const {
+    const Op& op = ops_[i];
+    if (op.kind == Kind::dense) return std::uint64_t(op.out) * std::uint64_t(in.bytes());
+    const auto out16 = std::uint64_t(detail::round_up(op.out, 16));
+    if (op.in == 1) return std::uint64_t(op.window.kernel.h * detail::round_up(op.window.kernel.w, 4)) * out16;
+    return std::uint64_t(op.window.kernel.h * op.window.kernel.w) * std::uint64_t((op.in + 3) / 4) * out16 * 4;
+  }
+
+  // Moves op i's weights from the float layout (OIHW, or out x in) into its kernel's.
+  void arrange_weights(std::size_t i, const std::vector<std::int8_t>& plain) {
+    const Layout in = layouts().at(i);
+    Op& op = ops_[i];
+    op.weights.assign(static_cast<std::size_t>(weight_bytes(i, in)), 0);
+    if (op.kind == Kind::conv2d) {
+      const index_t kh = op.window.kernel.h, kw = op.window.kernel.w, quads = (op.in + 3) / 4;
+      const index_t out16 = detail::round_up(op.out, 16);
+      if (op.in == 1) {  // patches: [kh][kw4 / 4][out16][4]
+        const index_t kw4 = detail::round_up(kw, 4);
+        for (index_t o = 0; o < op.out; ++o)
+          for (index_t ki = 0; ki < kh; ++ki)
+            for (index_t kj = 0; kj < kw; ++kj)
+              op.weights[std::size_t(((ki * kw4 + kj) / 4 * out16 + o) * 4 + kj % 4)] =
+                  plain[std::size_t((o * kh + ki) * kw + kj)];
+        return;
+      }
+      for (index_t o = 0; o < op.out; ++o)
+        for (index_t c = 0; c < op.in; ++c)
+          for (index_t ki = 0; ki < kh; ++ki)
+            for (index_t kj = 0; kj < kw; ++kj)
+              op.weights[std::size_t((((ki * kw + kj) * quads + c / 4) * out16 + o) * 4 + c % 4)] =
+                  plain[std::size_t(((o * op.in + c) * kh + ki) * kw + kj)];
+      return;
+    }
+    const index_t k = in.bytes();
+    for (index_t o = 0; o < op.out; ++o) {
+      if (!in.flattened) {
+        std::copy_n(plain.begin() + o * op.in, op.in, op.weights.begin() + o * k);
+        continue;
+      }
+      // The float model flattens NCHW (feature c * h * w + p); the int8 path NHWC (p * stride + c).
+      for (index_t c = 0; c < in.c; ++c)
+        for (index_t p = 0; p < in.h * in.w; ++p)
+          op.weights[std::size_t(o * k + p * in.stride + c)] = plain[std::size_t(o * op.in + c * in.h * in.w + p)];
     }
   }
 
-  // The GEMM epilogues: zero point and bias folded into offset, scales per row.
+  // The epilogues: zero point and bias folded into offset, scales per channel.
   void prepare() {
-    for (Op& op : ops_) {
+    layouts_ = layouts();
+    derived_.assign(ops_.size(), Derived{});
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      const Op& op = ops_[i];
       if (op.kind != Kind::conv2d && op.kind != Kind::dense) continue;
-      const index_t kp = detail::padded_depth(op.fan_in());
-      op.offset.assign(static_cast<std::size_t>(op.out), 0);
-      op.scale.assign(static_cast<std::size_t>(op.out), 0);
+      Derived& d = derived_[i];
+      const index_t channels = op.kind == Kind::conv2d ? detail::round_up(op.out, 16) : op.out;
+      d.offset.assign(static_cast<std::size_t>(channels), 0);
+      d.scale.assign(static_cast<std::size_t>(channels), 0.0f);
+      std::vector<std::int32_t> sums(static_cast<std::size_t>(channels), 0);
+      if (op.kind == Kind::conv2d) {
+        for (std::size_t j = 0; j < op.weights.size(); ++j) sums[(j / 4) % std::size_t(channels)] += op.weights[j];
+        d.padding_pixel.assign(static_cast<std::size_t>(layouts_[i].stride),
+                               static_cast<std::uint8_t>(op.input.zero_point + 128));
+      } else {
+        const std::size_t k = op.weights.size() / std::size_t(op.out);
+        for (std::size_t j = 0; j < op.weights.size(); ++j) sums[j / k] += op.weights[j];
+      }
       const std::int32_t zp = op.input.zero_point + 128;
       for (index_t c = 0; c < op.out; ++c) {
-        std::int32_t sum = 0;
-        for (index_t k = 0; k < kp; ++k) sum += op.weights[static_cast<std::size_t>(c * kp + k)];
         const auto ci = static_cast<std::size_t>(c);
-        op.offset[ci] = op.bias[ci] - zp * sum;
+        d.offset[ci] = op.bias[ci] - zp * sums[ci];
         const float s = op.input.scale * op.weight_params[ci].scale;
-        op.scale[ci] = op.float_output ? s : s / op.output.scale;
+        d.scale[ci] = op.float_output ? s : s / op.output.scale;
       }
     }
   }
 
-  detail::Epilogue epilogue(const Op& op) const {
-    detail::Epilogue e{op.offset.data(), op.scale.data()};
+  detail::Epilogue epilogue(std::size_t i) const {
+    const Op& op = ops_[i];
+    detail::Epilogue e{derived_[i].offset.data(), derived_[i].scale.data()};
     e.zero_point = op.output.zero_point + 128;
     e.low = op.relu ? e.zero_point : 0;
     return e;
   }
 
-  void run_conv(const Op& op, const Activation& in, Activation& out, int threads) {
-    const index_t n = in.shape[0], h = in.shape[2], w = in.shape[3];
-    const nn::Size2 o = op.window.output(op.name, h, w);
-    const nn::Window2D::Pads pads = op.window.pads(h, w);
-    const index_t positions = o.h * o.w, patch = op.fan_in(), kp = detail::padded_depth(patch);
-    out.shape = Shape{n, op.out, o.h, o.w};
-    const auto plane = static_cast<std::size_t>(op.out * positions);
-    if (op.float_output) out.values.resize(out.shape);
-    else out.bytes.resize(static_cast<std::size_t>(n) * plane);
-    columns_.resize(static_cast<std::size_t>(threads));
-    packed_.resize(static_cast<std::size_t>(threads));
-    for (auto& c : columns_) c.resize(static_cast<std::size_t>(patch * positions));
-    for (auto& p : packed_) p.resize(static_cast<std::size_t>(kp * positions));
-    const detail::Epilogue e = epilogue(op);
-    const auto pad = static_cast<std::uint8_t>(op.input.zero_point + 128);
+  void quantize_input(const Tensor<float>& x, int threads) {
+    const Layout& l = layouts_[0];
+    const index_t n = x.dim(0), per_sample = l.bytes();
+    Activation& a = input_buffer_;
+    a.layout = l;
+    a.n = n;
+    a.params = input_;
+    a.bytes.resize(static_cast<std::size_t>(n * per_sample + kSpare));
+    const auto zero = static_cast<std::uint8_t>(input_.zero_point + 128);
     parallel_for(n, threads, [&](index_t s) {
-      const auto t = static_cast<std::size_t>(thread_index());
-      nn::detail::im2col(in.bytes.data() + s * op.in * h * w, op.in, h, w, op.window, pads, o, columns_[t].data(), pad);
-      detail::pack_rows(columns_[t].data(), patch, positions, positions, packed_[t].data());
-      if (op.float_output)
-        detail::gemm_u8s8(op.weights.data(), op.out, kp, packed_[t].data(), positions, 0, positions, e,
-                          out.values.data() + s * plane);
-      else
-        detail::gemm_u8s8(op.weights.data(), op.out, kp, packed_[t].data(), positions, 0, positions, e,
-                          out.bytes.data() + s * plane);
+      std::uint8_t* dst = a.bytes.data() + s * per_sample;
+      if (!l.image) {
+        const float* src = x.data() + s * per_sample;
+        for (index_t i = 0; i < per_sample; ++i) dst[i] = static_cast<std::uint8_t>(input_.quantize(src[i]) + 128);
+        return;
+      }
+      const index_t plane = l.h * l.w;
+      const float* src = x.data() + s * l.c * plane;
+      if (l.stride > l.c) std::fill(dst, dst + per_sample, zero);
+      for (index_t c = 0; c < l.c; ++c)
+        for (index_t p = 0; p < plane; ++p)
+          dst[p * l.stride + c] = static_cast<std::uint8_t>(input_.quantize(src[c * plane + p]) + 128);
     });
-    if (op.float_output && op.relu)
+  }
+
+  void run_conv(std::size_t i, const Activation& in, Activation& out, int threads) {
+    const Op& op = ops_[i];
+    const Layout &li = layouts_[i], &lo = layouts_[i + 1];
+    const detail::ConvGeometry g(li.h, li.w, li.stride, (op.in + 3) / 4, lo.stride, op.window, {lo.h, lo.w});
+    // A 1-channel image runs as a 1x1 convolution over its patches (int8_gemm.hpp).
+    const index_t patch = op.window.kernel.h * detail::round_up(op.window.kernel.w, 4);
+    const detail::ConvGeometry over_patches(lo.h, lo.w, patch, patch / 4, lo.stride, nn::Window2D{}, {lo.h, lo.w});
+    const bool patched = op.in == 1;
+    const index_t n = in.n, in_size = li.bytes(), out_size = lo.bytes();
+    const detail::Epilogue e = epilogue(i);
+    const std::uint8_t* pad = derived_[i].padding_pixel.data();
+    const auto zero = static_cast<std::uint8_t>(op.input.zero_point + 128);
+    patches_.resize(static_cast<std::size_t>(threads));
+    if (patched)
+      for (auto& b : patches_) b.resize(static_cast<std::size_t>(lo.h * lo.w * patch));
+    auto convolve = [&](index_t s, auto* result) {
+      const std::uint8_t* image = in.data().data() + s * in_size;
+      if (!patched) return detail::conv_image(g, image, pad, op.weights.data(), e, result);
+      std::uint8_t* patches = patches_[static_cast<std::size_t>(thread_index())].data();
+      detail::build_patches(g, image, zero, patches);
+      detail::conv_image(over_patches, patches, pad, op.weights.data(), e, result);
+    };
+    out.params = op.output;
+    if (!op.float_output) {
+      out.bytes.resize(static_cast<std::size_t>(n * out_size + kSpare));
+      parallel_for(n, threads, [&](index_t s) { convolve(s, out.bytes.data() + s * out_size); });
+      return;
+    }
+    out.bytes.clear();
+    out.values.resize(Shape{n, op.out, lo.h, lo.w});
+    float_scratch_.resize(static_cast<std::size_t>(threads));
+    for (auto& b : float_scratch_) b.resize(static_cast<std::size_t>(out_size));
+    parallel_for(n, threads, [&](index_t s) {
+      std::vector<float>& nhwc = float_scratch_[static_cast<std::size_t>(thread_index())];
+      convolve(s, nhwc.data());
+      float* dst = out.values.data() + s * op.out * lo.h * lo.w;
+      for (index_t c = 0; c < op.out; ++c)
+        for (index_t p = 0; p < lo.h * lo.w; ++p)
+          dst[c * lo.h * lo.w + p] =
+              op.relu ? std::max(nhwc[std::size_t(p * lo.stride + c)], 0.0f) : nhwc[std::size_t(p * lo.stride + c)];
+    });
+  }
+
+  void run_dense(std::size_t i, const Activation& in, Activation& out, int threads) {
+    const Op& op = ops_[i];
+    const index_t n = in.n, k = layouts_[i].bytes();
+    const detail::Epilogue e = epilogue(i);
+    const index_t blocks = (n + 15) / 16;
+    out.params = op.output;
+    if (!op.float_output) {
+      out.bytes.resize(static_cast<std::size_t>(n * op.out));
+      parallel_for(blocks, threads, [&](index_t b) {
+        detail::dense_rows(in.data().data(), 16 * b, std::min(n, 16 * b + 16), k, op.weights.data(), op.out, e,
+                           out.bytes.data());
+      });
+      return;
+    }
+    out.bytes.clear();
+    out.values.resize(Shape{n, op.out});
+    parallel_for(blocks, threads, [&](index_t b) {
+      detail::dense_rows(in.data().data(), 16 * b, std::min(n, 16 * b + 16), k, op.weights.data(), op.out, e,
+                         out.values.data());
+    });
+    if (op.relu)
       for (float& v : out.values) v = std::max(v, 0.0f);
   }
 
-  void run_dense(const Op& op, const Activation& in, Activation& out, int threads) {
-    const index_t n = in.shape[0], k = op.in, kp = detail::padded_depth(k);
-    out.shape = Shape{n, op.out};
-    dense_packed_.resize(static_cast<std::size_t>(kp * n));
-    detail::pack_transposed(in.bytes.data(), n, k, dense_packed_.data());
-    const detail::Epilogue e = epilogue(op);
-    const index_t blocks = (n + 63) / 64;
-    auto transpose_into = [&](auto* result, const auto* feature_major) {
-      for (index_t s = 0; s < n; ++s)
-        for (index_t c = 0; c < op.out; ++c) result[s * op.out + c] = feature_major[c * n + s];
-    };
-    if (op.float_output) {
-      dense_float_.resize(Shape{op.out, n});
-      parallel_for(blocks, threads, [&](index_t b) {
-        detail::gemm_u8s8(op.weights.data(), op.out, kp, dense_packed_.data(), n, 64 * b, std::min(n, 64 * b + 64), e,
-                          dense_float_.data());
-      });
-      out.values.resize(out.shape);
-      transpose_into(out.values.data(), dense_float_.data());
-      if (op.relu)
-        for (float& v : out.values) v = std::max(v, 0.0f);
-    } else {
-      dense_bytes_.resize(static_cast<std::size_t>(op.out * n));
-      parallel_for(blocks, threads, [&](index_t b) {
-        detail::gemm_u8s8(op.weights.data(), op.out, kp, dense_packed_.data(), n, 64 * b, std::min(n, 64 * b + 64), e,
-                          dense_bytes_.data());
-      });
-      out.bytes.resize(static_cast<std::size_t>(n * op.out));
-      transpose_into(out.bytes.data(), dense_bytes_.data());
-    }
-  }
-
-  void run_max_pool(const Op& op, const Activation& in, Activation& out) const {
-    const index_t planes = in.shape[0] * in.shape[1], h = in.shape[2], w = in.shape[3];
-    const nn::Size2 o = op.window.output(op.name, h, w);
-    const nn::Window2D::Pads p = op.window.pads(h, w);
-    out.shape = Shape{in.shape[0], in.shape[1], o.h, o.w};
-    out.bytes.resize(static_cast<std::size_t>(planes * o.h * o.w));
-    for (index_t c = 0; c < planes; ++c) {
-      const std::uint8_t* src = in.bytes.data() + c * h * w;
-      std::uint8_t* dst = out.bytes.data() + c * o.h * o.w;
-      for (index_t oy = 0; oy < o.h; ++oy)
-        for (index_t ox = 0; ox < o.w; ++ox) {
-          std::uint8_t best = 0;  // padding never wins: every window holds a real pixel
-          for (index_t ky = 0; ky < op.window.kernel.h; ++ky) {
-            const index_t iy = oy * op.window.stride.h - p.top + ky;
-            if (iy < 0 || iy >= h) continue;
-            for (index_t kx = 0; kx < op.window.kernel.w; ++kx) {
-              const index_t ix = ox * op.window.stride.w - p.left + kx;
-              if (ix >= 0 && ix < w) best = std::max(best, src[iy * w + ix]);
-            }
-          }
-          dst[oy * o.w + ox] = best;
-        }
-    }
+  void run_max_pool(const Op& op, const Activation& in, Activation& out, int threads) const {
+    const Layout &li = in.layout, &lo = out.layout;
+    const nn::Window2D::Pads pads = op.window.pads(li.h, li.w);
+    out.params = in.params;
+    out.bytes.resize(static_cast<std::size_t>(in.n * lo.bytes() + kSpare));
+    parallel_for(in.n, threads, [&](index_t s) {
+      detail::max_pool_image(in.data().data() + s * li.bytes(), li.h, li.w, li.stride, op.window, pads, {lo.h, lo.w},
+                             out.bytes.data() + s * lo.bytes());
+    });
   }
 
   Shape sample_shape_;
   QParams input_;
   std::vector<Op> ops_;
+  std::vector<Layout> layouts_;
+  std::vector<Derived> derived_;
   Activation input_buffer_;
   std::vector<Activation> outputs_;
-  std::vector<std::vector<std::uint8_t>> columns_, packed_;
-  std::vector<std::uint8_t> dense_packed_, dense_bytes_;
-  Tensor<float> dense_float_;
+  std::vector<std::vector<float>> float_scratch_;
+  std::vector<std::vector<std::uint8_t>> patches_;
 };
 
 }  // namespace glassbox::quant

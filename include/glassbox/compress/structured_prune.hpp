@@ -112,13 +112,14 @@ void keep_units(Sequential<T>& model, const std::string& name, std::vector<index
   for (; next < model.size() && detail::passes_units_through(model.layer(next).kind()); ++next) {
   }
   if (next == model.size())
-    throw Error(fmt::format("prune: {} feeds the model's output; removing its units would change the output shape",
-                            name));
+    throw Error(
+        fmt::format("prune: {} feeds the model's output; removing its units would change the output shape", name));
   Layer<T>& consumer = model.layer(next);
   if (consumer.kind() != "dense" && consumer.kind() != "conv2d")
-    throw Error(fmt::format("prune: {} ({}) lies between {} and the next dense or conv2d layer; structured pruning "
-                            "cannot pass through it",
-                            consumer.name(), consumer.kind(), name));
+    throw Error(
+        fmt::format("prune: {} ({}) lies between {} and the next dense or conv2d layer; structured pruning "
+                    "cannot pass through it",
+                    consumer.name(), consumer.kind(), name));
 
   const auto kept = static_cast<index_t>(keep.size());
   std::unique_ptr<Layer<T>> pruned, shrunk;
@@ -164,8 +165,8 @@ template <class T>
 std::vector<index_t> structured(Sequential<T>& model, const std::string& name, index_t count, Norm norm = Norm::l1) {
   const std::vector<index_t> order = units_by_norm(model.layer(name), norm);
   if (count < 0 || count >= static_cast<index_t>(order.size()))
-    throw Error(fmt::format("prune::structured: {}: can remove 0 to {} of its {} units, not {}", name,
-                            order.size() - 1, order.size(), count));
+    throw Error(fmt::format("prune::structured: {}: can remove 0 to {} of its {} units, not {}", name, order.size() - 1,
+                            order.size(), count));
   std::vector<index_t> keep(order.begin() + count, order.end());
   std::sort(keep.begin(), keep.end());
   keep_units(model, name, keep);

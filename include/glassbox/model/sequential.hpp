@@ -79,8 +79,8 @@ class Sequential {
     if (!layer) throw Error("Sequential::replace: null layer");
     Layer<T>& old = this->layer(index);
     if (layer->kind() != old.kind())
-      throw Error(fmt::format("Sequential::replace: {} is a {}, the replacement a {}", old.name(), old.kind(),
-                              layer->kind()));
+      throw Error(
+          fmt::format("Sequential::replace: {} is a {}, the replacement a {}", old.name(), old.kind(), layer->kind()));
     layer->set_name(old.name());
     std::swap(layers_[index], layer);
     has_forward_ = false;

@@ -1,8 +1,7 @@
 #pragma once
 // im2col / col2im for one NCHW sample: the lowering that turns a convolution
 // into one GEMM. col is (C * kh * kw) x (oh * ow), row-major, row index
-// (c * kh + ki) * kw + kj; positions in the padding read as `pad` (zero, or
-// the zero point of quantized input).
+// (c * kh + ki) * kw + kj; positions in the padding read as zero.
 
 #include <algorithm>
 
@@ -20,7 +19,7 @@ inline void valid_range(index_t offset, index_t stride, index_t width, index_t o
 
 template <class T>
 void im2col(const T* x, index_t channels, index_t h, index_t w, const Window2D& win, const Window2D::Pads& pads,
-            Size2 out, T* col, T pad = T(0)) {
+            Size2 out, T* col) {
   const index_t plane = out.h * out.w;
   for (index_t c = 0; c < channels; ++c)
     for (index_t ki = 0; ki < win.kernel.h; ++ki)
@@ -33,18 +32,18 @@ void im2col(const T* x, index_t channels, index_t h, index_t w, const Window2D& 
           T* dst = row + oy * out.w;
           const index_t iy = oy * win.stride.h - pads.top + ki * win.dilation.h;
           if (iy < 0 || iy >= h) {
-            std::fill(dst, dst + out.w, pad);
+            std::fill(dst, dst + out.w, T(0));
             continue;
           }
           const T* src = x + (c * h + iy) * w;  // input column of ox: ox * stride + x0
           // Rows are short (26 values in the seed CNN): the guards and the
           // plain loop avoid a library call per piece of a row.
-          if (lo > 0) std::fill(dst, dst + lo, pad);
+          if (lo > 0) std::fill(dst, dst + lo, T(0));
           if (win.stride.w == 1)
             for (index_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox + x0];
           else
             for (index_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * win.stride.w + x0];
-          if (hi < out.w) std::fill(dst + hi, dst + out.w, pad);
+          if (hi < out.w) std::fill(dst + hi, dst + out.w, T(0));
         }
       }
 }
