@@ -2,7 +2,7 @@
 //   1. the teacher: the seed CNN, Adam 1e-3, batch 32, EPOCHS epochs;
 //   2. magnitude pruning (one global threshold over the conv and dense
 //      weights) at 50/80/90/95%, without and with one epoch of fine-tuning,
-//      against random pruning;
+//      against random pruning and against one more epoch unpruned;
 //   3. structured pruning: the weakest conv filters removed by L1 norm, the
 //      layer and the dense layer after it physically shrunk;
 //   4. int8 post-training quantization: accuracy, file size and inference
@@ -133,8 +133,9 @@ int main(int argc, char** argv) try {
   std::printf("\nMagnitude pruning (global L1 over conv2d_1.weight and dense_1.weight):\n");
   std::printf("%-10s%14s%22s%18s%14s\n", "sparsity", "pruned", "+1 epoch fine-tune", "random pruning", "size");
   json += "  \"pruning\": [\n";
-  double at90 = 0;
-  const std::vector<double> sparsities{0.5, 0.8, 0.9, 0.95};
+  double at90 = 0, control = 0;
+  // 0%: the control, since fine-tuning is also one more epoch of training.
+  const std::vector<double> sparsities{0.0, 0.5, 0.8, 0.9, 0.95};
   for (std::size_t i = 0; i < sparsities.size(); ++i) {
     const double s = sparsities[i];
     Rng rng(11);
@@ -147,6 +148,7 @@ int main(int argc, char** argv) try {
     const double tuned = accuracy(teacher, test_set);
     const prune::Report r = prune::report(teacher);
     if (s == 0.9) at90 = tuned;
+    if (s == 0.0) control = tuned;
     std::printf("%8.0f%%%13.2f%%%21.2f%%%17.2f%%%10.1f KB\n", 100 * s, 100 * pruned, 100 * tuned, 100 * random_accuracy,
                 double(r.effective_bytes) / 1024);
     json +=
@@ -156,8 +158,10 @@ int main(int argc, char** argv) try {
     restore(teacher, trained);
   }
   json += "  ],\n";
+  // Against the better of the unpruned model and the unpruned model trained one epoch more.
+  const double unpruned = std::max(base, control);
   std::printf("target: 90%% pruned + 1 epoch of fine-tuning within 0.5 points of unpruned: %.2f%% vs %.2f%% -> %s\n",
-              100 * at90, 100 * base, verdict(at90 >= base - 0.005).c_str());
+              100 * at90, 100 * unpruned, verdict(at90 >= unpruned - 0.005).c_str());
 
   // 3. Structured pruning: a smaller, faster model.
   std::printf("\nStructured pruning of conv2d_1 filters (L1 norm), dense_1 shrunk to match:\n");

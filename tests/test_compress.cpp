@@ -349,12 +349,18 @@ TEST_CASE("the int8 path equals fake quantization within one step, and keeps acc
   CHECK_FALSE(plan.layers[1].relu);
   CHECK(plan.layers[2].relu);  // the ReLU layer folded in
   CHECK(plan.layers[2].last == 6);
-  quant::QuantizedModel int8(model, plan);
-  CHECK(int8.ops().size() == 7);  // conv, pool, conv, pool, flatten, dense, dense
+  quant::QuantizedModel int8(model, plan, /*fuse_pooling=*/false);  // keeps every conv output to compare
+  CHECK(int8.ops().size() == 7);                                    // conv, pool, conv, pool, flatten, dense, dense
 
   Tensor<float> probe;
   copy_rows(d.test_images, 0, 200, probe);
   const Tensor<float> int8_logits = int8.forward(probe);
+  // Pooling the int32 sums inside the conv pass gives the very same numbers.
+  quant::QuantizedModel fused(model, plan);
+  const Tensor<float> fused_logits = fused.forward(probe);
+  CHECK(values(fused_logits) == values(int8_logits));
+  CHECK(values(fused.output(3)) == values(int8.output(3)));
+  CHECK_THROWS_WITH(fused.output(0), Contains("conv2d_1's output is not kept: it is max-pooled in the same pass"));
   // Each requantized layer's int8 output against the fake-quantized float model's.
   std::vector<Tensor<float>> fake_outputs;
   Tensor<float> fake_logits;
@@ -410,6 +416,59 @@ TEST_CASE("the int8 path equals fake quantization within one step, and keeps acc
     CHECK(e.weight_sqnr_db > 30);  // 8 bits of a bell-shaped tensor: about 35-40 dB
     CHECK(e.activation_sqnr_db > 15);
     CHECK(e.activation_sqnr_db < 60);
+  }
+}
+
+TEST_CASE("every int8 conv path equals fake quantization: rows, patches, channels, strides", "[quant]") {
+  io::Mnist<float>& d = mnist_subset();
+  Tensor<float> x;
+  copy_rows(d.test_images, 0, 64, x);
+  struct Case {
+    const char* what;
+    nn::Padding padding;
+    nn::Size2 kernel, stride, dilation;
+  };
+  for (const Case& c : {Case{"valid 3x3 (image rows)", nn::Padding::valid, {3, 3}, {1, 1}, {1, 1}},
+                        Case{"valid 5x6 stride 2 (rows of 8)", nn::Padding::valid, {5, 6}, {2, 2}, {1, 1}},
+                        Case{"same 3x3 (patches)", nn::Padding::same, {3, 3}, {1, 1}, {1, 1}},
+                        Case{"valid 3x3 dilation 2 (patches)", nn::Padding::valid, {3, 3}, {1, 1}, {2, 2}}}) {
+    INFO(c.what);
+    Sequential<float> model(Shape{1, 28, 28}, 9);
+    nn::Conv2D<float>::Options first;
+    first.padding = c.padding;
+    first.stride = c.stride;
+    first.dilation = c.dilation;
+    first.activation = nn::Activation::relu;
+    model.add<nn::Conv2D<float>>(1, 20, c.kernel, first);  // 20 channels: a padded block of 16
+    nn::Conv2D<float>::Options second;
+    second.padding = nn::Padding::same;
+    model.add<nn::Conv2D<float>>(20, 6, nn::Size2{3, 3}, second);  // 20 inputs: 5 quads of channels
+    model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+    model.add<nn::Flatten<float>>();
+    const index_t features = model.forward(x).dim(1);
+    model.add<nn::Dense<float>>(features, 10);
+    const quant::Plan plan = quant::calibrate(model, x);
+    quant::QuantizedModel fused(model, plan), plain(model, plan, false);
+    const Tensor<float> ours = fused.forward(x);
+    CHECK(values(ours) == values(plain.forward(x)));
+    Tensor<float> fake;
+    {
+      quant::FakeQuantization<float> fq(model, plan);
+      fake = model.forward(x);
+      // The first conv's int8 output, value by value.
+      const Tensor<float> conv = plain.output(0);
+      const Tensor<float>& reference = model.output(0);
+      REQUIRE(conv.shape() == reference.shape());
+      double worst = 0;
+      for (index_t i = 0; i < conv.size(); ++i) worst = std::max(worst, double(std::abs(conv[i] - reference[i])));
+      CHECK(worst <= plan.layers[0].output.scale * 1.001);
+    }
+    double error = 0, range = 0;
+    for (index_t i = 0; i < ours.size(); ++i) {
+      error = std::max(error, double(std::abs(ours[i] - fake[i])));
+      range = std::max(range, double(std::abs(fake[i])));
+    }
+    CHECK(error < 0.02 * range);
   }
 }
 

@@ -227,6 +227,50 @@ TEST_CASE("a modifying hook may replace the output only with one of the same sha
   CHECK(model.output(2).flat().minCoeff() == 1.0);
 }
 
+TEST_CASE("a modifying pre-hook patches a layer's input, straight through in backward", "[hooks]") {
+  Sequential<double> model = small_cnn();
+  Rng rng(4);
+  const Tensor<double> x = random_tensor(Shape{2, 1, 6, 6}, rng);
+  // Doubling dense_1's input equals running the layers after flatten_1 on twice its output.
+  model.forward(x);
+  Tensor<double> doubled = model.output(2);
+  doubled.flat() *= 2.0;
+  const Tensor<double> expected = run_layers(model, 3, doubled);
+  HookHandle twice = model.add_modifying_forward_pre_hook(
+      "dense_1", [](const ForwardPreEvent<double>&, Tensor<double>& in) { in.flat() *= 2.0; });
+  const Tensor<double> out = model.forward(x);
+  CHECK(max_abs_difference(out, expected) < 1e-12);
+  CHECK(max_abs_difference(model.output(2), doubled) == 0.0);  // the stored input is the patched one
+  // On the first layer it patches the model's own copy of x, not the caller's tensor.
+  HookHandle zero = model.add_modifying_forward_pre_hook(
+      0, [](const ForwardPreEvent<double>&, Tensor<double>& in) { in.set_zero(); });
+  const Tensor<double> copy = x;
+  model.forward(x);
+  CHECK(max_abs_difference(x, copy) == 0.0);
+  CHECK(model.output(0).flat().maxCoeff() ==
+        Approx(std::max(0.0, model.layer(0).parameters()[1]->value.flat().maxCoeff())));
+  // Backward treats the patch as the identity.
+  model.backward(Tensor<double>(Shape{2, 3}, 1.0), true);
+  CHECK(model.input_grad().shape() == x.shape());
+  HookHandle bad = model.add_modifying_forward_pre_hook(
+      "dense_2", [](const ForwardPreEvent<double>&, Tensor<double>& in) { in = Tensor<double>(Shape{1}); });
+  CHECK_THROWS_WITH(model.forward(x), Contains("dense_2") && Contains("input's shape from (2, 5) to (1)"));
+}
+
+TEST_CASE("Sequential::replace swaps a layer of the same kind, which takes the old name", "[hooks]") {
+  Sequential<double> model = small_cnn();
+  HookHandle watch = model.add_forward_hook("dense_2", [](const ForwardEvent<double>&) {});
+  auto wider = std::make_unique<nn::Dense<double>>(5, 4);
+  std::unique_ptr<Layer<double>> old = model.replace(5, std::move(wider));
+  CHECK(old->name() == "dense_2");
+  CHECK(model.layer(5).name() == "dense_2");
+  CHECK(model.layer(5).parameters()[0]->name == "dense_2.weight");
+  CHECK(model.forward(Tensor<double>(Shape{2, 1, 6, 6})).shape() == Shape{2, 4});
+  CHECK_THROWS_WITH(model.replace(5, std::make_unique<nn::Tanh<double>>()),
+                    Contains("dense_2 is a dense, the replacement a tanh"));
+  CHECK_THROWS_WITH(model.replace(9, std::make_unique<nn::Tanh<double>>()), Contains("layer index 9 out of range"));
+}
+
 TEST_CASE("hook targets: index, name, layer reference or all; unknown targets are errors", "[hooks]") {
   Sequential<double> model = small_cnn();
   Sequential<double> other = small_cnn();

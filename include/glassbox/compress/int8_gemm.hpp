@@ -17,10 +17,12 @@
 // im2col. Conv weights are laid out [kh][kw][ceil(in / 4)][out16][4], out16 =
 // out rounded up to 16 (padding zero), so one 64-byte load holds 4 input
 // channels of 16 output channels. A 1-channel image (stride 1) would waste
-// three quarters of every multiply that way: its convolution first gathers
-// each output position's patch as kh rows of 4 consecutive pixels
-// (build_patches), then runs as a 1x1 convolution over the patches, weights
-// [kh][ceil(kw / 4)][out16][4].
+// three quarters of every multiply that way: its kernel rows are read as
+// round_up(kw, 4) consecutive pixels instead, weights [kh][ceil(kw / 4)][out16][4]
+// (zero beyond kw, so the extra pixels, or the image's 4 spare bytes, count
+// nothing). Without padding that reads the image directly (a kh x 1 kernel of
+// ceil(kw / 4) quads per tap); with padding each position's patch is gathered
+// first (build_patches) and convolved 1x1.
 
 #include <algorithm>
 #include <cmath>
@@ -128,16 +130,20 @@ inline void store16(const Epilogue& e, index_t c, __m512i acc, std::uint8_t* out
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q));
 }
 
-// PT output positions from p x 16 * CV output channels from c16 (a multiple of 16).
-template <int PT, int CV, class Out>
+// One tile: PT output positions x 16 * CV output channels from c16. Plain
+// tiles store each position (out points at the first one's pixel); pooled
+// tiles hold the 4 positions of a 2x2 pooling window and store their maximum
+// once: requantization is monotone in the int32 sum, so pooling the sums
+// first gives exactly the bytes that pooling the outputs would.
+template <int PT, int CV, bool POOL, class Out>
 void conv_tile(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-               const std::int8_t* weights, index_t p, index_t c16, const Epilogue& e, Out* out) {
+               const std::int8_t* weights, const index_t* positions, index_t c16, const Epilogue& e, Out* out) {
   __m512i acc[PT][CV];
   Origin origins[PT];
   index_t base[PT];  // byte offsets: a pointer into the padding would be undefined
   bool interior = true;
   for (int t = 0; t < PT; ++t) {
-    origins[t] = origin(g, p + t);
+    origins[t] = origin(g, positions[t]);
     interior = interior && g.interior(origins[t].y, origins[t].x);
     base[t] = (origins[t].y * g.w + origins[t].x) * g.in_stride;
     for (int v = 0; v < CV; ++v) acc[t][v] = _mm512_setzero_si512();
@@ -160,46 +166,86 @@ void conv_tile(const ConvGeometry& g, const std::uint8_t* image, const std::uint
         }
       }
     }
-  for (int t = 0; t < PT; ++t)
-    for (int v = 0; v < CV; ++v) store16(e, c16 + 16 * v, acc[t][v], out + (p + t) * g.out16 + c16 + 16 * v);
+  if constexpr (POOL) {
+    for (int v = 0; v < CV; ++v) {
+      const __m512i m =
+          _mm512_max_epi32(_mm512_max_epi32(acc[0][v], acc[1][v]), _mm512_max_epi32(acc[2][v], acc[3][v]));
+      store16(e, c16 + 16 * v, m, out + c16 + 16 * v);
+    }
+  } else {
+    for (int t = 0; t < PT; ++t)
+      for (int v = 0; v < CV; ++v) store16(e, c16 + 16 * v, acc[t][v], out + t * g.out16 + c16 + 16 * v);
+  }
 }
 
-template <int PT, class Out>
+template <int PT, bool POOL, class Out>
 void conv_tiles(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-                const std::int8_t* weights, index_t p, const Epilogue& e, Out* out) {
+                const std::int8_t* weights, const index_t* positions, const Epilogue& e, Out* out) {
   index_t c = 0;
-  for (; c + 64 <= g.out16; c += 64) conv_tile<PT, 4>(g, image, padding_pixel, weights, p, c, e, out);
+  for (; c + 64 <= g.out16; c += 64) conv_tile<PT, 4, POOL>(g, image, padding_pixel, weights, positions, c, e, out);
   switch ((g.out16 - c) / 16) {
-    case 3: conv_tile<PT, 3>(g, image, padding_pixel, weights, p, c, e, out); break;
-    case 2: conv_tile<PT, 2>(g, image, padding_pixel, weights, p, c, e, out); break;
-    case 1: conv_tile<PT, 1>(g, image, padding_pixel, weights, p, c, e, out); break;
+    case 3: conv_tile<PT, 3, POOL>(g, image, padding_pixel, weights, positions, c, e, out); break;
+    case 2: conv_tile<PT, 2, POOL>(g, image, padding_pixel, weights, positions, c, e, out); break;
+    case 1: conv_tile<PT, 1, POOL>(g, image, padding_pixel, weights, positions, c, e, out); break;
     default: break;
   }
 }
 #endif
 
-// out (oh x ow x out16, NHWC) for one image.
+// The int32 sum of output position p, channel c (the scalar path).
+inline std::int32_t conv_sum(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
+                             const std::int8_t* weights, index_t p, index_t c) {
+  std::int32_t acc = 0;
+  for (index_t ki = 0; ki < g.window.kernel.h; ++ki)
+    for (index_t kj = 0; kj < g.window.kernel.w; ++kj) {
+      const std::uint8_t* src = tap(g, image, padding_pixel, origin(g, p), ki, kj);
+      const std::int8_t* w = weights + (ki * g.window.kernel.w + kj) * g.quads * g.out16 * 4 + c * 4;
+      for (index_t q = 0; q < g.quads; ++q)
+        for (index_t j = 0; j < 4; ++j) acc += std::int32_t(src[4 * q + j]) * std::int32_t(w[q * g.out16 * 4 + j]);
+    }
+  return acc;
+}
+
+// One image through a convolution: out gets oh x ow pixels of out16 values
+// (NHWC), or with pool the (oh / 2) x (ow / 2) maxima of 2x2 windows.
 template <class Out>
 void conv_image(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-                const std::int8_t* weights, const Epilogue& e, Out* out) {
-  const index_t positions = g.out.h * g.out.w;
+                const std::int8_t* weights, const Epilogue& e, Out* out, bool pool = false) {
+  const index_t positions = g.out.h * g.out.w, ph = g.out.h / 2, pw = g.out.w / 2;
 #ifdef GLASSBOX_INT8_VNNI
+  if (pool) {
+    for (index_t py = 0; py < ph; ++py)
+      for (index_t px = 0; px < pw; ++px) {
+        const index_t p = 2 * py * g.out.w + 2 * px;
+        const index_t window[4] = {p, p + 1, p + g.out.w, p + g.out.w + 1};
+        conv_tiles<4, true>(g, image, padding_pixel, weights, window, e, out + (py * pw + px) * g.out16);
+      }
+    return;
+  }
   index_t p = 0;
-  for (; p + 4 <= positions; p += 4) conv_tiles<4>(g, image, padding_pixel, weights, p, e, out);
-  for (; p < positions; ++p) conv_tiles<1>(g, image, padding_pixel, weights, p, e, out);
+  for (; p + 4 <= positions; p += 4) {
+    const index_t run[4] = {p, p + 1, p + 2, p + 3};
+    conv_tiles<4, false>(g, image, padding_pixel, weights, run, e, out + p * g.out16);
+  }
+  for (; p < positions; ++p) conv_tiles<1, false>(g, image, padding_pixel, weights, &p, e, out + p * g.out16);
 #else
-  for (index_t p = 0; p < positions; ++p)
-    for (index_t c = 0; c < g.out16; ++c) {
-      std::int32_t acc = 0;
-      for (index_t ki = 0; ki < g.window.kernel.h; ++ki)
-        for (index_t kj = 0; kj < g.window.kernel.w; ++kj) {
-          const std::uint8_t* src = tap(g, image, padding_pixel, origin(g, p), ki, kj);
-          const std::int8_t* w = weights + (ki * g.window.kernel.w + kj) * g.quads * g.out16 * 4 + c * 4;
-          for (index_t q = 0; q < g.quads; ++q)
-            for (index_t j = 0; j < 4; ++j) acc += std::int32_t(src[4 * q + j]) * std::int32_t(w[q * g.out16 * 4 + j]);
+  if (pool) {
+    for (index_t py = 0; py < ph; ++py)
+      for (index_t px = 0; px < pw; ++px) {
+        const index_t p = 2 * py * g.out.w + 2 * px;
+        for (index_t c = 0; c < g.out16; ++c) {
+          const std::int32_t m = std::max(std::max(conv_sum(g, image, padding_pixel, weights, p, c),
+                                                   conv_sum(g, image, padding_pixel, weights, p + 1, c)),
+                                          std::max(conv_sum(g, image, padding_pixel, weights, p + g.out.w, c),
+                                                   conv_sum(g, image, padding_pixel, weights, p + g.out.w + 1, c)));
+          store(e, c, m, out + (py * pw + px) * g.out16 + c);
         }
-      store(e, c, acc, out + p * g.out16 + c);
-    }
+      }
+    return;
+  }
+  for (index_t p = 0; p < positions; ++p)
+    for (index_t c = 0; c < g.out16; ++c)
+      store(e, c, conv_sum(g, image, padding_pixel, weights, p, c), out + p * g.out16 + c);
 #endif
 }
 

@@ -59,8 +59,11 @@ class QuantizedModel {
 
   QuantizedModel() = default;
 
+  // fuse_pooling: a conv2d followed by 2x2 max pooling (stride 2, no
+  // padding) runs as one pass that never stores the convolution's output
+  // (the same numbers, faster); false keeps that output for output(i).
   template <class T>
-  QuantizedModel(Sequential<T>& model, const Plan& plan) {
+  QuantizedModel(Sequential<T>& model, const Plan& plan, bool fuse_pooling = true) : fuse_pooling_(fuse_pooling) {
     if (!model.sample_shape())
       throw Error("QuantizedModel: the model must declare its input shape (Sequential(Shape{...}))");
     sample_shape_ = *model.sample_shape();
@@ -153,6 +156,19 @@ class QuantizedModel {
       out.layout = layouts_[i + 1];
       out.n = n;
       out.source = nullptr;
+      out.pooled_by_next = false;
+      if (derived_[i].pooled) {  // the conv writes the pooling op's output
+        out.pooled_by_next = true;
+        out.bytes.clear();
+        Activation& pooled = outputs_[++i];
+        pooled.layout = layouts_[i + 1];
+        pooled.n = n;
+        pooled.source = nullptr;
+        pooled.pooled_by_next = false;
+        run_conv(i - 1, *in, pooled, threads);
+        in = &pooled;
+        continue;
+      }
       switch (op.kind) {
         case Kind::conv2d: run_conv(i, *in, out, threads); break;
         case Kind::dense: run_dense(i, *in, out, threads); break;
@@ -199,6 +215,11 @@ class QuantizedModel {
   Tensor<float> output(std::size_t i) const {
     if (i >= outputs_.size()) throw Error(fmt::format("QuantizedModel::output: no output {} (run forward first)", i));
     const Activation& a = outputs_[i];
+    if (a.pooled_by_next)
+      throw Error(
+          fmt::format("QuantizedModel::output: {}'s output is not kept: it is max-pooled in the same pass "
+                      "(construct with fuse_pooling = false to keep it)",
+                      ops_[i].name));
     const std::vector<std::uint8_t>& bytes = a.data();
     if (bytes.empty()) return a.values;
     const Layout& l = a.layout;
@@ -347,6 +368,7 @@ class QuantizedModel {
     index_t n = 0;
     std::vector<std::uint8_t> bytes;     // q + 128; empty for float outputs and views
     const Activation* source = nullptr;  // a Flatten's: the activation whose bytes it reads
+    bool pooled_by_next = false;         // a conv2d fused with the max pooling after it: nothing stored
     Tensor<float> values;                // float outputs, in the float model's layout
     QParams params;
     const std::vector<std::uint8_t>& data() const { return source ? source->data() : bytes; }
@@ -357,6 +379,7 @@ class QuantizedModel {
     std::vector<std::int32_t> offset;
     std::vector<float> scale;
     std::vector<std::uint8_t> padding_pixel;  // conv2d: one input pixel of zero points
+    bool pooled = false;                      // conv2d: fused with the 2x2 max pooling after it
   };
 
   template <class V>
@@ -546,6 +569,12 @@ class QuantizedModel {
       const Op& op = ops_[i];
       if (op.kind != Kind::conv2d && op.kind != Kind::dense) continue;
       Derived& d = derived_[i];
+      if (fuse_pooling_ && op.kind == Kind::conv2d && !op.float_output && i + 1 < ops_.size()) {
+        const nn::Window2D& w = ops_[i + 1].window;
+        const nn::Window2D::Pads p = w.pads(layouts_[i + 1].h, layouts_[i + 1].w);
+        d.pooled = ops_[i + 1].kind == Kind::max_pool2d && w.kernel.h == 2 && w.kernel.w == 2 && w.stride.h == 2 &&
+                   w.stride.w == 2 && p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
+      }
       const index_t channels = op.kind == Kind::conv2d ? detail::round_up(op.out, 16) : op.out;
       d.offset.assign(static_cast<std::size_t>(channels), 0);
       d.scale.assign(static_cast<std::size_t>(channels), 0.0f);
@@ -605,11 +634,20 @@ class QuantizedModel {
     const Op& op = ops_[i];
     const Layout &li = layouts_[i], &lo = layouts_[i + 1];
     const detail::ConvGeometry g(li.h, li.w, li.stride, (op.in + 3) / 4, lo.stride, op.window, {lo.h, lo.w});
-    // A 1-channel image runs as a 1x1 convolution over its patches (int8_gemm.hpp).
-    const index_t patch = op.window.kernel.h * detail::round_up(op.window.kernel.w, 4);
+    // A 1-channel image reads each kernel row as round_up(kw, 4) consecutive
+    // pixels (int8_gemm.hpp): straight from the image when no tap can fall
+    // into padding, else from patches gathered first (a 1x1 convolution).
+    const index_t kw4 = detail::round_up(op.window.kernel.w, 4), patch = op.window.kernel.h * kw4;
+    const nn::Window2D::Pads pads = op.window.pads(li.h, li.w);
+    const bool rows = op.in == 1 && op.window.dilation.w == 1 && pads.top == 0 && pads.left == 0 && pads.bottom == 0 &&
+                      pads.right == 0;
+    const bool patched = op.in == 1 && !rows;
+    nn::Window2D row_window = op.window;
+    row_window.kernel.w = 1;
+    const detail::ConvGeometry over_rows(li.h, li.w, 1, kw4 / 4, lo.stride, row_window, {lo.h, lo.w});
     const detail::ConvGeometry over_patches(lo.h, lo.w, patch, patch / 4, lo.stride, nn::Window2D{}, {lo.h, lo.w});
-    const bool patched = op.in == 1;
-    const index_t n = in.n, in_size = li.bytes(), out_size = lo.bytes();
+    const bool pool = derived_[i].pooled;
+    const index_t n = in.n, in_size = li.bytes(), out_size = pool ? layouts_[i + 2].bytes() : lo.bytes();
     const detail::Epilogue e = epilogue(i);
     const std::uint8_t* pad = derived_[i].padding_pixel.data();
     const auto zero = static_cast<std::uint8_t>(op.input.zero_point + 128);
@@ -618,10 +656,11 @@ class QuantizedModel {
       for (auto& b : patches_) b.resize(static_cast<std::size_t>(lo.h * lo.w * patch));
     auto convolve = [&](index_t s, auto* result) {
       const std::uint8_t* image = in.data().data() + s * in_size;
-      if (!patched) return detail::conv_image(g, image, pad, op.weights.data(), e, result);
+      if (rows) return detail::conv_image(over_rows, image, pad, op.weights.data(), e, result, pool);
+      if (!patched) return detail::conv_image(g, image, pad, op.weights.data(), e, result, pool);
       std::uint8_t* patches = patches_[static_cast<std::size_t>(thread_index())].data();
       detail::build_patches(g, image, zero, patches);
-      detail::conv_image(over_patches, patches, pad, op.weights.data(), e, result);
+      detail::conv_image(over_patches, patches, pad, op.weights.data(), e, result, pool);
     };
     out.params = op.output;
     if (!op.float_output) {
@@ -688,6 +727,7 @@ class QuantizedModel {
   std::vector<Activation> outputs_;
   std::vector<std::vector<float>> float_scratch_;
   std::vector<std::vector<std::uint8_t>> patches_;
+  bool fuse_pooling_ = true;
 };
 
 }  // namespace glassbox::quant
