@@ -1,6 +1,7 @@
 // compress/: pruning masks and schedules, structured pruning, int8
 // quantization (formulas, calibration, the int8 path against fake
 // quantization, the file format) and the distillation loss.
+#include <cstring>
 #include <glassbox/compress.hpp>
 
 #include "support.hpp"
@@ -472,6 +473,39 @@ TEST_CASE("every int8 conv path equals fake quantization: rows, patches, channel
   }
 }
 
+TEST_CASE("a 1-channel conv output feeds the next conv through the channel path", "[quant]") {
+  io::Mnist<float>& d = mnist_subset();
+  Tensor<float> x;
+  copy_rows(d.test_images, 0, 32, x);
+  Sequential<float> model(Shape{1, 28, 28}, 4);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 1, nn::Size2{3, 3}, relu);  // one channel, stored 16 wide
+  model.add<nn::Conv2D<float>>(1, 4, nn::Size2{3, 3}, relu);
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(4 * 24 * 24, 10);
+  const quant::Plan plan = quant::calibrate(model, x);
+  quant::QuantizedModel int8(model, plan, false);
+  const Tensor<float> ours = int8.forward(x);
+  quant::FakeQuantization<float> fq(model, plan);
+  const Tensor<float>& fake = model.forward(x);
+  const Tensor<float> first = int8.output(0);
+  double worst_first = 0;
+  for (index_t i = 0; i < first.size(); ++i)
+    worst_first = std::max(worst_first, double(std::abs(first[i] - model.output(0)[i])));
+  CHECK(worst_first <= plan.layers[0].output.scale * 1.001);
+  const Tensor<float> second = int8.output(1);
+  double worst = 0;
+  for (index_t i = 0; i < second.size(); ++i) worst = std::max(worst, double(std::abs(second[i] - model.output(1)[i])));
+  CHECK(worst <= plan.layers[1].output.scale * 1.001);
+  double error = 0, range = 0;
+  for (index_t i = 0; i < ours.size(); ++i) {
+    error = std::max(error, double(std::abs(ours[i] - fake[i])));
+    range = std::max(range, double(std::abs(fake[i])));
+  }
+  CHECK(error < 0.02 * range);
+}
+
 TEST_CASE("int8 models save and load bit-exactly; corrupt files give clear errors", "[quant]") {
   Sequential<float> model(Shape{784}, 3);
   model.add<nn::Dense<float>>(784, 64);
@@ -510,6 +544,16 @@ TEST_CASE("int8 models save and load bit-exactly; corrupt files give clear error
   bad[bytes.size() / 2] ^= 1;
   CHECK_THROWS_WITH(quant::QuantizedModel::from_bytes(bad, "m.gbq8"), Contains("checksum mismatch"));
   CHECK_THROWS_WITH(quant::QuantizedModel::load("/nonexistent/m.gbq8"), Contains("cannot open"));
+  // A well-formed, checksummed file whose ops do not chain: dense_1 marked as
+  // the float output, with layers after it.
+  bad = bytes;
+  const std::size_t float_flag = 20 + 12 + 8 + 4 + 4 + 4 + 7 + 8 + 8 + 1;
+  REQUIRE(bad.compare(20 + 32, 7, "dense_1") == 0);
+  bad[float_flag] = 1;
+  const std::uint32_t crc = crc32c(bad.data() + 20, bad.size() - 20);
+  std::memcpy(&bad[16], &crc, 4);
+  CHECK_THROWS_WITH(quant::QuantizedModel::from_bytes(bad, "m.gbq8"),
+                    Contains("m.gbq8: op 1: dense_2: follows a float output"));
   // Every truncation of the header and body fails cleanly.
   for (std::size_t cut = 0; cut < 64; ++cut)
     CHECK_THROWS_AS(quant::QuantizedModel::from_bytes(bytes.substr(0, cut)), Error);

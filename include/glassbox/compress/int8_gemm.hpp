@@ -58,13 +58,25 @@ struct Epilogue {
   std::int32_t low = 0, high = 255;
 };
 
-inline void store(const Epilogue& e, index_t c, std::int32_t acc, float* out) {
-  *out = static_cast<float>(acc + e.offset[c]) * e.scale[c];
+// Integer sums wrap around as vpdpbusd's do (defined behaviour, same result).
+inline std::int32_t wrapping_add(std::int32_t a, std::int32_t b) {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(a) + static_cast<std::uint32_t>(b));
 }
+inline std::int32_t wrapping_mul(std::int32_t a, std::int32_t b) {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(a) * static_cast<std::uint32_t>(b));
+}
+
+inline void store(const Epilogue& e, index_t c, std::int32_t acc, float* out) {
+  *out = static_cast<float>(wrapping_add(acc, e.offset[c])) * e.scale[c];
+}
+// Clamped in float before the conversion (as the vector path: max, min, then
+// round), so no value, not even NaN or infinity, converts out of range.
 inline void store(const Epilogue& e, index_t c, std::int32_t acc, std::uint8_t* out) {
-  const float v = static_cast<float>(acc + e.offset[c]) * e.scale[c];
-  const auto q = static_cast<std::int32_t>(std::nearbyint(v)) + e.zero_point;
-  *out = static_cast<std::uint8_t>(q < e.low ? e.low : q > e.high ? e.high : q);
+  float v = static_cast<float>(wrapping_add(acc, e.offset[c])) * e.scale[c];
+  const auto low = static_cast<float>(e.low - e.zero_point), high = static_cast<float>(e.high - e.zero_point);
+  v = v > low ? v : low;  // NaN -> low, as vmaxps(v, low)
+  v = v < high ? v : high;
+  *out = static_cast<std::uint8_t>(static_cast<std::int32_t>(std::nearbyint(v)) + e.zero_point);
 }
 
 // One NHWC image through a convolution: in is h x w pixels of in_stride
@@ -124,9 +136,9 @@ inline void store16(const Epilogue& e, index_t c, __m512i acc, float* out) {
   _mm512_storeu_ps(out, dequantize16(e, c, acc));
 }
 inline void store16(const Epilogue& e, index_t c, __m512i acc, std::uint8_t* out) {
-  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(dequantize16(e, c, acc)),  // nearest, ties to even
-                               _mm512_set1_epi32(e.zero_point));
-  q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(e.low)), _mm512_set1_epi32(e.high));
+  __m512 v = _mm512_max_ps(dequantize16(e, c, acc), _mm512_set1_ps(static_cast<float>(e.low - e.zero_point)));
+  v = _mm512_min_ps(v, _mm512_set1_ps(static_cast<float>(e.high - e.zero_point)));
+  const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(e.zero_point));  // nearest, ties to even
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q));
 }
 
@@ -201,7 +213,8 @@ inline std::int32_t conv_sum(const ConvGeometry& g, const std::uint8_t* image, c
       const std::uint8_t* src = tap(g, image, padding_pixel, origin(g, p), ki, kj);
       const std::int8_t* w = weights + (ki * g.window.kernel.w + kj) * g.quads * g.out16 * 4 + c * 4;
       for (index_t q = 0; q < g.quads; ++q)
-        for (index_t j = 0; j < 4; ++j) acc += std::int32_t(src[4 * q + j]) * std::int32_t(w[q * g.out16 * 4 + j]);
+        for (index_t j = 0; j < 4; ++j)
+          acc = wrapping_add(acc, std::int32_t(src[4 * q + j]) * std::int32_t(w[q * g.out16 * 4 + j]));
     }
   return acc;
 }
@@ -330,7 +343,7 @@ void dense_rows(const std::uint8_t* x, index_t first, index_t last, index_t k, c
 #else
     for (index_t c = 0; c < m; ++c) {
       std::int32_t acc = 0;
-      for (index_t j = 0; j < k; ++j) acc += std::int32_t(row[j]) * std::int32_t(weights[c * k + j]);
+      for (index_t j = 0; j < k; ++j) acc = wrapping_add(acc, std::int32_t(row[j]) * std::int32_t(weights[c * k + j]));
       store(e, c, acc, out + n * m + c);
     }
 #endif

@@ -86,11 +86,16 @@ void prune_lowest(const std::vector<Parameter<T>*>& params, const std::vector<Te
   if (count == 0) return;
   std::nth_element(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(count - 1), entries.end(),
                    rank_before);
+  // New masks only for the parameters the entries cover.
   std::vector<Tensor<T>> masks(params.size());
+  for (std::size_t e = 0; e < count; ++e) {
+    const std::size_t p = entries[e].param;
+    if (masks[p].empty())
+      masks[p] = params[p]->has_mask() ? params[p]->mask : Tensor<T>(params[p]->value.shape(), T(1));
+    masks[p][entries[e].index] = T(0);
+  }
   for (std::size_t i = 0; i < params.size(); ++i)
-    masks[i] = params[i]->has_mask() ? params[i]->mask : Tensor<T>(params[i]->value.shape(), T(1));
-  for (std::size_t e = 0; e < count; ++e) masks[entries[e].param][entries[e].index] = T(0);
-  for (std::size_t i = 0; i < params.size(); ++i) params[i]->set_mask(std::move(masks[i]));
+    if (!masks[i].empty()) params[i]->set_mask(std::move(masks[i]));
 }
 
 }  // namespace detail

@@ -316,12 +316,19 @@ class FakeQuantization {
   FakeQuantization(Sequential<T>& model, const Plan& plan, std::vector<std::size_t> only = {}) : model_(model) {
     if (only.empty())
       for (std::size_t l = 0; l < plan.layers.size(); ++l) only.push_back(l);
+    std::sort(only.begin(), only.end());
+    only.erase(std::unique(only.begin(), only.end()), only.end());
+    // Everything is checked before any weight changes.
     for (const std::size_t l : only) {
       if (l >= plan.layers.size())
         throw Error(fmt::format("quant::FakeQuantization: layer {} out of range (plan has {})", l, plan.layers.size()));
       const LayerQuant& q = plan.layers[l];
+      if (q.index >= model.size() || model.layer(q.index).name() != q.name)
+        throw Error(fmt::format("quant::FakeQuantization: the model has no {} where the plan put it", q.name));
+    }
+    for (const std::size_t l : only) {
+      const LayerQuant& q = plan.layers[l];
       Layer<T>& layer = model.layer(q.index);
-      if (layer.name() != q.name) throw Error(fmt::format("quant: the plan's {} is now {}", q.name, layer.name()));
       std::vector<Parameter<T>*> params = layer.parameters();
       for (Parameter<T>* p : params) saved_.push_back({p, p->value});
       fake_quantize_weights(params[0]->value, q.weights);

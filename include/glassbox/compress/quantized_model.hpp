@@ -25,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -128,7 +129,7 @@ class QuantizedModel {
         throw Error(fmt::format("QuantizedModel: {} ({}) has no int8 kernel", op.name, kind));
       }
       ops_.push_back(std::move(op));
-      layouts();  // checks the chain so far
+      chain();  // checks the chain so far
     }
     if (next != plan.layers.size()) throw Error("QuantizedModel: the plan describes layers the model lacks");
     prepare();
@@ -155,7 +156,7 @@ class QuantizedModel {
       Activation& out = outputs_[i];
       out.layout = layouts_[i + 1];
       out.n = n;
-      out.source = nullptr;
+      out.source = kOwnBytes;
       out.pooled_by_next = false;
       if (derived_[i].pooled) {  // the conv writes the pooling op's output
         out.pooled_by_next = true;
@@ -163,7 +164,7 @@ class QuantizedModel {
         Activation& pooled = outputs_[++i];
         pooled.layout = layouts_[i + 1];
         pooled.n = n;
-        pooled.source = nullptr;
+        pooled.source = kOwnBytes;
         pooled.pooled_by_next = false;
         run_conv(i - 1, *in, pooled, threads);
         in = &pooled;
@@ -176,11 +177,11 @@ class QuantizedModel {
         case Kind::flatten:  // a view of the same bytes, read as features
           out.params = in->params;
           out.bytes.clear();
-          if (in->data().empty()) {
+          if (data_of(*in).empty()) {
             out.values = in->values;
             out.values.reshape(Shape{n, in->values.size() / n});
           } else {
-            out.source = in;
+            out.source = i == 0 ? kInput : static_cast<std::ptrdiff_t>(i - 1);
           }
           break;
         case Kind::softmax:
@@ -220,7 +221,7 @@ class QuantizedModel {
           fmt::format("QuantizedModel::output: {}'s output is not kept: it is max-pooled in the same pass "
                       "(construct with fuse_pooling = false to keep it)",
                       ops_[i].name));
-    const std::vector<std::uint8_t>& bytes = a.data();
+    const std::vector<std::uint8_t>& bytes = data_of(a);
     if (bytes.empty()) return a.values;
     const Layout& l = a.layout;
     if (!l.image && !l.flattened) {
@@ -303,7 +304,9 @@ class QuantizedModel {
     if (m.sample_shape_.rank() == 2) throw r.error("input shape", "samples must be (F) or (C, H, W)");
     m.input_ = r.params("input quantizer");
     const auto count = r.get<std::uint32_t>("op count");
+    if (count > 4096) throw r.error("op count", fmt::format("{} ops (at most 4096)", count));
     r.need(std::uint64_t(count) * 8, "op count");
+    Layout layout = m.input_layout();
     for (std::uint32_t i = 0; i < count; ++i) {
       r.section = fmt::format("op {}", i);
       Op op;
@@ -332,11 +335,12 @@ class QuantizedModel {
         }
         for (index_t c = 0; c < op.out; ++c) op.bias.push_back(r.get<std::int32_t>("bias"));
       }
+      // The shapes must chain, and stay bounded.
+      const Layout before = layout;
+      layout = next_layout(layout, op, r.source + ": " + r.section);
       m.ops_.push_back(std::move(op));
-      // The shapes must chain (this also bounds every size below by the sample's).
-      const std::vector<Layout> layouts = m.layouts(r.source + ": " + r.section);
       if (weighted) {
-        const std::uint64_t bytes = m.weight_bytes(m.ops_.size() - 1, layouts[m.ops_.size() - 1]);
+        const std::uint64_t bytes = weight_bytes(m.ops_.back(), before, r.source + ": " + r.section);
         r.need(bytes, "weights");
         m.ops_.back().weights.resize(static_cast<std::size_t>(bytes));
         std::memcpy(m.ops_.back().weights.data(), data.data() + r.pos, static_cast<std::size_t>(bytes));
@@ -344,6 +348,7 @@ class QuantizedModel {
       }
     }
     if (r.pos != data.size()) throw r.error("end", fmt::format("{} bytes left over", data.size() - r.pos));
+    if (!layout.is_float) throw Error(source + ": the last layer must be dequantized (float output)");
     m.prepare();
     return m;
   }
@@ -353,11 +358,13 @@ class QuantizedModel {
   static constexpr std::uint32_t kVersion = 1;
   // Spare bytes after an image batch that a 1-channel convolution may read (int8_gemm.hpp).
   static constexpr index_t kSpare = 4;
+  static constexpr std::ptrdiff_t kOwnBytes = -2, kInput = -1;
 
   // How one sample's activation is stored.
   struct Layout {
     bool image = false;      // NHWC: h x w pixels of `stride` bytes, c of them channels
     bool flattened = false;  // features that are an image's NHWC bytes (after a Flatten)
+    bool is_float = false;   // float values (the dequantized last layer and what follows), not bytes
     index_t c = 0, h = 0, w = 0, stride = 0;
     index_t features = 0;  // logical features when not an image
     index_t bytes() const { return image || flattened ? h * w * stride : features; }
@@ -366,12 +373,11 @@ class QuantizedModel {
   struct Activation {
     Layout layout;
     index_t n = 0;
-    std::vector<std::uint8_t> bytes;     // q + 128; empty for float outputs and views
-    const Activation* source = nullptr;  // a Flatten's: the activation whose bytes it reads
-    bool pooled_by_next = false;         // a conv2d fused with the max pooling after it: nothing stored
-    Tensor<float> values;                // float outputs, in the float model's layout
+    std::vector<std::uint8_t> bytes;    // q + 128; empty for float outputs and views
+    std::ptrdiff_t source = kOwnBytes;  // a Flatten's view: kInput or the index of the output it reads
+    bool pooled_by_next = false;        // a conv2d fused with the max pooling after it: nothing stored
+    Tensor<float> values;               // float outputs, in the float model's layout
     QParams params;
-    const std::vector<std::uint8_t>& data() const { return source ? source->data() : bytes; }
   };
 
   // Per weighted op, derived by prepare(): the kernels' epilogue and padding.
@@ -462,76 +468,124 @@ class QuantizedModel {
     }
   };
 
+  // The bytes an activation holds or, for a Flatten's view, reads.
+  const std::vector<std::uint8_t>& data_of(const Activation& a) const {
+    if (a.source == kOwnBytes) return a.bytes;
+    return a.source == kInput ? input_buffer_.bytes : data_of(outputs_[static_cast<std::size_t>(a.source)]);
+  }
+
   // The layout before each op and after the last; throws naming the op whose
   // input does not fit.
   std::vector<Layout> layouts(const std::string& who = "QuantizedModel") const {
-    std::vector<Layout> l(1);
-    if (sample_shape_.rank() == 3)
-      l[0] = Layout{true,
-                    false,
-                    sample_shape_[0],
-                    sample_shape_[1],
-                    sample_shape_[2],
-                    sample_shape_[0] == 1 ? 1 : detail::round_up(sample_shape_[0], 4),
-                    0};
-    else
-      l[0].features = sample_shape_[0];
-    for (const Op& op : ops_) {
-      Layout in = l.back(), out = in;
-      auto fail = [&](const std::string& what) { return Error(fmt::format("{}: {}: {}", who, op.name, what)); };
-      switch (op.kind) {
-        case Kind::conv2d:
-        case Kind::max_pool2d: {
-          if (!in.image) throw fail("expects an image input");
-          if (op.kind == Kind::conv2d && in.c != op.in)
-            throw fail(fmt::format("input has {} channels, layer expects {}", in.c, op.in));
-          const nn::Size2 o = op.window.output(op.name, in.h, in.w);
-          out.h = o.h;
-          out.w = o.w;
-          if (op.kind == Kind::conv2d) {
-            out.c = op.out;
-            out.stride = detail::round_up(op.out, 16);
-          }
-          break;
-        }
-        case Kind::flatten:
-          if (in.image) out.image = false, out.flattened = true;
-          break;
-        case Kind::dense: {
-          if (in.image) throw fail("expects features (flatten first)");
-          const index_t features = in.flattened ? in.c * in.h * in.w : in.features;
-          if (features != op.in) throw fail(fmt::format("input has {} features, layer expects {}", features, op.in));
-          out = Layout{};
-          out.features = op.out;
-          break;
-        }
-        case Kind::softmax:
-          if (in.image || in.flattened) throw fail("softmax needs (batch, classes)");
-          break;
-      }
-      l.push_back(out);
-    }
+    std::vector<Layout> l = chain(who);
+    if (!l.back().is_float) throw Error(who + ": the last layer must be dequantized (float output)");
+    return l;
+  }
+  std::vector<Layout> chain(const std::string& who = "QuantizedModel") const {
+    std::vector<Layout> l{input_layout()};
+    for (const Op& op : ops_) l.push_back(next_layout(l.back(), op, who));
     return l;
   }
 
-  // Bytes of op i's int8 weights, given its input layout.
-  std::uint64_t weight_bytes(std::size_t i, const Layout& in) const {
-    const Op& op = ops_[i];
-    if (op.kind == Kind::dense) return std::uint64_t(op.out) * std::uint64_t(in.bytes());
-    const auto out16 = std::uint64_t(detail::round_up(op.out, 16));
-    if (op.in == 1) return std::uint64_t(op.window.kernel.h * detail::round_up(op.window.kernel.w, 4)) * out16;
-    return std::uint64_t(op.window.kernel.h * op.window.kernel.w) * std::uint64_t((op.in + 3) / 4) * out16 * 4;
+  Layout input_layout() const {
+    Layout l;
+    if (sample_shape_.rank() == 3)
+      l = Layout{true,
+                 false,
+                 false,
+                 sample_shape_[0],
+                 sample_shape_[1],
+                 sample_shape_[2],
+                 sample_shape_[0] == 1 ? 1 : detail::round_up(sample_shape_[0], 4),
+                 0};
+    else
+      l.features = sample_shape_[0];
+    return l;
+  }
+
+  // The layout after op, given the layout before it. Sizes are capped, so a
+  // corrupt file cannot make forward() allocate without bound.
+  static Layout next_layout(const Layout& in, const Op& op, const std::string& who) {
+    auto fail = [&](const std::string& what) { return Error(fmt::format("{}: {}: {}", who, op.name, what)); };
+    if (in.is_float && op.kind != Kind::flatten && op.kind != Kind::softmax)
+      throw fail("follows a float output; only flatten and softmax may");
+    Layout out = in;
+    switch (op.kind) {
+      case Kind::conv2d:
+      case Kind::max_pool2d: {
+        if (!in.image) throw fail("expects an image input");
+        if (op.kind == Kind::conv2d && in.c != op.in)
+          throw fail(fmt::format("input has {} channels, layer expects {}", in.c, op.in));
+        if (op.kind == Kind::max_pool2d && op.window.padding == nn::Padding::explicit_ &&
+            (2 * op.window.pad.h > op.window.kernel.h || 2 * op.window.pad.w > op.window.kernel.w))
+          throw fail("padding exceeds half the kernel");
+        const nn::Size2 o = op.window.output(op.name, in.h, in.w);
+        out.h = o.h;
+        out.w = o.w;
+        if (op.kind == Kind::conv2d) {
+          out.c = op.out;
+          out.stride = detail::round_up(op.out, 16);
+          out.is_float = op.float_output;
+        }
+        break;
+      }
+      case Kind::flatten:
+        if (in.image) out.image = false, out.flattened = true;
+        break;
+      case Kind::dense: {
+        if (in.image) throw fail("expects features (flatten first)");
+        const index_t features = in.flattened ? in.c * in.h * in.w : in.features;
+        if (features != op.in) throw fail(fmt::format("input has {} features, layer expects {}", features, op.in));
+        out = Layout{};
+        out.features = op.out;
+        out.is_float = op.float_output;
+        break;
+      }
+      case Kind::softmax:
+        if (!in.is_float || in.image || in.flattened) throw fail("softmax needs float (batch, classes) logits");
+        break;
+    }
+    if (out.h > (1 << 16) || out.w > (1 << 16) || out.bytes() > (index_t(1) << 31))
+      throw fail(fmt::format("activations of {} x {} x {} are too large", out.h, out.w, out.stride));
+    return out;
+  }
+
+  // Bytes of a dense or conv2d op's int8 weights, given its input layout;
+  // throws when the count overflows (a corrupt file).
+  static std::uint64_t weight_bytes(const Op& op, const Layout& in, const std::string& who = "QuantizedModel") {
+    std::uint64_t bytes = 1;
+    auto times = [&](index_t factor) {
+      const auto f = static_cast<std::uint64_t>(factor);
+      if (f != 0 && bytes > std::numeric_limits<std::uint64_t>::max() / f)
+        throw Error(fmt::format("{}: {}: weight size overflows", who, op.name));
+      bytes *= f;
+    };
+    if (op.kind == Kind::dense) {
+      times(op.out);
+      times(in.bytes());
+      return bytes;
+    }
+    times(detail::round_up(op.out, 16));
+    times(op.window.kernel.h);
+    if (in.stride == 1) {  // 1-channel rows: [kh][kw4 / 4][out16][4]
+      times(detail::round_up(op.window.kernel.w, 4));
+    } else {
+      times(op.window.kernel.w);
+      times((op.in + 3) / 4);
+      times(4);
+    }
+    return bytes;
   }
 
   // Moves op i's weights from the float layout (OIHW, or out x in) into its kernel's.
   void arrange_weights(std::size_t i, const std::vector<std::int8_t>& plain) {
-    const Layout in = layouts().at(i);
+    const Layout in = chain().at(i);
     Op& op = ops_[i];
-    op.weights.assign(static_cast<std::size_t>(weight_bytes(i, in)), 0);
+    op.weights.assign(static_cast<std::size_t>(weight_bytes(op, in)), 0);
     if (op.kind == Kind::conv2d) {
       const index_t kh = op.window.kernel.h, kw = op.window.kernel.w, quads = (op.in + 3) / 4;
       const index_t out16 = detail::round_up(op.out, 16);
-      if (op.in == 1) {  // patches: [kh][kw4 / 4][out16][4]
+      if (in.stride == 1) {  // a 1-channel image's rows: [kh][kw4 / 4][out16][4]
         const index_t kw4 = detail::round_up(kw, 4);
         for (index_t o = 0; o < op.out; ++o)
           for (index_t ki = 0; ki < kh; ++ki)
@@ -580,17 +634,20 @@ class QuantizedModel {
       d.scale.assign(static_cast<std::size_t>(channels), 0.0f);
       std::vector<std::int32_t> sums(static_cast<std::size_t>(channels), 0);
       if (op.kind == Kind::conv2d) {
-        for (std::size_t j = 0; j < op.weights.size(); ++j) sums[(j / 4) % std::size_t(channels)] += op.weights[j];
+        for (std::size_t j = 0; j < op.weights.size(); ++j)
+          sums[(j / 4) % std::size_t(channels)] =
+              detail::wrapping_add(sums[(j / 4) % std::size_t(channels)], op.weights[j]);
         d.padding_pixel.assign(static_cast<std::size_t>(layouts_[i].stride),
                                static_cast<std::uint8_t>(op.input.zero_point + 128));
       } else {
         const std::size_t k = op.weights.size() / std::size_t(op.out);
-        for (std::size_t j = 0; j < op.weights.size(); ++j) sums[j / k] += op.weights[j];
+        for (std::size_t j = 0; j < op.weights.size(); ++j)
+          sums[j / k] = detail::wrapping_add(sums[j / k], op.weights[j]);
       }
       const std::int32_t zp = op.input.zero_point + 128;
       for (index_t c = 0; c < op.out; ++c) {
         const auto ci = static_cast<std::size_t>(c);
-        d.offset[ci] = op.bias[ci] - zp * sums[ci];
+        d.offset[ci] = detail::wrapping_add(op.bias[ci], -detail::wrapping_mul(zp, sums[ci]));
         const float s = op.input.scale * op.weight_params[ci].scale;
         d.scale[ci] = op.float_output ? s : s / op.output.scale;
       }
@@ -639,9 +696,9 @@ class QuantizedModel {
     // into padding, else from patches gathered first (a 1x1 convolution).
     const index_t kw4 = detail::round_up(op.window.kernel.w, 4), patch = op.window.kernel.h * kw4;
     const nn::Window2D::Pads pads = op.window.pads(li.h, li.w);
-    const bool rows = op.in == 1 && op.window.dilation.w == 1 && pads.top == 0 && pads.left == 0 && pads.bottom == 0 &&
-                      pads.right == 0;
-    const bool patched = op.in == 1 && !rows;
+    const bool rows = li.stride == 1 && op.window.dilation.w == 1 && pads.top == 0 && pads.left == 0 &&
+                      pads.bottom == 0 && pads.right == 0;
+    const bool patched = li.stride == 1 && !rows;
     nn::Window2D row_window = op.window;
     row_window.kernel.w = 1;
     const detail::ConvGeometry over_rows(li.h, li.w, 1, kw4 / 4, lo.stride, row_window, {lo.h, lo.w});
@@ -655,7 +712,7 @@ class QuantizedModel {
     if (patched)
       for (auto& b : patches_) b.resize(static_cast<std::size_t>(lo.h * lo.w * patch));
     auto convolve = [&](index_t s, auto* result) {
-      const std::uint8_t* image = in.data().data() + s * in_size;
+      const std::uint8_t* image = data_of(in).data() + s * in_size;
       if (rows) return detail::conv_image(over_rows, image, pad, op.weights.data(), e, result, pool);
       if (!patched) return detail::conv_image(g, image, pad, op.weights.data(), e, result, pool);
       std::uint8_t* patches = patches_[static_cast<std::size_t>(thread_index())].data();
@@ -692,7 +749,7 @@ class QuantizedModel {
     if (!op.float_output) {
       out.bytes.resize(static_cast<std::size_t>(n * op.out));
       parallel_for(blocks, threads, [&](index_t b) {
-        detail::dense_rows(in.data().data(), 16 * b, std::min(n, 16 * b + 16), k, op.weights.data(), op.out, e,
+        detail::dense_rows(data_of(in).data(), 16 * b, std::min(n, 16 * b + 16), k, op.weights.data(), op.out, e,
                            out.bytes.data());
       });
       return;
@@ -700,7 +757,7 @@ class QuantizedModel {
     out.bytes.clear();
     out.values.resize(Shape{n, op.out});
     parallel_for(blocks, threads, [&](index_t b) {
-      detail::dense_rows(in.data().data(), 16 * b, std::min(n, 16 * b + 16), k, op.weights.data(), op.out, e,
+      detail::dense_rows(data_of(in).data(), 16 * b, std::min(n, 16 * b + 16), k, op.weights.data(), op.out, e,
                          out.values.data());
     });
     if (op.relu)
@@ -713,7 +770,7 @@ class QuantizedModel {
     out.params = in.params;
     out.bytes.resize(static_cast<std::size_t>(in.n * lo.bytes() + kSpare));
     parallel_for(in.n, threads, [&](index_t s) {
-      detail::max_pool_image(in.data().data() + s * li.bytes(), li.h, li.w, li.stride, op.window, pads, {lo.h, lo.w},
+      detail::max_pool_image(data_of(in).data() + s * li.bytes(), li.h, li.w, li.stride, op.window, pads, {lo.h, lo.w},
                              out.bytes.data() + s * lo.bytes());
     });
   }
