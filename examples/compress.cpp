@@ -9,8 +9,8 @@
 //      speed of the real int8 path against fp32, per-layer sensitivity and SQNR;
 //   5. distillation: a Dense 784-64-10 student trained with and without the
 //      teacher's softened outputs.
-// Tables go to stdout and OUT_DIR/compress.json; the int8 model to
-// OUT_DIR/seed_cnn.gbq8.
+// Tables go to stdout, OUT_DIR/compress.json and OUT_DIR/report.html; the
+// int8 model to OUT_DIR/seed_cnn.gbq8.
 //
 //   compress [MNIST_DIR] [EPOCHS] [OUT_DIR]   (data/mnist, 1, runs/compress)
 
@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <glassbox/compress.hpp>
 #include <glassbox/glassbox.hpp>
+#include <glassbox/viz/html_report.hpp>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,7 @@ double int8_accuracy(quant::QuantizedModel& int8, const Data& test) {
 }
 
 std::string verdict(bool met) { return met ? "met" : "MISSED"; }
+std::string percent(double fraction) { return fmt::format("{:.2f}%", 100 * fraction); }
 
 }  // namespace
 
@@ -133,6 +135,8 @@ int main(int argc, char** argv) try {
   std::printf("\nMagnitude pruning (global L1 over conv2d_1.weight and dense_1.weight):\n");
   std::printf("%-10s%14s%22s%18s%14s\n", "sparsity", "pruned", "+1 epoch fine-tune", "random pruning", "size");
   json += "  \"pruning\": [\n";
+  viz::HtmlReport page("glassbox: compressing the seed CNN");
+  std::vector<std::vector<std::string>> rows;
   double at90 = 0, control = 0;
   // 0%: the control, since fine-tuning is also one more epoch of training.
   const std::vector<double> sparsities{0.0, 0.5, 0.8, 0.9, 0.95};
@@ -155,9 +159,14 @@ int main(int argc, char** argv) try {
         fmt::format("    {{\"sparsity\": {}, \"accuracy\": {}, \"fine_tuned\": {}, \"random\": {}, \"bytes\": {}}}{}\n",
                     s, pruned, tuned, random_accuracy, r.effective_bytes, i + 1 < sparsities.size() ? "," : "");
     if (s == 0.9) std::printf("%s", r.str().c_str());
+    rows.push_back({fmt::format("{:.0f}%", 100 * s), percent(pruned), percent(tuned), percent(random_accuracy),
+                    fmt::format("{:.1f} KB", double(r.effective_bytes) / 1024)});
     restore(teacher, trained);
   }
   json += "  ],\n";
+  page.add_table("Magnitude pruning (global L1), test accuracy",
+                 {"sparsity", "pruned", "+1 epoch fine-tune", "random pruning", "sparse size"}, rows);
+  rows.clear();
   // Against the better of the unpruned model and the unpruned model trained one epoch more.
   const double unpruned = std::max(base, control);
   std::printf("target: 90%% pruned + 1 epoch of fine-tuning within 0.5 points of unpruned: %.2f%% vs %.2f%% -> %s\n",
@@ -169,6 +178,8 @@ int main(int argc, char** argv) try {
   const double full_speed = samples_per_second(data.test_images, [&](const Tensor<float>& b) { teacher.forward(b); });
   std::printf("%-10d%12td%11.2f%%%21s%16.0f\n", 32, teacher.parameter_count(), 100 * base, "-", full_speed);
   json += "  \"structured\": [\n";
+  rows.push_back(
+      {"32", fmt::format("{}", teacher.parameter_count()), percent(base), "-", fmt::format("{:.0f}", full_speed)});
   for (const index_t remove : {8, 16}) {
     Sequential<float> smaller = seed_cnn();
     restore(smaller, trained);
@@ -179,12 +190,17 @@ int main(int argc, char** argv) try {
     const double speed = samples_per_second(data.test_images, [&](const Tensor<float>& b) { smaller.forward(b); });
     std::printf("%-10td%12td%11.2f%%%20.2f%%%16.0f\n", 32 - remove, smaller.parameter_count(), 100 * pruned,
                 100 * tuned, speed);
+    rows.push_back({fmt::format("{}", 32 - remove), fmt::format("{}", smaller.parameter_count()), percent(pruned),
+                    percent(tuned), fmt::format("{:.0f}", speed)});
     json += fmt::format(
         "    {{\"filters\": {}, \"parameters\": {}, \"accuracy\": {}, \"fine_tuned\": {}, "
         "\"samples_per_second\": {}, \"full_samples_per_second\": {}}}{}\n",
         32 - remove, smaller.parameter_count(), pruned, tuned, speed, full_speed, remove == 8 ? "," : "");
   }
   json += "  ],\n";
+  page.add_table("Structured pruning of conv2d_1 filters (L1 norm)",
+                 {"filters", "parameters", "pruned", "+1 epoch fine-tune", "inference samples/s"}, rows);
+  rows.clear();
 
   // 4. int8 post-training quantization.
   Tensor<float> calibration;
@@ -225,6 +241,18 @@ int main(int argc, char** argv) try {
                 errors[l].weight_sqnr_db, errors[l].activation_sqnr_db, q.input.scale,
                 q.float_output ? "float" : fmt::format("{:.4f}/{}", q.output.scale, q.output.zero_point).c_str());
   }
+  page.add_table(
+      "int8 post-training quantization", {"model", "test accuracy", "size", "inference samples/s"},
+      {{"fp32", percent(base), fmt::format("{:.1f} KB", double(fp32_bytes) / 1024), fmt::format("{:.0f}", fp32_speed)},
+       {"fake-quantized fp32", percent(fake), "-", "-"},
+       {"int8 (QuantizedModel)", percent(int8_acc), fmt::format("{:.1f} KB", double(int8_bytes) / 1024),
+        fmt::format("{:.0f}", int8_speed)}});
+  for (std::size_t l = 0; l < plan.layers.size(); ++l)
+    rows.push_back({plan.layers[l].name, percent(sensitivity[l].accuracy),
+                    fmt::format("{:.1f}", errors[l].weight_sqnr_db),
+                    fmt::format("{:.1f}", errors[l].activation_sqnr_db)});
+  page.add_table("int8 per layer",
+                 {"layer", "accuracy, this layer alone in int8", "weight SQNR (dB)", "activation SQNR (dB)"}, rows);
   json += fmt::format(
       "  \"int8\": {{\"accuracy\": {}, \"fake_quantized_accuracy\": {}, \"fp32_accuracy\": {}, "
       "\"bytes\": {}, \"fp32_bytes\": {}, \"samples_per_second\": {}, \"fp32_samples_per_second\": {}}},\n",
@@ -255,8 +283,13 @@ int main(int argc, char** argv) try {
   std::printf("  teacher (seed CNN, %td parameters):     %.2f%%\n", teacher.parameter_count(), 100 * base);
   json += fmt::format("  \"distillation\": {{\"alone\": {}, \"taught\": {}, \"alpha\": 0.7, \"temperature\": 4}}\n}}\n",
                       alone_accuracy, taught_accuracy);
+  page.add_table("Distillation into Dense 784-64-10", {"student", "test accuracy"},
+                 {{"alone (cross-entropy)", percent(alone_accuracy)},
+                  {"taught (alpha 0.7, T 4)", percent(taught_accuracy)},
+                  {"teacher (seed CNN)", percent(base)}});
   write_text_file(out + "/compress.json", json);
-  std::printf("\nWritten: %s/compress.json, %s/seed_cnn.gbq8\n", out.c_str(), out.c_str());
+  page.write(out + "/report.html");
+  std::printf("\nWritten: %s/compress.json, %s/report.html, %s/seed_cnn.gbq8\n", out.c_str(), out.c_str(), out.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "compress: %s\n", e.what());

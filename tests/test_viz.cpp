@@ -390,9 +390,13 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   report.add_activation_stats(stats);
   report.add_gradient_flow(flow);
   report.add_pictures("filters", {{"a red pixel", Image(1, 1, {255, 0, 0})}});
+  report.add_table("pruning", {"sparsity", "accuracy"}, {{"90%", "97.76% <best>"}});
+  CHECK_THROWS_WITH(report.add_table("bad", {"a", "b"}, {{"1"}}), Contains("'bad': a row of 1 cells under 2 headings"));
   const std::string html = report.html();
+  CHECK_THAT(html, Contains("<h3>pruning</h3><table class=\"results\"><tr><th>sparsity</th><th>accuracy</th></tr>"
+                            "<tr><td>90%</td><td>97.76% &lt;best&gt;</td></tr></table>"));
   CHECK_THAT(html, Contains("<h1>run &lt;1&gt;</h1>"));
-  for (const char* section : {"model", "training", "activations", "gradients", "pictures"})
+  for (const char* section : {"model", "training", "activations", "gradients", "pictures", "tables"})
     CHECK_THAT(html, Contains(fmt::format("<section id=\"{}\">", section)));
   CHECK_THAT(html, Contains("data:image/png;base64," + base64(encode_png(Image(1, 1, {255, 0, 0})))));
   CHECK_THAT(html, Contains("\"val_accuracy\":"));

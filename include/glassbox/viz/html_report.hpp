@@ -288,6 +288,24 @@ class HtmlReport {
     pictures_html_ += html + "</div>";
   }
 
+  // A table of text cells (compression results, for example), in the
+  // Tables section; cells are escaped.
+  void add_table(const std::string& heading, const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+    std::string html = "<h3>" + detail::html_escape(heading) + "</h3><table class=\"results\"><tr>";
+    for (const std::string& h : header) html += "<th>" + detail::html_escape(h) + "</th>";
+    html += "</tr>";
+    for (const auto& row : rows) {
+      if (row.size() != header.size())
+        throw Error(fmt::format("HtmlReport::add_table: '{}': a row of {} cells under {} headings", heading, row.size(),
+                                header.size()));
+      html += "<tr>";
+      for (const std::string& cell : row) html += "<td>" + detail::html_escape(cell) + "</td>";
+      html += "</tr>";
+    }
+    tables_html_ += html + "</table>";
+  }
+
   std::string html() const {
     std::string data = "{";
     auto field = [&](const char* name, const std::string& json) {
@@ -305,6 +323,8 @@ body {{ font-family: sans-serif; margin: 24px; color: #222; max-width: 1240px; }
 section {{ margin-bottom: 32px; }} h2 {{ border-bottom: 1px solid #ccc; }}
 .chart {{ background: #fff; margin: 4px 12px 12px 0; }} .axis {{ stroke: #444; }} .grid {{ stroke: #eee; }}
 .tick, .label, .legend {{ font-size: 11px; fill: #333; }} .line {{ fill: none; stroke-width: 2; }}
+table.results {{ border-collapse: collapse; margin-bottom: 12px; }}
+.results th, .results td {{ border: 1px solid #ccc; padding: 2px 10px; text-align: right; }}
 .c0 {{ stroke: #2166ac; fill: #2166ac; }} .c1 {{ stroke: #b2182b; fill: #b2182b; }} .bar {{ fill: #35b779; }}
 .bar:hover, .dot:hover {{ fill: #fde725; }} .line.c0, .line.c1 {{ fill: none; }}
 #training-charts div, #activation-charts div {{ display: inline-block; vertical-align: top; }}
@@ -331,6 +351,7 @@ console.error = (function (original) {{ return function () {{ document.body.data
           "<section id=\"gradients\"><h2>Gradient flow</h2><p>Norm of the loss gradient with respect to each "
           "layer's output.</p><div id=\"gradient-charts\"></div></section>\n";
     if (!pictures_html_.empty()) page += "<section id=\"pictures\"><h2>Pictures</h2>" + pictures_html_ + "</section>\n";
+    if (!tables_html_.empty()) page += "<section id=\"tables\"><h2>Tables</h2>" + tables_html_ + "</section>\n";
     page += "<script type=\"application/json\" id=\"report-data\">" + detail::script_safe(data) + "</script>\n";
     page += std::string("<script>") + detail::report_script() + "</script>\n</body></html>\n";
     return page;
@@ -362,7 +383,7 @@ console.error = (function (original) {{ return function () {{ document.body.data
   }
 
   std::string title_;
-  std::string model_html_, history_json_, activations_json_, gradients_json_, pictures_html_;
+  std::string model_html_, history_json_, activations_json_, gradients_json_, pictures_html_, tables_html_;
 };
 
 }  // namespace glassbox::viz
