@@ -6,7 +6,8 @@
 //   3. structured pruning: the weakest conv filters removed by L1 norm, the
 //      layer and the dense layer after it physically shrunk;
 //   4. int8 post-training quantization: accuracy, file size and inference
-//      speed of the real int8 path against fp32, per-layer sensitivity and SQNR;
+//      speed of the real int8 path against fp32, per-layer sensitivity and SQNR,
+//      and one epoch of quantization-aware training;
 //   5. distillation: a Dense 784-64-10 student trained with and without the
 //      teacher's softened outputs.
 // Tables go to stdout, OUT_DIR/compress.json and OUT_DIR/report.html; the
@@ -217,6 +218,20 @@ int main(int argc, char** argv) try {
     fake = accuracy(teacher, test_set);
   }
   const double int8_acc = int8_accuracy(int8, test_set);
+  // Quantization-aware training: one more epoch with int8 forwards (on a copy of the teacher).
+  double qat_acc = 0;
+  {
+    Sequential<float> copy = seed_cnn();
+    restore(copy, trained);
+    quant::Plan qat_plan;
+    {
+      quant::QuantizationAwareTraining<float> qat(copy, quant::calibrate(copy, calibration));
+      fine_tune(copy, train_set, 1, 13);
+      qat_plan = qat.plan();
+    }
+    quant::QuantizedModel qat_int8(copy, qat_plan);
+    qat_acc = int8_accuracy(qat_int8, test_set);
+  }
   const double fp32_speed = samples_per_second(data.test_images, [&](const Tensor<float>& b) { teacher.forward(b); });
   const double int8_speed = samples_per_second(data.test_images, [&](const Tensor<float>& b) { int8.forward(b); });
   std::printf("\nint8 post-training quantization (calibrated on %td training images, min/max):\n", calibration.dim(0));
@@ -225,6 +240,7 @@ int main(int argc, char** argv) try {
   std::printf("%-22s%11.2f%%%16s%14s\n", "fake-quantized fp32", 100 * fake, "-", "-");
   std::printf("%-22s%11.2f%%%12.1f KB%14.0f\n", "int8 (QuantizedModel)", 100 * int8_acc, double(int8_bytes) / 1024,
               int8_speed);
+  std::printf("%-22s%11.2f%%%16s%14s\n", "int8 after 1 epoch QAT", 100 * qat_acc, "-", "-");
   std::printf("int8 / fp32: size %.2fx smaller, speed %.2fx\n", double(fp32_bytes) / double(int8_bytes),
               int8_speed / fp32_speed);
   std::printf("target: int8 loses at most 0.3 points: %.2f%% vs %.2f%% -> %s\n", 100 * int8_acc, 100 * base,
@@ -246,7 +262,8 @@ int main(int argc, char** argv) try {
       {{"fp32", percent(base), fmt::format("{:.1f} KB", double(fp32_bytes) / 1024), fmt::format("{:.0f}", fp32_speed)},
        {"fake-quantized fp32", percent(fake), "-", "-"},
        {"int8 (QuantizedModel)", percent(int8_acc), fmt::format("{:.1f} KB", double(int8_bytes) / 1024),
-        fmt::format("{:.0f}", int8_speed)}});
+        fmt::format("{:.0f}", int8_speed)},
+       {"int8 after 1 epoch of quantization-aware training", percent(qat_acc), "-", "-"}});
   for (std::size_t l = 0; l < plan.layers.size(); ++l)
     rows.push_back({plan.layers[l].name, percent(sensitivity[l].accuracy),
                     fmt::format("{:.1f}", errors[l].weight_sqnr_db),
@@ -254,9 +271,9 @@ int main(int argc, char** argv) try {
   page.add_table("int8 per layer",
                  {"layer", "accuracy, this layer alone in int8", "weight SQNR (dB)", "activation SQNR (dB)"}, rows);
   json += fmt::format(
-      "  \"int8\": {{\"accuracy\": {}, \"fake_quantized_accuracy\": {}, \"fp32_accuracy\": {}, "
+      "  \"int8\": {{\"accuracy\": {}, \"qat_accuracy\": {}, \"fake_quantized_accuracy\": {}, \"fp32_accuracy\": {}, "
       "\"bytes\": {}, \"fp32_bytes\": {}, \"samples_per_second\": {}, \"fp32_samples_per_second\": {}}},\n",
-      int8_acc, fake, base, int8_bytes, fp32_bytes, int8_speed, fp32_speed);
+      int8_acc, qat_acc, fake, base, int8_bytes, fp32_bytes, int8_speed, fp32_speed);
 
   // 5. Distillation into a Dense 784-64-10 student.
   auto student = [] {

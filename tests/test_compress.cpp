@@ -506,6 +506,43 @@ TEST_CASE("a 1-channel conv output feeds the next conv through the channel path"
   CHECK(error < 0.02 * range);
 }
 
+TEST_CASE("quantization-aware training: int8 forward, float weights trained, a plan for the int8 path", "[quant]") {
+  Sequential<float> model = trained_cnn();
+  io::Mnist<float>& d = mnist_subset();
+  Tensor<float> calibration;
+  copy_rows(d.train_images, 0, 256, calibration);
+  const quant::Plan plan = quant::calibrate(model, calibration);
+  nn::SoftmaxCrossEntropy<float> ce;
+  const double float_accuracy = train::evaluate(model, ce, d.test_images, d.test_labels).accuracy;
+  const Tensor<float> before = model.layer(0).parameters()[0]->value;
+  quant::Plan trained;
+  Tensor<float> probe, qat_logits;
+  copy_rows(d.test_images, 0, 100, probe);
+  {
+    quant::QuantizationAwareTraining<float> qat(model, plan);
+    optim::Adam<float> adam(model.parameters(), 5e-4f);
+    train::fit(model, adam, ce, d.train_images, d.train_labels, test::quiet_fit<float>(1, 32));
+    trained = qat.plan();
+    qat_logits = model.forward(probe);  // eval: int8 weights and activations
+    // Between passes the float weights are in place, not their int8 grid.
+    const Tensor<float>& w = model.layer(0).parameters()[0]->value;
+    index_t off_grid = 0;
+    for (index_t i = 0; i < w.size(); ++i) {
+      const float scale = trained.layers[0].weights[std::size_t(i / 9)].scale;
+      off_grid += std::abs(w[i] / scale - std::nearbyint(w[i] / scale)) > 1e-3f;
+    }
+    CHECK(off_grid > w.size() / 2);
+  }
+  CHECK(values(model.layer(0).parameters()[0]->value) != values(before));  // the float weights trained
+  {
+    quant::FakeQuantization<float> fq(model, trained);  // the same forward as QAT's eval pass
+    CHECK(values(model.forward(probe)) == values(qat_logits));
+  }
+  quant::QuantizedModel int8(model, trained);
+  const double int8_accuracy = double(ce.tally(int8.predict(d.test_images), d.test_labels).correct) / 1000.0;
+  CHECK(int8_accuracy > float_accuracy - 0.02);
+}
+
 TEST_CASE("int8 models save and load bit-exactly; corrupt files give clear errors", "[quant]") {
   Sequential<float> model(Shape{784}, 3);
   model.add<nn::Dense<float>>(784, 64);

@@ -231,6 +231,19 @@ inline QParams choose(Observed& o, const CalibrationOptions& options) {
 
 }  // namespace detail
 
+// Symmetric per-channel quantizers of a weight tensor (output channels first).
+template <class T>
+std::vector<QParams> weight_scales(const Tensor<T>& w) {
+  std::vector<QParams> scales;
+  const index_t channels = w.dim(0), fan_in = w.size() / channels;
+  for (index_t c = 0; c < channels; ++c) {
+    double m = 0;
+    for (index_t j = 0; j < fan_in; ++j) m = std::max(m, std::abs(double(w[c * fan_in + j])));
+    scales.push_back(weight_params(m));
+  }
+  return scales;
+}
+
 // Observes the model on x (eval mode) and returns the quantization plan.
 template <class T>
 Plan calibrate(Sequential<T>& model, const Tensor<T>& x, const CalibrationOptions& options = {}) {
@@ -275,13 +288,7 @@ Plan calibrate(Sequential<T>& model, const Tensor<T>& x, const CalibrationOption
   for (std::size_t l = 0; l < plan.layers.size(); ++l) {
     LayerQuant& q = plan.layers[l];
     q.input = flowing;
-    const Tensor<T>& w = model.layer(q.index).parameters()[0]->value;
-    const index_t channels = w.dim(0), fan_in = w.size() / channels;
-    for (index_t c = 0; c < channels; ++c) {
-      double m = 0;
-      for (index_t j = 0; j < fan_in; ++j) m = std::max(m, std::abs(double(w[c * fan_in + j])));
-      q.weights.push_back(weight_params(m));
-    }
+    q.weights = weight_scales(model.layer(q.index).parameters()[0]->value);
     if (!q.float_output) {
       q.output = detail::choose(outputs[l], options);
       flowing = q.output;
@@ -356,6 +363,92 @@ class FakeQuantization {
   };
   Sequential<T>& model_;
   std::vector<Saved> saved_;
+  std::vector<HookHandle> hooks_;
+};
+
+// Quantization-aware training (fake quantization in forward, the
+// straight-through estimator in backward). While alive, each planned layer's
+// forward sees its weights quantized per channel from the current float
+// weights (scales from their current extremes), its bias at the int32 scale,
+// and int8 inputs and outputs at the plan's activation ranges; backward
+// passes the quantizers straight through, and the optimizer updates the float
+// weights, which come back after every backward (a parameter-gradient hook)
+// or eval forward. plan() then describes the trained weights for
+// QuantizedModel. Activation ranges stay those of the plan given.
+template <class T>
+class QuantizationAwareTraining {
+ public:
+  QuantizationAwareTraining(Sequential<T>& model, Plan plan) : model_(model), plan_(std::move(plan)) {
+    for (const LayerQuant& q : plan_.layers)
+      if (q.index >= model.size() || model.layer(q.index).name() != q.name)
+        throw Error(fmt::format("quant::QuantizationAwareTraining: the model has no {} where the plan put it", q.name));
+    swapped_.assign(plan_.layers.size(), Swapped{});
+    for (std::size_t l = 0; l < plan_.layers.size(); ++l) {
+      const LayerQuant& q = plan_.layers[l];
+      hooks_.push_back(
+          model.add_modifying_forward_pre_hook(q.index, [this, l](const ForwardPreEvent<T>&, Tensor<T>& x) {
+            for (T& v : x) v = plan_.layers[l].input.fake(v);
+            quantize_weights(l);
+          }));
+      hooks_.push_back(model.add_forward_hook(q.index, [this, l](const ForwardEvent<T>& e) {
+        if (e.mode == Mode::eval) restore(l);  // no backward will follow
+      }));
+      if (!q.float_output)
+        hooks_.push_back(model.add_modifying_forward_hook(q.last, [this, l](const ForwardEvent<T>&, Tensor<T>& y) {
+          for (T& v : y) v = plan_.layers[l].output.fake(v);
+        }));
+      hooks_.push_back(model.add_param_grad_hook(q.index, [this, l](const ParamGradEvent<T>&) { restore(l); }));
+    }
+  }
+  QuantizationAwareTraining(const QuantizationAwareTraining&) = delete;
+  QuantizationAwareTraining& operator=(const QuantizationAwareTraining&) = delete;
+  ~QuantizationAwareTraining() {
+    for (std::size_t l = 0; l < swapped_.size(); ++l) restore(l);
+  }
+
+  // The plan with weight scales of the current float weights.
+  Plan plan() const {
+    Plan p = plan_;
+    for (std::size_t l = 0; l < p.layers.size(); ++l) p.layers[l].weights = weight_scales(float_weight(l));
+    return p;
+  }
+
+ private:
+  struct Swapped {
+    bool active = false;
+    Tensor<T> weight, bias;  // the float values while quantized ones are in place
+  };
+
+  const Tensor<T>& float_weight(std::size_t l) const {
+    return swapped_[l].active ? swapped_[l].weight : model_.layer(plan_.layers[l].index).parameters()[0]->value;
+  }
+
+  void quantize_weights(std::size_t l) {
+    Swapped& s = swapped_[l];
+    if (s.active) return;  // still quantized from a forward without backward
+    const std::vector<Parameter<T>*> params = model_.layer(plan_.layers[l].index).parameters();
+    s.weight = params[0]->value;
+    const std::vector<QParams> scales = weight_scales(s.weight);
+    fake_quantize_weights(params[0]->value, scales);
+    if (params.size() > 1) {
+      s.bias = params[1]->value;
+      fake_quantize_bias(params[1]->value, plan_.layers[l].input, scales);
+    }
+    s.active = true;
+  }
+
+  void restore(std::size_t l) {
+    Swapped& s = swapped_[l];
+    if (!s.active) return;
+    const std::vector<Parameter<T>*> params = model_.layer(plan_.layers[l].index).parameters();
+    params[0]->value = s.weight;
+    if (params.size() > 1) params[1]->value = s.bias;
+    s.active = false;
+  }
+
+  Sequential<T>& model_;
+  Plan plan_;
+  std::vector<Swapped> swapped_;
   std::vector<HookHandle> hooks_;
 };
 

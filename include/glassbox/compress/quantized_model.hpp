@@ -142,13 +142,40 @@ class QuantizedModel {
   // Runs a batch (N, sample shape...) and returns the float output (logits,
   // or probabilities after a final softmax); valid until the next forward.
   const Tensor<float>& forward(const Tensor<float>& x) {
-    if (ops_.empty()) throw Error("QuantizedModel::forward: empty model");
+    check_input("forward", x);
+    return forward_rows(x.data(), x.dim(0));
+  }
+
+  // forward() over x in batches, outputs concatenated.
+  Tensor<float> predict(const Tensor<float>& x, index_t batch_size = 256) {
+    check_input("predict", x);
+    if (batch_size <= 0) throw Error("QuantizedModel::predict: batch_size must be positive");
+    Tensor<float> result;
+    const index_t per_sample = x.size() / x.dim(0);
+    for (index_t start = 0; start < x.dim(0); start += batch_size) {
+      const Tensor<float>& y = forward_rows(x.data() + start * per_sample, std::min(batch_size, x.dim(0) - start));
+      if (start == 0) {
+        Shape s = y.shape();
+        s[0] = x.dim(0);
+        result = Tensor<float>(s);
+      }
+      std::copy(y.begin(), y.end(), result.begin() + start * (y.size() / y.dim(0)));
+    }
+    return result;
+  }
+
+ private:
+  void check_input(const char* who, const Tensor<float>& x) const {
+    if (ops_.empty()) throw Error(fmt::format("QuantizedModel::{}: empty model", who));
     if (x.rank() == 0 || x.dim(0) == 0 || x.shape().sample() != sample_shape_)
-      throw Error(fmt::format("QuantizedModel: expected a non-empty batch of samples of shape {}, got {}",
+      throw Error(fmt::format("QuantizedModel::{}: expected a non-empty batch of samples of shape {}, got {}", who,
                               sample_shape_.str(), x.shape().str()));
+  }
+
+  // n samples read straight from x (no copy of the batch).
+  const Tensor<float>& forward_rows(const float* x, index_t n) {
     const int threads = num_threads();
-    const index_t n = x.dim(0);
-    quantize_input(x, threads);
+    quantize_input(x, n, threads);
     outputs_.resize(ops_.size());
     const Activation* in = &input_buffer_;
     for (std::size_t i = 0; i < ops_.size(); ++i) {
@@ -194,23 +221,8 @@ class QuantizedModel {
     return in->values;
   }
 
-  // forward() over x in batches, outputs concatenated.
-  Tensor<float> predict(const Tensor<float>& x, index_t batch_size = 256) {
-    if (batch_size <= 0) throw Error("QuantizedModel::predict: batch_size must be positive");
-    Tensor<float> result, batch;
-    for (index_t start = 0; start < x.dim(0); start += batch_size) {
-      copy_rows(x, start, std::min(batch_size, x.dim(0) - start), batch);
-      const Tensor<float>& y = forward(batch);
-      if (start == 0) {
-        Shape s = y.shape();
-        s[0] = x.dim(0);
-        result = Tensor<float>(s);
-      }
-      std::copy(y.begin(), y.end(), result.begin() + start * (y.size() / y.dim(0)));
-    }
-    return result;
-  }
 
+ public:
   // Op i's output of the last forward, dequantized, in the float model's
   // layout (NCHW images; a Flatten's output in NCHW order).
   Tensor<float> output(std::size_t i) const {
@@ -662,9 +674,9 @@ class QuantizedModel {
     return e;
   }
 
-  void quantize_input(const Tensor<float>& x, int threads) {
+  void quantize_input(const float* x, index_t n, int threads) {
     const Layout& l = layouts_[0];
-    const index_t n = x.dim(0), per_sample = l.bytes();
+    const index_t per_sample = l.bytes();
     Activation& a = input_buffer_;
     a.layout = l;
     a.n = n;
@@ -674,12 +686,12 @@ class QuantizedModel {
     parallel_for(n, threads, [&](index_t s) {
       std::uint8_t* dst = a.bytes.data() + s * per_sample;
       if (!l.image) {
-        const float* src = x.data() + s * per_sample;
+        const float* src = x + s * per_sample;
         for (index_t i = 0; i < per_sample; ++i) dst[i] = static_cast<std::uint8_t>(input_.quantize(src[i]) + 128);
         return;
       }
       const index_t plane = l.h * l.w;
-      const float* src = x.data() + s * l.c * plane;
+      const float* src = x + s * l.c * plane;
       if (l.stride > l.c) std::fill(dst, dst + per_sample, zero);
       for (index_t c = 0; c < l.c; ++c)
         for (index_t p = 0; p < plane; ++p)
