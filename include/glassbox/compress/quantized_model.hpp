@@ -164,65 +164,6 @@ class QuantizedModel {
     return result;
   }
 
- private:
-  void check_input(const char* who, const Tensor<float>& x) const {
-    if (ops_.empty()) throw Error(fmt::format("QuantizedModel::{}: empty model", who));
-    if (x.rank() == 0 || x.dim(0) == 0 || x.shape().sample() != sample_shape_)
-      throw Error(fmt::format("QuantizedModel::{}: expected a non-empty batch of samples of shape {}, got {}", who,
-                              sample_shape_.str(), x.shape().str()));
-  }
-
-  // n samples read straight from x (no copy of the batch).
-  const Tensor<float>& forward_rows(const float* x, index_t n) {
-    const int threads = num_threads();
-    quantize_input(x, n, threads);
-    outputs_.resize(ops_.size());
-    const Activation* in = &input_buffer_;
-    for (std::size_t i = 0; i < ops_.size(); ++i) {
-      const Op& op = ops_[i];
-      Activation& out = outputs_[i];
-      out.layout = layouts_[i + 1];
-      out.n = n;
-      out.source = kOwnBytes;
-      out.pooled_by_next = false;
-      if (derived_[i].pooled) {  // the conv writes the pooling op's output
-        out.pooled_by_next = true;
-        out.bytes.clear();
-        Activation& pooled = outputs_[++i];
-        pooled.layout = layouts_[i + 1];
-        pooled.n = n;
-        pooled.source = kOwnBytes;
-        pooled.pooled_by_next = false;
-        run_conv(i - 1, *in, pooled, threads);
-        in = &pooled;
-        continue;
-      }
-      switch (op.kind) {
-        case Kind::conv2d: run_conv(i, *in, out, threads); break;
-        case Kind::dense: run_dense(i, *in, out, threads); break;
-        case Kind::max_pool2d: run_max_pool(op, *in, out, threads); break;
-        case Kind::flatten:  // a view of the same bytes, read as features
-          out.params = in->params;
-          out.bytes.clear();
-          if (data_of(*in).empty()) {
-            out.values = in->values;
-            out.values.reshape(Shape{n, in->values.size() / n});
-          } else {
-            out.source = i == 0 ? kInput : static_cast<std::ptrdiff_t>(i - 1);
-          }
-          break;
-        case Kind::softmax:
-          out.values.resize(in->values.shape());
-          nn::functional::softmax_rows(in->values.matrix(), out.values.matrix());
-          break;
-      }
-      in = &out;
-    }
-    return in->values;
-  }
-
-
- public:
   // Op i's output of the last forward, dequantized, in the float model's
   // layout (NCHW images; a Flatten's output in NCHW order).
   Tensor<float> output(std::size_t i) const {
@@ -366,6 +307,62 @@ class QuantizedModel {
   }
 
  private:
+  void check_input(const char* who, const Tensor<float>& x) const {
+    if (ops_.empty()) throw Error(fmt::format("QuantizedModel::{}: empty model", who));
+    if (x.rank() == 0 || x.dim(0) == 0 || x.shape().sample() != sample_shape_)
+      throw Error(fmt::format("QuantizedModel::{}: expected a non-empty batch of samples of shape {}, got {}", who,
+                              sample_shape_.str(), x.shape().str()));
+  }
+
+  // n samples read straight from x (no copy of the batch).
+  const Tensor<float>& forward_rows(const float* x, index_t n) {
+    const int threads = num_threads();
+    quantize_input(x, n, threads);
+    outputs_.resize(ops_.size());
+    const Activation* in = &input_buffer_;
+    for (std::size_t i = 0; i < ops_.size(); ++i) {
+      const Op& op = ops_[i];
+      Activation& out = outputs_[i];
+      out.layout = layouts_[i + 1];
+      out.n = n;
+      out.source = kOwnBytes;
+      out.pooled_by_next = false;
+      if (derived_[i].pooled) {  // the conv writes the pooling op's output
+        out.pooled_by_next = true;
+        out.bytes.clear();
+        Activation& pooled = outputs_[++i];
+        pooled.layout = layouts_[i + 1];
+        pooled.n = n;
+        pooled.source = kOwnBytes;
+        pooled.pooled_by_next = false;
+        run_conv(i - 1, *in, pooled, threads);
+        in = &pooled;
+        continue;
+      }
+      switch (op.kind) {
+        case Kind::conv2d: run_conv(i, *in, out, threads); break;
+        case Kind::dense: run_dense(i, *in, out, threads); break;
+        case Kind::max_pool2d: run_max_pool(op, *in, out, threads); break;
+        case Kind::flatten:  // a view of the same bytes, read as features
+          out.params = in->params;
+          out.bytes.clear();
+          if (data_of(*in).empty()) {
+            out.values = in->values;
+            out.values.reshape(Shape{n, in->values.size() / n});
+          } else {
+            out.source = i == 0 ? kInput : static_cast<std::ptrdiff_t>(i - 1);
+          }
+          break;
+        case Kind::softmax:
+          out.values.resize(in->values.shape());
+          nn::functional::softmax_rows(in->values.matrix(), out.values.matrix());
+          break;
+      }
+      in = &out;
+    }
+    return in->values;
+  }
+
   static constexpr const char* kMagic = "GBQ8";
   static constexpr std::uint32_t kVersion = 1;
   // Spare bytes after an image batch that a 1-channel convolution may read (int8_gemm.hpp).
