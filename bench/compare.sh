@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the glassbox benchmarks (MLP and seed CNN training and inference, int8
-# inference of the seed CNN, and
-# saliency/Integrated Gradients on the seed CNN) and their PyTorch references
+# inference of the seed CNN, and saliency/Integrated Gradients on the seed
+# CNN) and their PyTorch references
 # in one go and prints samples/s and the ratio glassbox / PyTorch, with
 # PyTorch in its best setting here (threads = cores, one OpenBLAS thread) and,
 # for reference, in its default setting.
