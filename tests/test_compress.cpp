@@ -19,6 +19,17 @@ Parameter<float> parameter(const std::string& name, const Shape& shape, std::ini
 
 std::vector<float> values(const Tensor<float>& t) { return std::vector<float>(t.begin(), t.end()); }
 
+// Largest |ours - reference| as a fraction of reference's largest magnitude.
+double relative_max_error(const Tensor<float>& ours, const Tensor<float>& reference) {
+  REQUIRE(ours.shape() == reference.shape());
+  double error = 0, range = 0;
+  for (index_t i = 0; i < ours.size(); ++i) {
+    error = std::max(error, std::abs(double(ours[i]) - double(reference[i])));
+    range = std::max(range, std::abs(double(reference[i])));
+  }
+  return error / range;
+}
+
 index_t zeros(const Tensor<float>& t) {
   index_t n = 0;
   for (const float v : t) n += v == 0.0f;
@@ -385,13 +396,7 @@ TEST_CASE("the int8 path equals fake quantization within one step, and keeps acc
     CHECK(worst <= 1.0 + 1e-3);
     CHECK(double(exact) / double(ours.size()) > 0.995);
   }
-  REQUIRE(int8_logits.shape() == fake_logits.shape());
-  double logit_error = 0, logit_range = 0;
-  for (index_t i = 0; i < int8_logits.size(); ++i) {
-    logit_error = std::max(logit_error, std::abs(double(int8_logits[i]) - double(fake_logits[i])));
-    logit_range = std::max(logit_range, std::abs(double(fake_logits[i])));
-  }
-  CHECK(logit_error < 0.01 * logit_range);
+  CHECK(relative_max_error(int8_logits, fake_logits) < 0.01);
 
   // Accuracy on the 1,000 test digits: int8 within one point of float.
   nn::SoftmaxCrossEntropy<float> ce;
@@ -464,12 +469,7 @@ TEST_CASE("every int8 conv path equals fake quantization: rows, patches, channel
       for (index_t i = 0; i < conv.size(); ++i) worst = std::max(worst, double(std::abs(conv[i] - reference[i])));
       CHECK(worst <= plan.layers[0].output.scale * 1.001);
     }
-    double error = 0, range = 0;
-    for (index_t i = 0; i < ours.size(); ++i) {
-      error = std::max(error, double(std::abs(ours[i] - fake[i])));
-      range = std::max(range, double(std::abs(fake[i])));
-    }
-    CHECK(error < 0.02 * range);
+    CHECK(relative_max_error(ours, fake) < 0.02);
   }
 }
 
@@ -498,12 +498,7 @@ TEST_CASE("a 1-channel conv output feeds the next conv through the channel path"
   double worst = 0;
   for (index_t i = 0; i < second.size(); ++i) worst = std::max(worst, double(std::abs(second[i] - model.output(1)[i])));
   CHECK(worst <= plan.layers[1].output.scale * 1.001);
-  double error = 0, range = 0;
-  for (index_t i = 0; i < ours.size(); ++i) {
-    error = std::max(error, double(std::abs(ours[i] - fake[i])));
-    range = std::max(range, double(std::abs(fake[i])));
-  }
-  CHECK(error < 0.02 * range);
+  CHECK(relative_max_error(ours, fake) < 0.02);
 }
 
 TEST_CASE("quantization-aware training: int8 forward, float weights trained, a plan for the int8 path", "[quant]") {
