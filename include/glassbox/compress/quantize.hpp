@@ -320,7 +320,7 @@ template <class T>
 class FakeQuantization {
  public:
   // only: indices into plan.layers; empty means every layer.
-  FakeQuantization(Sequential<T>& model, const Plan& plan, std::vector<std::size_t> only = {}) : model_(model) {
+  FakeQuantization(Sequential<T>& model, const Plan& plan, std::vector<std::size_t> only = {}) {
     if (only.empty())
       for (std::size_t l = 0; l < plan.layers.size(); ++l) only.push_back(l);
     std::sort(only.begin(), only.end());
@@ -361,7 +361,6 @@ class FakeQuantization {
     Parameter<T>* parameter;
     Tensor<T> value;
   };
-  Sequential<T>& model_;
   std::vector<Saved> saved_;
   std::vector<HookHandle> hooks_;
 };
