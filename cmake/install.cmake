@@ -9,6 +9,8 @@ set(GLASSBOX_CMAKE_DIR ${CMAKE_INSTALL_DATADIR}/cmake/glassbox)
 
 install(TARGETS glassbox EXPORT glassboxTargets)
 install(DIRECTORY include/glassbox DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The precompiled-instance sources (README, "Compile times"), for users who add them to their own target.
+install(FILES src/instances_nn.cpp src/instances_inspect.cpp DESTINATION ${CMAKE_INSTALL_DATADIR}/glassbox/src)
 install(EXPORT glassboxTargets NAMESPACE glassbox:: DESTINATION ${GLASSBOX_CMAKE_DIR})
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/glassboxConfig.cmake.in

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/tensor.hpp"
 
 namespace glassbox {
@@ -44,4 +45,5 @@ struct Parameter {
   }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(struct Parameter<float>)
 }  // namespace glassbox

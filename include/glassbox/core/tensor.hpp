@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "glassbox/core/error.hpp"
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/shape.hpp"
 
 namespace glassbox {
@@ -142,4 +143,5 @@ void gather_rows(const Tensor<T>& src, IndexIt first, IndexIt last, Tensor<T>& d
   }
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Tensor<float>)
 }  // namespace glassbox

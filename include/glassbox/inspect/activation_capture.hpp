@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/inspect/record.hpp"
 
 namespace glassbox::inspect {
@@ -126,4 +127,5 @@ class ActivationCapture {
   std::vector<HookHandle> handles_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class ActivationCapture<float>)
 }  // namespace glassbox::inspect

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/inspect/record.hpp"
 
@@ -345,4 +346,5 @@ class ActivationStats {
   std::vector<HookHandle> handles_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class ActivationStats<float>)
 }  // namespace glassbox::inspect

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/inspect/saliency.hpp"
 
 namespace glassbox::inspect {
@@ -424,4 +425,9 @@ class NoiseTunnel : public Attribution<T> {
   Options options_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Attribution<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class Saliency<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class InputXGradient<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class IntegratedGradients<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class NoiseTunnel<float>)
 }  // namespace glassbox::inspect

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/inspect/record.hpp"
 
@@ -293,4 +294,5 @@ class GradientFlow {
   std::vector<HookHandle> handles_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class GradientFlow<float>)
 }  // namespace glassbox::inspect

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
 
@@ -40,4 +41,5 @@ std::string layer_table(const ActivationStats<T>& stats, const GradientFlow<T>& 
   return s;
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(std::string layer_table<float>(const ActivationStats<float>&, const GradientFlow<float>&))
 }  // namespace glassbox::inspect

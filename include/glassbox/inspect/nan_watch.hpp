@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/inspect/record.hpp"
 
 namespace glassbox::inspect {
@@ -66,4 +67,5 @@ class NanWatch {
   std::vector<HookHandle> handles_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class NanWatch<float>)
 }  // namespace glassbox::inspect

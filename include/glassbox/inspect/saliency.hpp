@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/inspect/record.hpp"
 #include "glassbox/train/callback.hpp"
 
@@ -160,4 +161,5 @@ class SaliencyRecorder : public train::Callback {
   Series<SaliencyRecord<T>> series_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class SaliencyRecorder<float>)
 }  // namespace glassbox::inspect

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/tensor.hpp"
 
 namespace glassbox::io {
@@ -130,4 +131,5 @@ Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
   return out;
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(Tensor<float> read_idx<float>(const std::string&, float))
 }  // namespace glassbox::io

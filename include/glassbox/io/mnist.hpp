@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/io/idx.hpp"
 
 namespace glassbox::io {
@@ -55,4 +56,5 @@ Mnist<T> load_mnist(const std::string& dir) {
   return m;
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(Mnist<float> load_mnist<float>(const std::string&))
 }  // namespace glassbox::io

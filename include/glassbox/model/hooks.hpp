@@ -40,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox {
@@ -291,4 +292,6 @@ class HookRegistry final : public HookOwner {
 };
 
 }  // namespace detail
+
+GLASSBOX_PRECOMPILED_INSTANCE(class detail::HookRegistry<float>)
 }  // namespace glassbox

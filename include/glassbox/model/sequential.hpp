@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/model/hooks.hpp"
 #include "glassbox/nn/layer.hpp"
@@ -401,4 +402,5 @@ class Sequential {
   std::shared_ptr<detail::HookRegistry<T>> hooks_;  // created by the first registration
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Sequential<float>)
 }  // namespace glassbox

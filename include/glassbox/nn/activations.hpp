@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/functional.hpp"
 #include "glassbox/nn/layer.hpp"
 
@@ -138,4 +139,10 @@ class GELU : public Elementwise<T> {
   Approximation approx_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Elementwise<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class ReLU<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class LeakyReLU<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class Sigmoid<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class Tanh<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class GELU<float>)
 }  // namespace glassbox::nn

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/pool2d.hpp"
 
@@ -110,4 +111,6 @@ class GlobalAvgPool2D : public Layer<T> {
   }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class AvgPool2D<float>)
+GLASSBOX_PRECOMPILED_INSTANCE(class GlobalAvgPool2D<float>)
 }  // namespace glassbox::nn

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox::nn {
@@ -150,4 +151,5 @@ class BatchNorm : public Layer<T> {
   bool training_ = false;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class BatchNorm<float>)
 }  // namespace glassbox::nn

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/functional.hpp"
 #include "glassbox/nn/loss.hpp"
 
@@ -36,4 +37,5 @@ class BCEWithLogitsLoss : public Loss<T> {
   }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class BCEWithLogitsLoss<float>)
 }  // namespace glassbox::nn

@@ -14,6 +14,7 @@
 
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/activations.hpp"
 #include "glassbox/nn/im2col.hpp"
@@ -220,4 +221,5 @@ class Conv2D : public Layer<T> {
   std::vector<Tensor<T>> columns_, grad_columns_, masked_, weight_grads_, bias_grads_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Conv2D<float>)
 }  // namespace glassbox::nn

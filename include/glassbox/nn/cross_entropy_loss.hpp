@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/loss.hpp"
 
 namespace glassbox::nn {
@@ -66,4 +67,5 @@ class SoftmaxCrossEntropy : public Loss<T> {
   }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class SoftmaxCrossEntropy<float>)
 }  // namespace glassbox::nn

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/init.hpp"
 #include "glassbox/nn/layer.hpp"
 
@@ -85,4 +86,5 @@ class Dense : public Layer<T> {
   Parameter<T> bias_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Dense<float>)
 }  // namespace glassbox::nn

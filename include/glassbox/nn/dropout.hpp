@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox::nn {
@@ -66,4 +67,5 @@ class Dropout : public Layer<T> {
   bool dropped_ = false;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Dropout<float>)
 }  // namespace glassbox::nn

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox::nn {
@@ -31,4 +32,5 @@ class Flatten : public Layer<T> {
   }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Flatten<float>)
 }  // namespace glassbox::nn

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "glassbox/core/parameter.hpp"
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/rng.hpp"
 #include "glassbox/core/tensor.hpp"
 
@@ -89,4 +90,5 @@ inline void require_batch_first(const std::string& layer, const Shape& in) {
     throw_shape_error(layer, fmt::format("expects a batch-first input of rank >= 2, got {}", in.str()));
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Layer<float>)
 }  // namespace glassbox

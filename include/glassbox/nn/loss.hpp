@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/tensor.hpp"
 
 namespace glassbox::nn {
@@ -36,4 +37,5 @@ class Loss {
   virtual Tally tally(const Tensor<T>& /*output*/, const Tensor<T>& /*target*/) const { return {}; }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Loss<float>)
 }  // namespace glassbox::nn

@@ -11,6 +11,7 @@
 #include <limits>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/pool2d.hpp"
 
@@ -167,4 +168,5 @@ class MaxPool2D : public Pool2D<T> {
   std::vector<Winner> winners_;  // per output: index of the max within its input plane
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class MaxPool2D<float>)
 }  // namespace glassbox::nn

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/loss.hpp"
 
 namespace glassbox::nn {
@@ -23,4 +24,5 @@ class MSELoss : public Loss<T> {
   }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class MSELoss<float>)
 }  // namespace glassbox::nn

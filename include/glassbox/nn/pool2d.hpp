@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/window.hpp"
 
 namespace glassbox::nn {
@@ -44,4 +45,5 @@ class Pool2D : public Layer<T> {
   Window2D window_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Pool2D<float>)
 }  // namespace glassbox::nn

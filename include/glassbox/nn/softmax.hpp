@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/nn/functional.hpp"
 #include "glassbox/nn/layer.hpp"
 
@@ -45,4 +46,5 @@ class Softmax : public Layer<T> {
   static Eigen::Map<Rows> rows(Tensor<T>& t) { return Eigen::Map<Rows>(t.data(), t.size() / last_dim(t), last_dim(t)); }
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Softmax<float>)
 }  // namespace glassbox::nn

@@ -9,6 +9,7 @@
 
 #include <cmath>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/optim/optimizer.hpp"
 
 namespace glassbox::optim {
@@ -66,4 +67,5 @@ class Adam : public Optimizer<T> {
   std::vector<Tensor<T>> m_, v_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Adam<float>)
 }  // namespace glassbox::optim

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "glassbox/core/parameter.hpp"
+#include "glassbox/core/precompiled.hpp"
 
 namespace glassbox::optim {
 
@@ -60,4 +61,5 @@ class Optimizer {
   long long steps_ = 0;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Optimizer<float>)
 }  // namespace glassbox::optim

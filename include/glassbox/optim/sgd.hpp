@@ -6,6 +6,7 @@
 //   g = nesterov ? g + momentum * buf : buf        (when momentum != 0)
 //   w -= lr * g
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/optim/optimizer.hpp"
 
 namespace glassbox::optim {
@@ -56,4 +57,5 @@ class SGD : public Optimizer<T> {
   std::vector<Tensor<T>> momentum_;  // empty until a parameter's first step
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class SGD<float>)
 }  // namespace glassbox::optim

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/loss.hpp"
 #include "glassbox/optim/optimizer.hpp"
@@ -175,4 +176,8 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
   return history;
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(Evaluation evaluate<float>(Sequential<float>&, const nn::Loss<float>&,
+                                                         const Tensor<float>&, const Tensor<float>&, index_t))
+GLASSBOX_PRECOMPILED_INSTANCE(History fit<float>(Sequential<float>&, optim::Optimizer<float>&, const nn::Loss<float>&,
+                                                 const Tensor<float>&, const Tensor<float>&, const FitOptions<float>&))
 }  // namespace glassbox::train

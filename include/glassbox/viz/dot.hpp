@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
@@ -98,4 +99,7 @@ inline bool render_svg(const std::string& dot_path, const std::string& svg_path)
   return std::rename(temporary.c_str(), svg_path.c_str()) == 0;
 }
 
+GLASSBOX_PRECOMPILED_INSTANCE(std::string to_dot<float>(Sequential<float>&, Shape,
+                                                        const inspect::ActivationStats<float>*,
+                                                        const inspect::GradientFlow<float>*))
 }  // namespace glassbox::viz

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
@@ -386,4 +387,9 @@ console.error = (function (original) {{ return function () {{ document.body.data
   std::string model_html_, history_json_, activations_json_, gradients_json_, pictures_html_, tables_html_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(void HtmlReport::add_model<float>(Sequential<float>&,
+                                                                const inspect::ActivationStats<float>*,
+                                                                const inspect::GradientFlow<float>*, Shape))
+GLASSBOX_PRECOMPILED_INSTANCE(void HtmlReport::add_activation_stats<float>(const inspect::ActivationStats<float>&))
+GLASSBOX_PRECOMPILED_INSTANCE(void HtmlReport::add_gradient_flow<float>(const inspect::GradientFlow<float>&))
 }  // namespace glassbox::viz

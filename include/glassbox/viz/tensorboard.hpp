@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "glassbox/core/crc32c.hpp"
+#include "glassbox/core/precompiled.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
 #include "glassbox/optim/optimizer.hpp"
@@ -326,4 +327,5 @@ class TensorBoardLogger : public train::Callback {
   Options options_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class TensorBoardLogger<float>)
 }  // namespace glassbox::viz
