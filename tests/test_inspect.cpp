@@ -187,6 +187,18 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     CHECK(r.histogram.high == 5.0);
     CHECK(r.histogram.counts.back() == 1);  // the max falls in the last bin
   }
+  SECTION("finite values whose squares overflow are not counted as non-finite") {
+    // 1e30^2 overflows float: the chunk's sum of squares is inf, and the
+    // value-by-value pass must still find every value finite.
+    model.forward(Tensor<float>(Shape{2, 4}, {1e30f, -1e30f, 0, 2, 1e30f, 0, 0, 2}));
+    const ActivationRecord& r = stats.series("flatten_1").records.back();
+    CHECK(r.nonfinite_fraction == 0.0);
+    CHECK(r.mean == Approx(1e30 / 8 + 0.5).epsilon(1e-6));
+    CHECK(r.max == Approx(1e30).epsilon(1e-6));
+    CHECK(r.min == Approx(-1e30).epsilon(1e-6));
+    CHECK(std::isfinite(r.std));
+    CHECK(r.zero_fraction == 3.0 / 8.0);
+  }
   SECTION("histograms of large outputs bin a strided sample; the statistics use every value") {
     Tensor<float> x(Shape{1024, 4});
     for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i % 10);

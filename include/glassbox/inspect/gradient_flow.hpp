@@ -273,12 +273,29 @@ class GradientFlow {
     std::copy(e.value.begin(), e.value.end(), u.before.begin());
   }
 
+  // || before - value ||, without writing the difference.
+  static double distance(const Tensor<T>& before, const Tensor<T>& value) {
+    constexpr index_t chunk = 4096;
+    double squares = 0;
+    for (index_t start = 0; start < value.size(); start += chunk) {
+      const T* a = before.data() + start;
+      const T* b = value.data() + start;
+      const index_t len = std::min(chunk, value.size() - start);
+      T s = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : s)
+#endif
+      for (index_t i = 0; i < len; ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
+      squares += static_cast<double>(s);
+    }
+    return std::sqrt(squares);
+  }
+
   void finish_updates() {
     for (std::size_t i = 0; i < pending_count_; ++i) {
       PendingUpdate& u = pending_[i];
       ParameterGradientRecord& r = parameters_[u.series].records.back();
-      u.before.flat() -= u.parameter->value.flat();
-      r.update_ratio = magnitude(u.before).norm / r.weight_norm;
+      r.update_ratio = distance(u.before, u.parameter->value) / r.weight_norm;
     }
     pending_count_ = 0;
   }
