@@ -23,14 +23,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "glassbox/compress/int8_gemm.hpp"
 #include "glassbox/compress/quantize.hpp"
+#include "glassbox/core/binary_io.hpp"
 #include "glassbox/core/crc32c.hpp"
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/core/threads.hpp"
@@ -199,8 +198,7 @@ class QuantizedModel {
     put<std::uint32_t>(body, static_cast<std::uint32_t>(ops_.size()));
     for (const Op& op : ops_) {
       put<std::uint32_t>(body, static_cast<std::uint32_t>(op.kind));
-      put<std::uint32_t>(body, static_cast<std::uint32_t>(op.name.size()));
-      body += op.name;
+      put_string(body, op.name);
       if (op.kind == Kind::conv2d || op.kind == Kind::max_pool2d) put_window(body, op.window);
       if (op.kind != Kind::conv2d && op.kind != Kind::dense) continue;
       put<std::int64_t>(body, op.in);
@@ -227,17 +225,12 @@ class QuantizedModel {
   // [dense/conv2d: i64 in, i64 out, u8 relu, u8 float output, input and output
   // quantizers, f32 weight scale and i32 bias per channel, the int8 weights
   // in the kernel's layout]. Written atomically (temporary file, rename).
-  void save(const std::string& path) const { write_text_file(path, bytes()); }
+  void save(const std::string& path) const { write_file_atomically(path, bytes()); }
 
-  static QuantizedModel load(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(fmt::format("{}: cannot open", path));
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return from_bytes(data, path);
-  }
+  static QuantizedModel load(const std::string& path) { return from_bytes(read_file(path), path); }
 
   static QuantizedModel from_bytes(const std::string& data, const std::string& source = "int8 model") {
-    Reader header{data, 0, source, "header"};
+    Reader header{{data, 0, source, "header"}};
     if (data.size() < 20 || data.compare(0, 4, kMagic) != 0)
       throw Error(fmt::format("{}: not a glassbox int8 model (bad magic or shorter than its header)", source));
     header.pos = 4;
@@ -251,7 +244,7 @@ class QuantizedModel {
           fmt::format("{}: body of {} bytes, header says {} (truncated?)", source, data.size() - header.pos, size));
     if (crc32c(data.data() + header.pos, size) != crc) throw Error(fmt::format("{}: checksum mismatch", source));
 
-    Reader r{data, header.pos, source, "model"};
+    Reader r{{data, header.pos, source, "model"}};
     QuantizedModel m;
     m.sample_shape_ = r.shape("input shape");
     if (m.sample_shape_.rank() == 2) throw r.error("input shape", "samples must be (F) or (C, H, W)");
@@ -266,10 +259,7 @@ class QuantizedModel {
       const auto kind = r.get<std::uint32_t>("kind");
       if (kind < 1 || kind > 5) throw r.error("kind", fmt::format("unknown kind {}", kind));
       op.kind = static_cast<Kind>(kind);
-      const auto name_size = r.get<std::uint32_t>("name length");
-      r.need(name_size, "name");
-      op.name = data.substr(r.pos, name_size);
-      r.pos += name_size;
+      op.name = r.string("name");
       if (op.kind == Kind::conv2d || op.kind == Kind::max_pool2d) op.window = r.window();
       const bool weighted = op.kind == Kind::conv2d || op.kind == Kind::dense;
       if (weighted) {
@@ -397,12 +387,6 @@ class QuantizedModel {
     bool pooled = false;                      // conv2d: fused with the 2x2 max pooling after it
   };
 
-  template <class V>
-  static void put(std::string& s, V v) {
-    char b[sizeof(V)];
-    std::memcpy(b, &v, sizeof(V));
-    s.append(b, sizeof(V));
-  }
   static void put_params(std::string& s, const QParams& q) {
     put<float>(s, q.scale);
     put<std::int32_t>(s, q.zero_point);
@@ -419,31 +403,10 @@ class QuantizedModel {
     put<std::int64_t>(s, w.pad.w);
   }
 
-  // Bounds-checked reading; errors name the source, section and field.
-  struct Reader {
-    const std::string& data;
-    std::size_t pos;
-    std::string source, section;
-
-    Error error(const char* field, const std::string& what) const {
-      return Error(fmt::format("{}: {}, field '{}': {}", source, section, field, what));
-    }
-    void need(std::uint64_t bytes, const char* field) const {
-      if (bytes > data.size() - pos)
-        throw error(field, fmt::format("needs {} bytes, {} left (truncated or corrupt)", bytes, data.size() - pos));
-    }
-    template <class V>
-    V get(const char* field) {
-      need(sizeof(V), field);
-      V v;
-      std::memcpy(&v, data.data() + pos, sizeof(V));
-      pos += sizeof(V);
-      return v;
-    }
+  // Bounds-checked reading of this format's compound fields.
+  struct Reader : ByteReader {
     index_t positive(const char* field, std::int64_t max = std::int64_t(1) << 24) {
-      const auto v = get<std::int64_t>(field);
-      if (v <= 0 || v > max) throw error(field, fmt::format("{} is outside [1, {}]", v, max));
-      return static_cast<index_t>(v);
+      return static_cast<index_t>(integer(field, 1, max));
     }
     QParams params(const char* field) {
       QParams q;

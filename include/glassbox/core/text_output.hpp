@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "glassbox/core/binary_io.hpp"
 #include "glassbox/core/error.hpp"
 
 namespace glassbox {
@@ -44,23 +45,8 @@ inline std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-// Writes `text` to `path` through a temporary file in the same directory and
-// a rename, so a crash leaves either the old file or the new one.
-inline void write_text_file(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  std::FILE* f = std::fopen(temporary.c_str(), "wb");
-  if (!f) throw Error(fmt::format("{}: cannot open for writing: {}", temporary, std::strerror(errno)));
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const bool closed = std::fclose(f) == 0;
-  if (!written || !closed) {
-    std::remove(temporary.c_str());
-    throw Error(fmt::format("{}: write failed", temporary));
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    std::remove(temporary.c_str());
-    throw Error(fmt::format("{}: cannot rename to {}: {}", temporary, path, std::strerror(error)));
-  }
-}
+// Writes `text` to `path` atomically (see write_file_atomically): a crash
+// leaves either the old file or the new one.
+inline void write_text_file(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
 
 }  // namespace glassbox
