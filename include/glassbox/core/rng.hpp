@@ -3,15 +3,34 @@
 // compiler and standard library (std:: distributions are not), so seeded
 // initialisation and shuffling are reproducible everywhere.
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <utility>
+
+#include "glassbox/core/error.hpp"
 
 namespace glassbox {
 
 class Rng {
  public:
   explicit Rng(std::uint64_t seed = 42) { reseed(seed); }
+
+  // The complete state, to save and restore a stream exactly (checkpoints).
+  struct State {
+    std::array<std::uint64_t, 4> words{};
+    bool has_spare_normal = false;
+    double spare_normal = 0;
+  };
+  State state() const { return {state_, has_spare_normal_, spare_normal_}; }
+  // Throws for the all-zero state, from which xoshiro never leaves.
+  void set_state(const State& s) {
+    if (s.words[0] == 0 && s.words[1] == 0 && s.words[2] == 0 && s.words[3] == 0)
+      throw Error("Rng: the all-zero state is invalid");
+    state_ = s.words;
+    has_spare_normal_ = s.has_spare_normal;
+    spare_normal_ = s.spare_normal;
+  }
 
   void reseed(std::uint64_t seed) {
     for (auto& s : state_) s = splitmix64(seed);
@@ -78,7 +97,7 @@ class Rng {
     return z ^ (z >> 31);
   }
 
-  std::uint64_t state_[4]{};
+  std::array<std::uint64_t, 4> state_{};
   double spare_normal_ = 0.0;
   bool has_spare_normal_ = false;
 };

@@ -105,6 +105,8 @@ class Sequential {
     return *resolve(target);
   }
   const std::optional<Shape>& sample_shape() const { return sample_shape_; }
+  // The generator that initialises added layers (checkpoints save its state).
+  Rng& rng() { return rng_; }
 
   // Runs every layer; returns the last output (owned by the model, valid until
   // the next forward). Throws glassbox::Error naming the first layer whose

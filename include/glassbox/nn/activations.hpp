@@ -105,6 +105,7 @@ class GELU : public Elementwise<T> {
   explicit GELU(Approximation approximation = Approximation::none) : approx_(approximation) {}
   std::string kind() const override { return "gelu"; }
   std::string config() const override { return approx_ == Approximation::tanh ? "approximate=tanh" : ""; }
+  Approximation approximation() const { return approx_; }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(x.shape());

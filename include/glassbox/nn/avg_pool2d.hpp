@@ -21,6 +21,7 @@ class AvgPool2D : public Pool2D<T> {
       : Pool2D<T>("avg_pool2d", kernel, options), count_include_pad_(count_include_pad) {}
 
   std::string kind() const override { return "avg_pool2d"; }
+  bool count_include_pad() const { return count_include_pad_; }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(this->output_shape(x.shape()));

@@ -45,8 +45,13 @@ class BatchNorm : public Layer<T> {
   std::string config() const override {
     return fmt::format("{} features, eps={}, momentum={}", features_, options_.eps, options_.momentum);
   }
+  index_t features() const { return features_; }
+  const Options& options() const { return options_; }
   Parameter<T>& weight() { return weight_; }
   Parameter<T>& bias() { return bias_; }
+  std::vector<std::pair<std::string, Tensor<T>*>> buffers() override {
+    return {{"running_mean", &running_mean_}, {"running_var", &running_var_}};
+  }
   const Tensor<T>& running_mean() const { return running_mean_; }
   const Tensor<T>& running_var() const { return running_var_; }
   Tensor<T>& running_mean() { return running_mean_; }

@@ -57,6 +57,8 @@ class Dropout : public Layer<T> {
   // Dropout has no parameters; the model's Rng seeds its masks.
   void reset_parameters(Rng& rng) override { rng_.reseed(rng.next_u64()); }
 
+  Rng* rng() override { return &rng_; }
+
   // The last training mask: 0 for dropped elements, 1 / (1 - rate) for kept ones.
   const Tensor<T>& mask() const { return mask_; }
 

@@ -44,6 +44,12 @@ class Layer {
   virtual std::vector<Parameter<T>*> parameters() { return {}; }
   virtual void reset_parameters(Rng& /*rng*/) {}
 
+  // State that is not trained but that a checkpoint must keep: named tensors
+  // (BatchNorm's running statistics) and the layer's own random generator
+  // (Dropout's masks), or null.
+  virtual std::vector<std::pair<std::string, Tensor<T>*>> buffers() { return {}; }
+  virtual Rng* rng() { return nullptr; }
+
   // True when the output holds exactly the input's values in the same order
   // (Flatten): recorders reuse what they computed for the layer before.
   virtual bool reshapes_only() const { return false; }

@@ -35,6 +35,12 @@ class Adam : public Optimizer<T> {
     this->require_non_negative("adam", "weight decay", options_.weight_decay);
   }
 
+  const Options& options() const { return options_; }
+  // First and second moments per parameter, indexed like parameters(); shorter
+  // (or holding empty tensors) before a parameter's first step.
+  std::vector<Tensor<T>>& exp_avg() { return m_; }
+  std::vector<Tensor<T>>& exp_avg_sq() { return v_; }
+
  protected:
   void update(std::size_t index, Parameter<T>& p) override {
     auto w = p.value.flat();

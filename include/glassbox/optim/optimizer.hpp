@@ -38,6 +38,11 @@ class Optimizer {
   T learning_rate() const { return lr_; }
   void set_learning_rate(T lr) { lr_ = lr; }
   long long steps() const { return steps_; }
+  // For resuming from a checkpoint: the step count the bias corrections use.
+  void set_steps(long long steps) {
+    if (steps < 0) throw Error(fmt::format("optimizer: step count {} is negative", steps));
+    steps_ = steps;
+  }
   const std::vector<Parameter<T>*>& parameters() const { return params_; }
 
  protected:

@@ -31,6 +31,11 @@ class SGD : public Optimizer<T> {
       throw Error("sgd: nesterov momentum requires momentum > 0 and zero dampening");
   }
 
+  const Options& options() const { return options_; }
+  // Momentum buffers per parameter, indexed like parameters(); shorter (or
+  // holding empty tensors) before a parameter's first step.
+  std::vector<Tensor<T>>& momentum_buffers() { return momentum_; }
+
  protected:
   void update(std::size_t index, Parameter<T>& p) override {
     auto w = p.value.flat();

@@ -33,7 +33,11 @@ enum class Verbosity {
 
 template <class T>
 struct FitOptions {
-  int epochs = 1;
+  int epochs = 1;  // the epoch to stop after, counted from 0 (as Keras' fit)
+  // The epoch to start at, when resuming from a checkpoint: the shuffles of
+  // the epochs before it are replayed, so the batches are those an unbroken
+  // run would have seen.
+  int initial_epoch = 0;
   index_t batch_size = 32;
   bool shuffle = true;
   std::uint64_t seed = 0;                   // drives the shuffling
@@ -98,6 +102,9 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
             const Tensor<T>& y, const FitOptions<T>& options = {}) {
   detail::check_dataset("fit", x, y);
   if (options.epochs < 0) throw Error(fmt::format("fit: epochs must be >= 0, got {}", options.epochs));
+  if (options.initial_epoch < 0 || options.initial_epoch > options.epochs)
+    throw Error(
+        fmt::format("fit: initial_epoch must lie in [0, epochs = {}], got {}", options.epochs, options.initial_epoch));
   if (options.batch_size <= 0) throw Error(fmt::format("fit: batch_size must be positive, got {}", options.batch_size));
   if ((options.validation_x == nullptr) != (options.validation_y == nullptr))
     throw Error("fit: give both validation_x and validation_y, or neither");
@@ -116,7 +123,9 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
   for (Callback* c : callbacks) c->on_train_begin();
   bool stop = false;
 
-  for (int epoch = 0; epoch < options.epochs && !stop; ++epoch) {
+  if (options.shuffle)
+    for (int epoch = 0; epoch < options.initial_epoch; ++epoch) shuffle_rng.shuffle(order.begin(), order.end());
+  for (int epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     for (Callback* c : callbacks) c->on_epoch_begin(epoch);
     if (options.shuffle) shuffle_rng.shuffle(order.begin(), order.end());

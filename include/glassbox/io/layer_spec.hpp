@@ -1,0 +1,226 @@
+#pragma once
+// LayerSpec: a layer's kind, name and hyperparameters as named numbers, the
+// architecture part of a checkpoint. describe() reads them from a built-in
+// layer; make_layer() builds the layer back after checking every field, and
+// parameter_shapes() says which parameter tensors that layer will allocate,
+// so that a loader can compare them with what a file holds before anything
+// is allocated.
+//
+// Fields are doubles: integers (sizes, flags, enumerations) are stored
+// exactly, and float hyperparameters round-trip exactly too.
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "glassbox/nn/activations.hpp"
+#include "glassbox/nn/avg_pool2d.hpp"
+#include "glassbox/nn/batch_norm.hpp"
+#include "glassbox/nn/conv2d.hpp"
+#include "glassbox/nn/dense.hpp"
+#include "glassbox/nn/dropout.hpp"
+#include "glassbox/nn/flatten.hpp"
+#include "glassbox/nn/max_pool2d.hpp"
+#include "glassbox/nn/softmax.hpp"
+
+namespace glassbox::io {
+
+struct LayerSpec {
+  std::string kind, name;
+  std::vector<std::pair<std::string, double>> fields;
+
+  void set(const std::string& key, double value) { fields.emplace_back(key, value); }
+  const double* find(const std::string& key) const {
+    for (const auto& [k, v] : fields)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+namespace detail {
+
+// Largest size a checkpoint may declare for one dimension of a layer.
+constexpr std::int64_t max_features = std::int64_t(1) << 24;
+constexpr std::int64_t max_window = 4096;
+
+// Reads spec fields, with errors naming `where` (file and section), the layer
+// and the field.
+class SpecReader {
+ public:
+  SpecReader(const LayerSpec& spec, std::string where) : spec_(spec), where_(std::move(where)) {}
+
+  Error error(const std::string& field, const std::string& what) const {
+    return Error(fmt::format("{}, layer '{}' ({}), field '{}': {}", where_, spec_.name, spec_.kind, field, what));
+  }
+  double real(const std::string& field) const {
+    const double* v = spec_.find(field);
+    if (!v) throw error(field, "missing");
+    if (!std::isfinite(*v)) throw error(field, fmt::format("{} is not finite", *v));
+    return *v;
+  }
+  std::int64_t integer(const std::string& field, std::int64_t low, std::int64_t high) const {
+    const double v = real(field);
+    if (v != std::floor(v) || v < static_cast<double>(low) || v > static_cast<double>(high))
+      throw error(field, fmt::format("{} is not an integer in [{}, {}]", v, low, high));
+    return static_cast<std::int64_t>(v);
+  }
+  bool flag(const std::string& field) const { return integer(field, 0, 1) != 0; }
+  nn::Size2 size2(const std::string& stem, std::int64_t low, std::int64_t high) const {
+    return {integer(stem + "_h", low, high), integer(stem + "_w", low, high)};
+  }
+  nn::Padding padding() const { return static_cast<nn::Padding>(integer("padding", 0, 2)); }
+
+ private:
+  const LayerSpec& spec_;
+  std::string where_;
+};
+
+inline void put_size2(LayerSpec& s, const std::string& stem, nn::Size2 v) {
+  s.set(stem + "_h", static_cast<double>(v.h));
+  s.set(stem + "_w", static_cast<double>(v.w));
+}
+inline void put_window(LayerSpec& s, const nn::Window2D& w) {
+  put_size2(s, "kernel", w.kernel);
+  put_size2(s, "stride", w.stride);
+  put_size2(s, "dilation", w.dilation);
+  s.set("padding", static_cast<double>(w.padding));
+  put_size2(s, "pad", w.pad);
+}
+inline nn::PoolOptions pool_options(const SpecReader& r) {
+  nn::PoolOptions o;
+  o.stride = r.size2("stride", 1, max_window);
+  o.padding = r.padding();
+  o.pad = r.size2("pad", 0, max_window);
+  return o;
+}
+
+}  // namespace detail
+
+// The spec of a built-in layer; throws for a kind it does not know.
+template <class T>
+LayerSpec describe(Layer<T>& layer) {
+  LayerSpec s{layer.kind(), layer.name(), {}};
+  if (auto* d = dynamic_cast<nn::Dense<T>*>(&layer)) {
+    s.set("in", static_cast<double>(d->in_features()));
+    s.set("out", static_cast<double>(d->out_features()));
+    s.set("bias", d->options().bias);
+  } else if (auto* c = dynamic_cast<nn::Conv2D<T>*>(&layer)) {
+    s.set("in", static_cast<double>(c->in_channels()));
+    s.set("out", static_cast<double>(c->out_channels()));
+    detail::put_window(s, c->window());
+    s.set("bias", c->options().bias);
+    s.set("activation", static_cast<double>(c->options().activation));
+  } else if (auto* m = dynamic_cast<nn::MaxPool2D<T>*>(&layer)) {
+    detail::put_window(s, m->window());
+  } else if (auto* a = dynamic_cast<nn::AvgPool2D<T>*>(&layer)) {
+    detail::put_window(s, a->window());
+    s.set("count_include_pad", a->count_include_pad());
+  } else if (auto* b = dynamic_cast<nn::BatchNorm<T>*>(&layer)) {
+    s.set("features", static_cast<double>(b->features()));
+    s.set("eps", static_cast<double>(b->options().eps));
+    s.set("momentum", static_cast<double>(b->options().momentum));
+  } else if (auto* r = dynamic_cast<nn::Dropout<T>*>(&layer)) {
+    s.set("rate", static_cast<double>(r->rate()));
+  } else if (auto* l = dynamic_cast<nn::LeakyReLU<T>*>(&layer)) {
+    s.set("negative_slope", static_cast<double>(l->negative_slope()));
+  } else if (auto* g = dynamic_cast<nn::GELU<T>*>(&layer)) {
+    s.set("approximation", static_cast<double>(g->approximation()));
+  } else if (!dynamic_cast<nn::GlobalAvgPool2D<T>*>(&layer) && !dynamic_cast<nn::Flatten<T>*>(&layer) &&
+             !dynamic_cast<nn::ReLU<T>*>(&layer) && !dynamic_cast<nn::Sigmoid<T>*>(&layer) &&
+             !dynamic_cast<nn::Tanh<T>*>(&layer) && !dynamic_cast<nn::Softmax<T>*>(&layer)) {
+    throw Error(
+        fmt::format("{}: layers of kind '{}' cannot be saved (not a built-in layer)", layer.name(), layer.kind()));
+  }
+  return s;
+}
+
+// The parameter tensors (local name, shape) the layer of `spec` has, in the
+// order of its parameters(); checks the fields that decide them.
+inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSpec& spec, const std::string& where) {
+  const detail::SpecReader r(spec, where);
+  using detail::max_features;
+  if (spec.kind == "dense") {
+    const auto in = r.integer("in", 1, max_features), out = r.integer("out", 1, max_features);
+    std::vector<std::pair<std::string, Shape>> shapes{{"weight", Shape{out, in}}};
+    if (r.flag("bias")) shapes.emplace_back("bias", Shape{out});
+    return shapes;
+  }
+  if (spec.kind == "conv2d") {
+    const auto in = r.integer("in", 1, max_features), out = r.integer("out", 1, max_features);
+    const nn::Size2 k = r.size2("kernel", 1, detail::max_window);
+    std::vector<std::pair<std::string, Shape>> shapes{{"weight", Shape{out, in, k.h, k.w}}};
+    if (r.flag("bias")) shapes.emplace_back("bias", Shape{out});
+    return shapes;
+  }
+  if (spec.kind == "batch_norm") {
+    const auto f = r.integer("features", 1, max_features);
+    return {{"weight", Shape{f}}, {"bias", Shape{f}}};
+  }
+  for (const char* kind : {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu",
+                           "sigmoid", "tanh", "gelu", "softmax"})
+    if (spec.kind == kind) return {};
+  throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
+}
+
+// Builds the layer of `spec` (parameters uninitialised until the caller loads
+// them). Errors name `where`, the layer and the field.
+template <class T>
+std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& where) {
+  const detail::SpecReader r(spec, where);
+  using detail::max_features;
+  using detail::max_window;
+  const auto& kind = spec.kind;
+  try {
+    if (kind == "dense") {
+      typename nn::Dense<T>::Options o;
+      o.bias = r.flag("bias");
+      return std::make_unique<nn::Dense<T>>(r.integer("in", 1, max_features), r.integer("out", 1, max_features), o);
+    }
+    if (kind == "conv2d") {
+      typename nn::Conv2D<T>::Options o;
+      o.stride = r.size2("stride", 1, max_window);
+      o.dilation = r.size2("dilation", 1, max_window);
+      o.padding = r.padding();
+      o.pad = r.size2("pad", 0, max_window);
+      o.bias = r.flag("bias");
+      o.activation = static_cast<nn::Activation>(r.integer("activation", 0, 1));
+      return std::make_unique<nn::Conv2D<T>>(r.integer("in", 1, max_features), r.integer("out", 1, max_features),
+                                             r.size2("kernel", 1, max_window), o);
+    }
+    if (kind == "max_pool2d" || kind == "avg_pool2d") {
+      if (r.size2("dilation", 1, 1).h != 1) throw r.error("dilation", "pooling has no dilation");
+      const nn::Size2 kernel = r.size2("kernel", 1, max_window);
+      if (kind == "max_pool2d") return std::make_unique<nn::MaxPool2D<T>>(kernel, detail::pool_options(r));
+      return std::make_unique<nn::AvgPool2D<T>>(kernel, detail::pool_options(r), r.flag("count_include_pad"));
+    }
+    if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();
+    if (kind == "flatten") return std::make_unique<nn::Flatten<T>>();
+    if (kind == "batch_norm") {
+      typename nn::BatchNorm<T>::Options o;
+      o.eps = static_cast<T>(r.real("eps"));
+      o.momentum = static_cast<T>(r.real("momentum"));
+      return std::make_unique<nn::BatchNorm<T>>(r.integer("features", 1, max_features), o);
+    }
+    if (kind == "dropout") return std::make_unique<nn::Dropout<T>>(static_cast<T>(r.real("rate")));
+    if (kind == "relu") return std::make_unique<nn::ReLU<T>>();
+    if (kind == "leaky_relu") return std::make_unique<nn::LeakyReLU<T>>(static_cast<T>(r.real("negative_slope")));
+    if (kind == "sigmoid") return std::make_unique<nn::Sigmoid<T>>();
+    if (kind == "tanh") return std::make_unique<nn::Tanh<T>>();
+    if (kind == "gelu")
+      return std::make_unique<nn::GELU<T>>(
+          static_cast<typename nn::GELU<T>::Approximation>(r.integer("approximation", 0, 1)));
+    if (kind == "softmax") return std::make_unique<nn::Softmax<T>>();
+  } catch (const Error& e) {
+    // A layer constructor's own check (a dropout rate of 2): say where.
+    if (std::string(e.what()).rfind(where, 0) == 0) throw;
+    throw Error(fmt::format("{}, layer '{}': {}", where, spec.name, e.what()));
+  }
+  throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, kind));
+}
+
+}  // namespace glassbox::io

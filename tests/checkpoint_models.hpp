@@ -1,0 +1,43 @@
+#pragma once
+// Models shared by test_checkpoint and its crash-test writer.
+
+#include <glassbox/glassbox.hpp>
+
+namespace test {
+
+// Every built-in layer kind that can follow a 1x8x8 image, with a conv
+// whose ReLU is fused, explicit padding, a stride, dropout and batch norm.
+inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
+  using namespace glassbox;
+  Sequential<float> m(Shape{1, 8, 8}, seed);
+  nn::Conv2D<float>::Options conv;
+  conv.activation = nn::Activation::relu;
+  conv.padding = nn::Padding::explicit_;
+  conv.pad = {1, 1};
+  m.add<nn::Conv2D<float>>(1, 4, nn::Size2{3, 3}, conv);
+  m.add<nn::BatchNorm<float>>(4);
+  nn::PoolOptions pool;
+  pool.stride = {2, 2};
+  m.add<nn::MaxPool2D<float>>(nn::Size2{2, 2}, pool);
+  m.add<nn::AvgPool2D<float>>(nn::Size2{2, 2}, nn::PoolOptions{}, false);
+  m.add<nn::LeakyReLU<float>>(0.05f);
+  m.add<nn::Flatten<float>>();
+  m.add<nn::Dropout<float>>(0.25f);
+  m.add<nn::Dense<float>>(16, 12);
+  m.add<nn::BatchNorm<float>>(12);
+  m.add<nn::GELU<float>>(nn::GELU<float>::Approximation::tanh);
+  m.add<nn::Dense<float>>(12, 8);
+  m.add<nn::Tanh<float>>();
+  m.add<nn::Sigmoid<float>>();
+  nn::Dense<float>::Options no_bias;
+  no_bias.bias = false;
+  m.add<nn::Dense<float>>(8, 3, no_bias);
+  m.add<nn::ReLU<float>>();
+  return m;
+}
+
+inline void fill_parameters(glassbox::Sequential<float>& m, float value) {
+  for (glassbox::Parameter<float>* p : m.parameters()) p->value.fill(value);
+}
+
+}  // namespace test
