@@ -28,11 +28,11 @@ inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   m.add<nn::GELU<float>>(nn::GELU<float>::Approximation::tanh);
   m.add<nn::Dense<float>>(12, 8);
   m.add<nn::Tanh<float>>();
+  m.add<nn::ReLU<float>>();
   m.add<nn::Sigmoid<float>>();
   nn::Dense<float>::Options no_bias;
   no_bias.bias = false;
   m.add<nn::Dense<float>>(8, 3, no_bias);
-  m.add<nn::ReLU<float>>();
   return m;
 }
 

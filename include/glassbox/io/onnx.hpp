@@ -1,0 +1,263 @@
+#pragma once
+// ONNX export: io::export_onnx(model, "model.onnx") writes an ONNX ModelProto
+// (IR version 8, default opset 13; 13 to 17 are accepted) that Netron,
+// onnxruntime and onnx.checker read. The protobuf is encoded here directly,
+// so there is no protobuf dependency.
+//
+//   - The graph input is "input", of shape (batch, sample shape...), with a
+//     symbolic batch dimension; the graph output is "output".
+//   - Each layer becomes a node named after the layer, whose output tensor
+//     carries the layer's name; parameters and buffers become initializers
+//     named as in glassbox ("conv2d_1.weight", "batch_norm_1.running_mean").
+//   - Dense -> Gemm (transB = 1; glassbox's (out, in) weight is ONNX's B);
+//     Conv2D -> Conv (OIHW weights, as glassbox), plus a Relu node when the
+//     ReLU is fused; "same" padding becomes explicit pads for the sample
+//     shape; pooling -> MaxPool / AveragePool / GlobalAveragePool; Flatten ->
+//     Flatten (axis 1); Dropout -> Identity; BatchNorm -> BatchNormalization
+//     (ONNX's momentum is 1 - glassbox's); ReLU, LeakyReLU, Sigmoid, Tanh,
+//     Softmax (last axis) -> their ONNX ops. GELU has no ONNX op before opset
+//     20, so it is written as its formula (Erf, or Tanh for the tanh form) in
+//     nodes named "<layer>/<step>".
+// A model without a declared sample shape needs one passed in.
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "glassbox/core/binary_io.hpp"
+#include "glassbox/io/layer_spec.hpp"
+#include "glassbox/model/sequential.hpp"
+
+namespace glassbox::io {
+
+namespace onnx_detail {
+
+// Protocol-buffer encoding: each field is a varint key (number << 3 | wire
+// type) then a varint, a fixed 32-bit value, or a length and bytes.
+class Proto {
+ public:
+  Proto& varint(int field, std::uint64_t v) {
+    key(field, 0);
+    raw_varint(v);
+    return *this;
+  }
+  Proto& int64(int field, std::int64_t v) { return varint(field, static_cast<std::uint64_t>(v)); }
+  Proto& float32(int field, float v) {
+    key(field, 5);
+    put(bytes_, v);
+    return *this;
+  }
+  Proto& bytes(int field, const std::string& b) {
+    key(field, 2);
+    raw_varint(b.size());
+    bytes_ += b;
+    return *this;
+  }
+  Proto& message(int field, const Proto& m) { return bytes(field, m.bytes_); }
+  const std::string& str() const { return bytes_; }
+
+ private:
+  void key(int field, int wire) { raw_varint(static_cast<std::uint64_t>(field) << 3 | static_cast<std::uint64_t>(wire)); }
+  void raw_varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      bytes_ += static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    bytes_ += static_cast<char>(v);
+  }
+  std::string bytes_;
+};
+
+// onnx.proto enum values.
+enum DataType { float_type = 1, int64_type = 7, double_type = 11 };
+enum AttributeType { attr_float = 1, attr_int = 2, attr_ints = 7 };
+
+inline Proto attribute_int(const std::string& name, std::int64_t v) {
+  Proto a;
+  a.bytes(1, name).int64(3, v).varint(20, attr_int);
+  return a;
+}
+inline Proto attribute_float(const std::string& name, double v) {
+  Proto a;
+  a.bytes(1, name).float32(2, static_cast<float>(v)).varint(20, attr_float);
+  return a;
+}
+inline Proto attribute_ints(const std::string& name, const std::vector<std::int64_t>& v) {
+  Proto a;
+  a.bytes(1, name);
+  for (const std::int64_t x : v) a.int64(8, x);
+  a.varint(20, attr_ints);
+  return a;
+}
+
+template <class T>
+constexpr DataType data_type() {
+  return sizeof(T) == 4 ? float_type : double_type;
+}
+
+// ValueInfoProto of a tensor whose first dimension is the symbolic "batch".
+template <class T>
+Proto value_info(const std::string& name, const Shape& sample) {
+  Proto shape;
+  shape.message(1, Proto().bytes(2, "batch"));
+  for (int i = 0; i < sample.rank(); ++i) shape.message(1, Proto().int64(1, sample[i]));
+  Proto tensor;
+  tensor.varint(1, data_type<T>()).message(2, shape);
+  Proto value;
+  value.bytes(1, name).message(2, Proto().message(1, tensor));
+  return value;
+}
+
+// Accumulates the graph's nodes and initializers.
+template <class T>
+class GraphBuilder {
+ public:
+  void node(const std::string& op, const std::vector<std::string>& inputs, const std::string& output,
+            const std::string& name, const std::vector<Proto>& attributes = {}) {
+    Proto n;
+    for (const std::string& in : inputs) n.bytes(1, in);
+    n.bytes(2, output).bytes(3, name).bytes(4, op);
+    for (const Proto& a : attributes) n.message(5, a);
+    graph_.message(1, n);
+  }
+  void initializer(const std::string& name, const Tensor<T>& t) {
+    Proto p;
+    for (int i = 0; i < t.shape().rank(); ++i) p.int64(1, t.shape()[i]);
+    p.varint(2, data_type<T>()).bytes(8, name);
+    p.bytes(9, std::string(reinterpret_cast<const char*>(t.data()), static_cast<std::size_t>(t.size()) * sizeof(T)));
+    graph_.message(5, p);
+  }
+  void scalar(const std::string& name, double v) { initializer(name, Tensor<T>(Shape{}, {static_cast<T>(v)})); }
+  Proto& graph() { return graph_; }
+
+ private:
+  Proto graph_;
+};
+
+// The window attributes of a Conv or pooling node, with the pads applied to
+// an input of h x w ([top, left, bottom, right], ONNX's begin-then-end order).
+inline std::vector<Proto> window_attributes(const nn::Window2D& w, index_t h, index_t wd, bool dilations) {
+  const nn::Window2D::Pads p = w.pads(h, wd);
+  std::vector<Proto> a{attribute_ints("kernel_shape", {w.kernel.h, w.kernel.w}),
+                       attribute_ints("strides", {w.stride.h, w.stride.w}),
+                       attribute_ints("pads", {p.top, p.left, p.bottom, p.right})};
+  if (dilations) a.push_back(attribute_ints("dilations", {w.dilation.h, w.dilation.w}));
+  return a;
+}
+
+}  // namespace onnx_detail
+
+// The ONNX model as bytes (export_onnx writes these).
+template <class T>
+std::string onnx_bytes(Sequential<T>& model, int opset = 13, std::optional<Shape> sample_shape = std::nullopt) {
+  using namespace onnx_detail;
+  if (opset < 13 || opset > 17) throw Error(fmt::format("export_onnx: opset {} is not supported (13 to 17)", opset));
+  if (!sample_shape) sample_shape = model.sample_shape();
+  if (!sample_shape) throw Error("export_onnx: the model has no sample shape; pass one (e.g. Shape{1, 28, 28})");
+  if (model.size() == 0) throw Error("export_onnx: the model has no layers");
+
+  GraphBuilder<T> g;
+  Shape in_shape = sample_shape->batched(1);
+  std::string input = "input";
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    Layer<T>& layer = model.layer(i);
+    const Shape out_shape = layer.output_shape(in_shape);  // also checks the chain
+    const std::string& name = layer.name();
+    const std::string output = i + 1 == model.size() ? "output" : name;
+    const std::string kind = layer.kind();
+    for (Parameter<T>* p : layer.parameters()) g.initializer(p->name, p->value);
+    for (const auto& [buffer, tensor] : layer.buffers()) g.initializer(name + "." + buffer, *tensor);
+
+    if (auto* d = dynamic_cast<nn::Dense<T>*>(&layer)) {
+      std::vector<std::string> inputs{input, name + ".weight"};
+      if (d->options().bias) inputs.push_back(name + ".bias");
+      g.node("Gemm", inputs, output, name, {attribute_int("transB", 1)});
+    } else if (auto* c = dynamic_cast<nn::Conv2D<T>*>(&layer)) {
+      std::vector<std::string> inputs{input, name + ".weight"};
+      if (c->options().bias) inputs.push_back(name + ".bias");
+      const bool relu = c->options().activation == nn::Activation::relu;
+      g.node("Conv", inputs, relu ? name + "/conv" : output, name,
+             window_attributes(c->window(), in_shape[2], in_shape[3], true));
+      if (relu) g.node("Relu", {name + "/conv"}, output, name + "/relu");
+    } else if (auto* m = dynamic_cast<nn::MaxPool2D<T>*>(&layer)) {
+      g.node("MaxPool", {input}, output, name, window_attributes(m->window(), in_shape[2], in_shape[3], false));
+    } else if (auto* a = dynamic_cast<nn::AvgPool2D<T>*>(&layer)) {
+      auto attributes = window_attributes(a->window(), in_shape[2], in_shape[3], false);
+      attributes.push_back(attribute_int("count_include_pad", a->count_include_pad()));
+      g.node("AveragePool", {input}, output, name, attributes);
+    } else if (dynamic_cast<nn::GlobalAvgPool2D<T>*>(&layer)) {
+      // ONNX keeps the 1x1 spatial dimensions that glassbox drops.
+      g.node("GlobalAveragePool", {input}, name + "/pool", name);
+      g.node("Flatten", {name + "/pool"}, output, name + "/flatten", {attribute_int("axis", 1)});
+    } else if (dynamic_cast<nn::Flatten<T>*>(&layer)) {
+      g.node("Flatten", {input}, output, name, {attribute_int("axis", 1)});
+    } else if (dynamic_cast<nn::Dropout<T>*>(&layer)) {
+      g.node("Identity", {input}, output, name);
+    } else if (auto* b = dynamic_cast<nn::BatchNorm<T>*>(&layer)) {
+      g.node("BatchNormalization",
+             {input, name + ".weight", name + ".bias", name + ".running_mean", name + ".running_var"}, output, name,
+             {attribute_float("epsilon", static_cast<double>(b->options().eps)),
+              attribute_float("momentum", 1.0 - static_cast<double>(b->options().momentum))});
+    } else if (dynamic_cast<nn::ReLU<T>*>(&layer)) {
+      g.node("Relu", {input}, output, name);
+    } else if (auto* l = dynamic_cast<nn::LeakyReLU<T>*>(&layer)) {
+      g.node("LeakyRelu", {input}, output, name, {attribute_float("alpha", static_cast<double>(l->negative_slope()))});
+    } else if (dynamic_cast<nn::Sigmoid<T>*>(&layer)) {
+      g.node("Sigmoid", {input}, output, name);
+    } else if (dynamic_cast<nn::Tanh<T>*>(&layer)) {
+      g.node("Tanh", {input}, output, name);
+    } else if (dynamic_cast<nn::Softmax<T>*>(&layer)) {
+      g.node("Softmax", {input}, output, name, {attribute_int("axis", -1)});
+    } else if (auto* e = dynamic_cast<nn::GELU<T>*>(&layer)) {
+      const std::string s = name + "/";
+      g.scalar(s + "half", 0.5);
+      g.scalar(s + "one", 1.0);
+      if (e->approximation() == nn::GELU<T>::Approximation::none) {
+        // x * 0.5 * (1 + erf(x / sqrt(2)))
+        g.scalar(s + "sqrt2", std::sqrt(2.0));
+        g.node("Div", {input, s + "sqrt2"}, s + "scaled", s + "div");
+        g.node("Erf", {s + "scaled"}, s + "erf", s + "erf");
+      } else {
+        // x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
+        g.scalar(s + "cubic", 0.044715);
+        g.scalar(s + "sqrt_2_over_pi", std::sqrt(2.0 / 3.14159265358979323846));
+        g.node("Mul", {input, input}, s + "x2", s + "square");
+        g.node("Mul", {s + "x2", input}, s + "x3", s + "cube");
+        g.node("Mul", {s + "x3", s + "cubic"}, s + "cx3", s + "scale_cube");
+        g.node("Add", {input, s + "cx3"}, s + "inner", s + "add_cube");
+        g.node("Mul", {s + "inner", s + "sqrt_2_over_pi"}, s + "scaled", s + "scale");
+        g.node("Tanh", {s + "scaled"}, s + "erf", s + "tanh");
+      }
+      g.node("Add", {s + "erf", s + "one"}, s + "plus1", s + "add_one");
+      g.node("Mul", {input, s + "half"}, s + "half_x", s + "half_x");
+      g.node("Mul", {s + "half_x", s + "plus1"}, output, name);
+    } else {
+      throw Error(fmt::format("export_onnx: {} (kind '{}') has no ONNX export", name, kind));
+    }
+    input = output;
+    in_shape = out_shape;
+  }
+
+  Proto& graph = g.graph();
+  graph.bytes(2, "glassbox");
+  graph.message(11, value_info<T>("input", *sample_shape));
+  graph.message(12, value_info<T>("output", in_shape.sample()));
+  Proto m;
+  m.int64(1, 8);  // IR version 8 (ONNX 1.10 to 1.12)
+  m.bytes(2, "glassbox").bytes(3, "0.1.0");
+  m.message(7, graph);
+  m.message(8, Proto().bytes(1, "").int64(2, opset));
+  return m.str();
+}
+
+template <class T>
+void export_onnx(Sequential<T>& model, const std::string& path, int opset = 13,
+                 std::optional<Shape> sample_shape = std::nullopt) {
+  write_file_atomically(path, onnx_bytes(model, opset, std::move(sample_shape)));
+}
+
+}  // namespace glassbox::io
