@@ -1,7 +1,10 @@
 // io/: read_idx accepts every IDX element type and rejects corrupt files with
-// an error naming the file and the field; load_mnist reads the shipped subset.
+// an error naming the file and the field; load_mnist reads the shipped subset;
+// the fuzzers' seeds and findings replay cleanly; export_onnx's errors.
 #include <filesystem>
 #include <fstream>
+#include <glassbox/io/checkpoint.hpp>
+#include <glassbox/io/onnx.hpp>
 
 #include "support.hpp"
 
@@ -134,4 +137,63 @@ TEST_CASE("load_mnist explains a missing or inconsistent directory") {
         .write(reinterpret_cast<const char*>(labels.data()), static_cast<std::streamsize>(labels.size()));
   }
   CHECK_THROWS_WITH(io::load_mnist<float>(dir.string()), Contains("3 labels for 2 images"));
+}
+
+namespace {
+
+std::vector<std::string> files_in(const std::string& relative) {
+  std::vector<std::string> files;
+  if (!std::filesystem::is_directory(test::data_path(relative))) return files;  // git keeps no empty folders
+  for (const auto& entry : std::filesystem::directory_iterator(test::data_path(relative)))
+    if (entry.is_regular_file() && entry.path().filename().string()[0] != '.') files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+// scripts/fuzz.sh starts from the seeds and commits what it finds (once fixed)
+// to regressions/: each must load or fail with glassbox::Error, never crash.
+TEST_CASE("fuzz seeds load, and fuzz findings give glassbox::Error, never a crash") {
+  const auto idx_seeds = files_in("fuzz/seeds/idx"), checkpoint_seeds = files_in("fuzz/seeds/checkpoint");
+  CHECK(idx_seeds.size() >= 5);
+  CHECK(checkpoint_seeds.size() >= 3);
+  for (const std::string& f : idx_seeds) CHECK_NOTHROW(io::read_idx<float>(f));
+  for (const std::string& f : checkpoint_seeds) CHECK_NOTHROW(io::load_checkpoint<float>(f));
+  for (const std::string& f : files_in("fuzz/regressions/idx")) {
+    INFO(f);
+    try {
+      io::read_idx<float>(f);
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains(f));
+    }
+  }
+  for (const std::string& f : files_in("fuzz/regressions/checkpoint")) {
+    INFO(f);
+    try {
+      io::Checkpoint<float> c = io::load_checkpoint<float>(f);
+      // What loads saves and loads again, as the fuzz target demands.
+      io::checkpoint_from_bytes<float>(io::checkpoint_bytes(c.model, c.optimizer.get(), c.epochs_completed));
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains(f));
+    }
+  }
+}
+
+TEST_CASE("export_onnx names what it cannot export") {
+  Sequential<float> m(Shape{4});
+  m.add<nn::Dense<float>>(4, 2);
+  CHECK_THROWS_WITH(io::onnx_bytes(m, 12), Contains("opset 12") && Contains("13 to 17"));
+  CHECK_THROWS_WITH(io::onnx_bytes(m, 18), Contains("opset 18"));
+  Sequential<float> no_shape;
+  no_shape.add<nn::Dense<float>>(4, 2);
+  CHECK_THROWS_WITH(io::onnx_bytes(no_shape), Contains("no sample shape"));
+  CHECK_NOTHROW(io::onnx_bytes(no_shape, 13, Shape{4}));
+  CHECK_THROWS_WITH(io::onnx_bytes(no_shape, 13, Shape{5}), Contains("dense_1"));
+  // The protobuf starts with ir_version = 8 (field 1, varint): bytes 08 08.
+  const std::string bytes = io::onnx_bytes(m);
+  REQUIRE(bytes.size() > 2);
+  CHECK(bytes[0] == '\x08');
+  CHECK(bytes[1] == '\x08');
+  CHECK(bytes.find("dense_1.weight") != std::string::npos);
 }

@@ -13,10 +13,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "glassbox/core/binary_io.hpp"
 #include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/tensor.hpp"
 
@@ -65,17 +66,15 @@ T idx_element(unsigned code, const unsigned char* p) {
 }
 }  // namespace detail
 
-// Reads an IDX file into a Tensor<T> of the file's shape, each element
-// multiplied by `scale` (1/255 turns pixels into [0, 1]).
+// Parses an IDX file's bytes; errors name `source` (the path) and the field.
 template <class T>
-Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw Error(fmt::format("{}: cannot open file", path));
-  const std::streamoff file_size = in.tellg();
-  in.seekg(0);
-  unsigned char header[4];
-  if (file_size < 4 || !in.read(reinterpret_cast<char*>(header), 4))
+Tensor<T> idx_from_bytes(std::string_view data, const std::string& source, T scale = T(1)) {
+  const std::string& path = source;
+  const auto file_size = static_cast<std::uint64_t>(data.size());
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
+  if (file_size < 4)
     throw Error(fmt::format("{}: file is {} bytes, too short for the IDX header (field: magic)", path, file_size));
+  const unsigned char* header = bytes;
   if (header[0] != 0 || header[1] != 0)
     throw Error(fmt::format("{}: bad magic number 0x{:02X}{:02X}{:02X}{:02X}, not an IDX file (field: magic)", path,
                             header[0], header[1], header[2], header[3]));
@@ -86,15 +85,14 @@ Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
   if (rank < 1 || rank > Shape::max_rank)
     throw Error(
         fmt::format("{}: {} dimensions, supported are 1 to {} (field: dimension count)", path, rank, Shape::max_rank));
-  const std::streamoff header_size = 4 + 4 * static_cast<std::streamoff>(rank);
+  const std::uint64_t header_size = 4 + 4 * static_cast<std::uint64_t>(rank);
   if (file_size < header_size)
     throw Error(fmt::format("{}: truncated header: {} dimensions need {} bytes, file has {} (field: dimensions)", path,
                             rank, header_size, file_size));
-  unsigned char dims_raw[4 * Shape::max_rank];
-  in.read(reinterpret_cast<char*>(dims_raw), 4 * rank);
+  const unsigned char* dims_raw = bytes + 4;
 
   // Multiply the sizes without overflow: stop as soon as they exceed the file.
-  const auto data_bytes = static_cast<std::uint64_t>(file_size - header_size);
+  const std::uint64_t data_bytes = file_size - header_size;
   const std::uint64_t max_elements = data_bytes / static_cast<std::uint64_t>(element_size);
   std::vector<index_t> dims(static_cast<std::size_t>(rank));
   for (int i = 0; i < rank; ++i)
@@ -121,14 +119,19 @@ Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
                     "trailing bytes)",
                     path, dims_text, elements * static_cast<std::uint64_t>(element_size), data_bytes));
 
-  std::vector<unsigned char> raw(static_cast<std::size_t>(data_bytes));
-  if (!in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(data_bytes)))
-    throw Error(fmt::format("{}: read error in the data section", path));
+  const unsigned char* raw = bytes + header_size;
   Tensor<T> out(Shape(dims.begin(), dims.end()));
   for (std::size_t i = 0; i < static_cast<std::size_t>(elements); ++i)
     out[static_cast<index_t>(i)] =
-        scale * detail::idx_element<T>(code, raw.data() + i * static_cast<std::size_t>(element_size));
+        scale * detail::idx_element<T>(code, raw + i * static_cast<std::size_t>(element_size));
   return out;
+}
+
+// Reads an IDX file into a Tensor<T> of the file's shape, each element
+// multiplied by `scale` (1/255 turns pixels into [0, 1]).
+template <class T>
+Tensor<T> read_idx(const std::string& path, T scale = T(1)) {
+  return idx_from_bytes<T>(read_file(path), path, scale);
 }
 
 GLASSBOX_PRECOMPILED_INSTANCE(Tensor<float> read_idx<float>(const std::string&, float))
