@@ -211,6 +211,45 @@ def attribution():
     w.close()
 
 
+def recurrent():
+    """torch.nn.RNN / LSTM / GRU, one layer, batch_first; "_last" cases keep
+    only the last step's output; "_truncated" detaches the state every 2 steps."""
+    w = Writer("recurrent")
+    n, steps, features, hidden = 3, 5, 4, 6
+    for kind, cls in [("simple_rnn", torch.nn.RNN), ("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)]:
+        module = cls(features, hidden, batch_first=True).double()
+        with torch.no_grad():
+            for p in module.parameters():
+                p.copy_(rand(*p.shape, low=-0.6, high=0.6))
+        for case, last, truncate in [("", False, 0), ("_last", True, 0), ("_truncated", False, 2)]:
+            name = kind + case
+            x = rand(n, steps, features, low=-1.5, high=1.5).requires_grad_(True)
+            module.zero_grad()
+            if truncate:
+                outputs, state = [], None
+                for start in range(0, steps, truncate):
+                    if state is not None:
+                        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+                    out, state = module(x[:, start:start + truncate], state)
+                    outputs.append(out)
+                y = torch.cat(outputs, dim=1)
+            else:
+                y, _ = module(x)
+            if last:
+                y = y[:, -1]
+            dy = rand(*y.shape)
+            y.backward(dy)
+            w.add(f"{name}.x", x)
+            w.add(f"{name}.y", y)
+            w.add(f"{name}.dy", dy)
+            w.add(f"{name}.dx", x.grad)
+            for pname, p in module.named_parameters():
+                pname = pname.replace("_l0", "")
+                w.add(f"{name}.{pname}", p)
+                w.add(f"{name}.d{pname}", p.grad)
+    w.close()
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     layers()
@@ -219,4 +258,5 @@ if __name__ == "__main__":
     optimizers()
     normalization()
     attribution()
+    recurrent()
     print("golden vectors written to", OUT, "with torch", torch.__version__)

@@ -26,6 +26,7 @@
 #include "glassbox/nn/dropout.hpp"
 #include "glassbox/nn/flatten.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
+#include "glassbox/nn/recurrent.hpp"
 #include "glassbox/nn/softmax.hpp"
 
 namespace glassbox::io {
@@ -124,6 +125,11 @@ LayerSpec describe(Layer<T>& layer) {
     s.set("features", static_cast<double>(b->features()));
     s.set("eps", static_cast<double>(b->options().eps));
     s.set("momentum", static_cast<double>(b->options().momentum));
+  } else if (auto* rnn = dynamic_cast<nn::Recurrent<T>*>(&layer)) {
+    s.set("in", static_cast<double>(rnn->input_size()));
+    s.set("hidden", static_cast<double>(rnn->hidden_size()));
+    s.set("return_sequences", rnn->options().return_sequences);
+    s.set("truncate", static_cast<double>(rnn->options().truncate));
   } else if (auto* r = dynamic_cast<nn::Dropout<T>*>(&layer)) {
     s.set("rate", static_cast<double>(r->rate()));
   } else if (auto* l = dynamic_cast<nn::LeakyReLU<T>*>(&layer)) {
@@ -156,6 +162,14 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
     std::vector<std::pair<std::string, Shape>> shapes{{"weight", Shape{out, in, k.h, k.w}}};
     if (r.flag("bias")) shapes.emplace_back("bias", Shape{out});
     return shapes;
+  }
+  if (spec.kind == "simple_rnn" || spec.kind == "lstm" || spec.kind == "gru") {
+    const std::int64_t gates = spec.kind == "lstm" ? 4 : spec.kind == "gru" ? 3 : 1;
+    const auto in = r.integer("in", 1, max_features), hidden = r.integer("hidden", 1, max_features);
+    return {{"weight_ih", Shape{gates * hidden, in}},
+            {"weight_hh", Shape{gates * hidden, hidden}},
+            {"bias_ih", Shape{gates * hidden}},
+            {"bias_hh", Shape{gates * hidden}}};
   }
   if (spec.kind == "batch_norm") {
     const auto f = r.integer("features", 1, max_features);
@@ -197,6 +211,15 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
       const nn::Size2 kernel = r.size2("kernel", 1, max_window);
       if (kind == "max_pool2d") return std::make_unique<nn::MaxPool2D<T>>(kernel, detail::pool_options(r));
       return std::make_unique<nn::AvgPool2D<T>>(kernel, detail::pool_options(r), r.flag("count_include_pad"));
+    }
+    if (kind == "simple_rnn" || kind == "lstm" || kind == "gru") {
+      typename nn::Recurrent<T>::Options o;
+      o.return_sequences = r.flag("return_sequences");
+      o.truncate = r.integer("truncate", 0, std::int64_t(1) << 30);
+      const auto in = r.integer("in", 1, max_features), hidden = r.integer("hidden", 1, max_features);
+      if (kind == "lstm") return std::make_unique<nn::LSTM<T>>(in, hidden, o);
+      if (kind == "gru") return std::make_unique<nn::GRU<T>>(in, hidden, o);
+      return std::make_unique<nn::SimpleRNN<T>>(in, hidden, o);
     }
     if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();
     if (kind == "flatten") return std::make_unique<nn::Flatten<T>>();
