@@ -2,6 +2,7 @@
 // truncated BPTT), parity with torch.nn.RNN/LSTM/GRU, shapes and errors,
 // and what the recorders read (gate values, per-step gradient norms).
 
+#include <glassbox/inspect/recurrent_stats.hpp>
 #include <glassbox/io/checkpoint.hpp>
 
 #include "support.hpp"
@@ -129,4 +130,34 @@ TEST_CASE("recurrent layers: shapes, errors, recorder data, checkpoints", "[recu
   CHECK(c.model.summary() == seq.summary());
   const Tensor<float> a = seq.forward(x), b = c.model.forward(x);
   CHECK(std::equal(a.begin(), a.end(), b.begin()));
+}
+
+TEST_CASE("RecurrentStats records gate means, |h| and gradient norms per time step", "[recurrent][inspect]") {
+  Sequential<float> model(Shape{12, 3}, 5);
+  model.add<nn::LSTM<float>>(3, 6);
+  model.add<nn::Dense<float>>(6, 2);
+  inspect::RecurrentStats<float> stats(model);
+  Rng rng(8);
+  Tensor<float> x(Shape{5, 12, 3});
+  for (float& v : x) v = static_cast<float>(rng.normal());
+  const Tensor<float> out = model.forward(x, Mode::train);
+  model.backward(Tensor<float>(out.shape(), 1.0f));
+
+  REQUIRE(stats.all().size() == 1);  // the dense layer is not recurrent
+  const inspect::RecurrentRecord& r = stats.series("lstm_1").records.back();
+  REQUIRE(r.gates == std::vector<std::string>{"input", "forget", "cell", "output"});
+  const auto& cell = dynamic_cast<nn::LSTM<float>&>(model.layer(0));
+  // The forget gate's mean at step 7, by hand.
+  double sum = 0;
+  for (index_t n = 0; n < 5; ++n)
+    for (index_t k = 0; k < 6; ++k) sum += cell.gate_values().data()[(7 * 5 + n) * 24 + 6 + k];
+  CHECK(r.mean[1][7] == Approx(sum / 30).epsilon(1e-6));
+  CHECK(r.grad_norm == cell.step_grad_norms());
+  // The loss reads only the last step, so the gradient wrt h_t shrinks going
+  // back in time (the vanishing gradient through time).
+  CHECK(r.grad_norm.front() < r.grad_norm.back());
+  const std::string csv = stats.to_csv();
+  CHECK_THAT(csv, Contains("forget="));
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 13);  // header + 12 steps
+  CHECK_THAT(stats.to_json(), Contains("\"grad_norm\":["));
 }

@@ -20,6 +20,7 @@
 #include "glassbox/inspect/nan_watch.hpp"
 #include "glassbox/inspect/permutation_importance.hpp"
 #include "glassbox/inspect/record.hpp"
+#include "glassbox/inspect/recurrent_stats.hpp"
 #include "glassbox/inspect/robustness.hpp"
 #include "glassbox/inspect/saliency.hpp"
 #include "glassbox/io/checkpoint.hpp"
