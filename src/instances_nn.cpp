@@ -23,6 +23,7 @@
 #include "glassbox/nn/mse_loss.hpp"
 #include "glassbox/nn/pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
+#include "glassbox/nn/residual.hpp"
 #include "glassbox/nn/softmax.hpp"
 #include "glassbox/optim/adam.hpp"
 #include "glassbox/optim/optimizer.hpp"

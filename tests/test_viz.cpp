@@ -26,11 +26,12 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("glassbox_test_viz_" + name)).string();
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// Whether a temporary file of an atomic write of `path` was left behind.
+bool temporary_left(const std::string& path) {
+  const std::filesystem::path p(path);
+  for (const auto& entry : std::filesystem::directory_iterator(p.parent_path()))
+    if (entry.path().filename().string().rfind(p.filename().string() + ".tmp", 0) == 0) return true;
+  return false;
 }
 }  // namespace
 
@@ -106,7 +107,7 @@ TEST_CASE("PNG files round-trip through libpng and are written atomically", "[vi
   const std::string path = temp_path("round_trip.png");
   write_png(path, image);
   CHECK(read_file(path).substr(0, 8) == "\x89PNG\r\n\x1a\n");
-  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  CHECK_FALSE(temporary_left(path));
   const Image back = read_png(path);
   CHECK((back.width == 5 && back.height == 3));
   CHECK(back.pixels == image.pixels);
@@ -116,7 +117,7 @@ TEST_CASE("PNG files round-trip through libpng and are written atomically", "[vi
   write_text_file(not_png, "hello");
   CHECK_THROWS_WITH(read_png(not_png), Contains(not_png));
   std::remove(not_png.c_str());
-  CHECK_THROWS_WITH(write_png("/nonexistent-dir/x.png", image), Contains("/nonexistent-dir/x.png.tmp"));
+  CHECK_THROWS_WITH(write_png("/nonexistent-dir/x.png", image), Contains("/nonexistent-dir/x.png"));
   CHECK_THROWS_WITH(encode_png(Image()), Contains("no pixels"));
 }
 

@@ -334,7 +334,7 @@ class ActivationStats {
   // For a layer that only reshapes (Flatten), the record this pass made of
   // the layer before it, whose output is this layer's input; else null.
   const ActivationRecord* reshaped_from_previous(const ForwardEvent<T>& e) const {
-    if (!e.layer.reshapes_only() || e.index == 0) return nullptr;
+    if (!e.layer.reshapes_only() || e.index == 0 || e.depth > 0) return nullptr;  // inside a block: no neighbours
     for (const auto& series : series_)
       if (series.layer_index == e.index - 1 && !series.records.empty() && same_pass(series.records.back().context, e))
         return &series.records.back();

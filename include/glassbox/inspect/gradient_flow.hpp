@@ -89,7 +89,7 @@ class GradientFlow {
       handles_.push_back(std::move(h));
     // The parameters have been updated by the time the next pass begins.
     handles_.push_back(model.add_forward_pre_hook([this](const ForwardPreEvent<T>& e) {
-      if (e.index == 0) finish_updates();
+      if (e.index == 0 && e.depth == 0) finish_updates();
     }));
   }
   GradientFlow(const GradientFlow&) = delete;
@@ -240,9 +240,10 @@ class GradientFlow {
     r.context = e;
     // Below a layer that only reshapes (Flatten), the gradient wrt this
     // layer's output is the one just measured there, in another shape.
-    const bool known = reshaped_.valid && reshaped_.layer == e.index && same_pass(reshaped_.context, e);
+    // (Only between layers of the model: inside a block, e.index is the block's.)
+    const bool known = e.depth == 0 && reshaped_.valid && reshaped_.layer == e.index && same_pass(reshaped_.context, e);
     const Magnitude m = known ? reshaped_.magnitude : magnitude(e.grad_output);
-    reshaped_.valid = e.layer.reshapes_only() && e.index > 0;
+    reshaped_.valid = e.depth == 0 && e.layer.reshapes_only() && e.index > 0;
     if (reshaped_.valid) reshaped_ = {true, e.index - 1, e, m};
     r.norm = m.norm;
     r.max_abs = m.max_abs;

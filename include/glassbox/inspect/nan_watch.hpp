@@ -27,9 +27,9 @@ class NanWatch {
       loss_gradient_unchecked_ = true;
       if (all_finite(e.output)) return;
       // Say whether the layer made the value or passed on a bad input.
-      const std::string origin = all_finite(e.input) ? std::string()
-                                 : e.index == 0      ? " (the model's input is already non-finite)"
-                                                     : " (its input is already non-finite)";
+      const std::string origin = all_finite(e.input)            ? std::string()
+                                 : e.index == 0 && e.depth == 0 ? " (the model's input is already non-finite)"
+                                                                : " (its input is already non-finite)";
       fail(e, "output of layer '" + e.name + "'" + origin, e.output);
     }));
     handles_.push_back(model.add_backward_hook([this](const BackwardEvent<T>& e) {

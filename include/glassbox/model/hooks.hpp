@@ -56,8 +56,9 @@ struct HookContext {
 template <class T>
 struct LayerEvent : HookContext {
   Layer<T>& layer;
-  std::size_t index;  // position in the model
+  std::size_t index;  // position in the model (of the enclosing block, for a layer inside one)
   const std::string& name;
+  int depth = 0;  // 0: a layer of the model; 1: inside a block (nn::Residual), and so on
 };
 
 template <class T>

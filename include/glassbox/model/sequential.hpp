@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,6 +69,7 @@ class Sequential {
     layer->reset_parameters(rng_);
     layers_.push_back(std::move(layer));
     outputs_.emplace_back();
+    register_children(layers_.size() - 1);
     return *layers_.back();
   }
 
@@ -84,6 +86,7 @@ class Sequential {
           fmt::format("Sequential::replace: {} is a {}, the replacement a {}", old.name(), old.kind(), layer->kind()));
     layer->set_name(old.name());
     std::swap(layers_[index], layer);
+    register_children(index);
     has_forward_ = false;
     has_input_grad_ = false;
     return layer;
@@ -95,14 +98,22 @@ class Sequential {
       throw Error(fmt::format("Sequential: layer index {} out of range (model has {} layers)", index, layers_.size()));
     return *layers_[index];
   }
+  // A layer of the model, or one inside a block by its dotted name
+  // ("residual_1.conv2d_2").
   Layer<T>& layer(const std::string& name) {
     if (Layer<T>* l = find(name)) return *l;
+    for (const Nested& n : nested_)
+      if (n.layer->name() == name) return *n.layer;
     throw Error(fmt::format("Sequential: no layer named '{}'", name));
   }
   // Index of the layer a target names (index, name or layer reference).
   std::size_t index_of(const HookTarget& target) {
     if (target.is_all()) throw Error("Sequential::index_of: the target names every layer, not one");
-    return *resolve(target);
+    const std::size_t key = *resolve(target);
+    if (key >= nested_key_base)
+      throw Error(fmt::format("Sequential::index_of: {} is inside block {}; index_of names the model's own layers",
+                              nested_of_key(key).layer->name(), layers_[nested_of_key(key).top]->name()));
+    return key;
   }
   const std::optional<Shape>& sample_shape() const { return sample_shape_; }
   // The generator that initialises added layers (checkpoints save its state).
@@ -124,9 +135,11 @@ class Sequential {
     context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
     const bool hooked = hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
     Tensor<T>* in = &input_;
+    Runner runner(*this);
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       layers_[i]->output_shape(in->shape());
       if (hooked) run_forward_pre_hooks(i, *in);
+      layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
       layers_[i]->forward(*in, outputs_[i], mode);
       if (hooked) run_forward_hooks(i, *in, outputs_[i]);
       in = &outputs_[i];
@@ -163,10 +176,12 @@ class Sequential {
     const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
     has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
+    Runner runner(*this);
     for (std::size_t i = last + 1; i-- > 0;) {
       const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
       Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i % 2] : nullptr;
       layers_[i]->want_parameter_grads(params == ParamGrads::compute);
+      layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
       layers_[i]->backward(x, outputs_[i], *dy, dx);
       if (hooked) run_backward_hooks(i, *dy, dx);
       dy = dx;
@@ -328,6 +343,8 @@ class Sequential {
     }
     for (std::size_t i = 0; i < layers_.size(); ++i)
       if (target.name() ? layers_[i]->name() == *target.name() : layers_[i].get() == target.layer()) return i;
+    for (const Nested& n : nested_)
+      if (target.name() ? n.layer->name() == *target.name() : n.layer == target.layer()) return n.key;
     if (target.name()) throw Error(fmt::format("Sequential: no layer named '{}'", *target.name()));
     throw Error("Sequential: that layer is not part of this model");
   }
@@ -376,13 +393,109 @@ class Sequential {
 
   void run_param_grad_hooks(std::size_t last) {
     for (std::size_t i = 0; i <= last; ++i) {
-      if (!hooks_->param_grad.watches(i)) continue;
-      for (const Parameter<T>* p : layers_[i]->parameters()) {
-        const ParamGradEvent<T> event{event_base<LayerEvent<T>>(i), *p, p->grad, p->value};
-        hooks_->param_grad.run(i, event.name, "parameter-gradient hook", [&](auto& hook) { hook(event); });
+      if (layers_[i]->children().empty()) {
+        if (!hooks_->param_grad.watches(i)) continue;
+        for (const Parameter<T>* p : layers_[i]->parameters()) {
+          const ParamGradEvent<T> event{event_base<LayerEvent<T>>(i), *p, p->grad, p->value};
+          hooks_->param_grad.run(i, event.name, "parameter-gradient hook", [&](auto& hook) { hook(event); });
+        }
+        continue;
+      }
+      // A block: each parameter belongs to the innermost layer that holds it.
+      for (const Nested& n : nested_) {
+        if (n.top != i || !n.layer->children().empty() || !hooks_->param_grad.watches(n.key)) continue;
+        for (const Parameter<T>* p : n.layer->parameters()) {
+          const ParamGradEvent<T> event{nested_event_base(n), *p, p->grad, p->value};
+          hooks_->param_grad.run(n.key, event.name, "parameter-gradient hook", [&](auto& hook) { hook(event); });
+        }
       }
     }
   }
+
+  // Layers inside blocks, for hooks: keys from nested_key_base up, never reused.
+  struct Nested {
+    Layer<T>* layer;
+    std::size_t top;  // index of the enclosing layer of the model
+    std::size_t key;  // what hook lists match
+    int depth;
+    Tensor<T> input;  // a copy of the input for modifying pre-hooks
+  };
+  static constexpr std::size_t nested_key_base = std::size_t(1) << 40;
+
+  void register_children(std::size_t top) {
+    nested_.erase(std::remove_if(nested_.begin(), nested_.end(), [&](const Nested& n) { return n.top == top; }),
+                  nested_.end());
+    std::vector<std::pair<Layer<T>*, int>> stack;
+    for (Layer<T>* c : layers_[top]->children()) stack.emplace_back(c, 1);
+    std::reverse(stack.begin(), stack.end());
+    while (!stack.empty()) {
+      auto [layer, depth] = stack.back();
+      stack.pop_back();
+      nested_.push_back(Nested{layer, top, nested_key_base + next_nested_key_++, depth, {}});
+      auto inner = layer->children();
+      for (auto it = inner.rbegin(); it != inner.rend(); ++it) stack.emplace_back(*it, depth + 1);
+    }
+  }
+  Nested* nested_of(const Layer<T>* layer) {
+    for (Nested& n : nested_)
+      if (n.layer == layer) return &n;
+    return nullptr;
+  }
+  const Nested& nested_of_key(std::size_t key) const {
+    for (const Nested& n : nested_)
+      if (n.key == key) return n;
+    throw Error("Sequential: unknown nested layer");
+  }
+  LayerEvent<T> nested_event_base(const Nested& n) {
+    return LayerEvent<T>{context_, *n.layer, n.top, n.layer->name(), n.depth};
+  }
+
+  // Runs the children of blocks, firing the hooks that watch them.
+  class Runner final : public ChildRunner<T> {
+   public:
+    explicit Runner(Sequential& model) : m_(model) {}
+    void forward(Layer<T>& child, const Tensor<T>& x, Tensor<T>& y, Mode mode) override {
+      Nested* n = m_.hooks_ ? m_.nested_of(&child) : nullptr;
+      if (!n) {
+        child.forward(x, y, mode);
+        return;
+      }
+      const Tensor<T>* in = &x;
+      if (!m_.hooks_->pre.empty() && m_.hooks_->pre.watches(n->key)) {
+        n->input = x;  // pre-hooks may patch the input: give them a copy
+        const Shape shape = x.shape();
+        const ForwardPreEvent<T> event{m_.nested_event_base(*n), n->input};
+        m_.hooks_->pre.run(n->key, event.name, "forward pre-hook", [&](auto& hook) {
+          hook(event, n->input);
+          if (n->input.shape() != shape)
+            throw Error(
+                fmt::format("the hook changed the input's shape from {} to {}", shape.str(), n->input.shape().str()));
+        });
+        in = &n->input;
+      }
+      child.forward(*in, y, mode);
+      if (!m_.hooks_->forward.empty() && m_.hooks_->forward.watches(n->key)) {
+        const Shape shape = y.shape();
+        const ForwardEvent<T> event{m_.nested_event_base(*n), *in, y};
+        m_.hooks_->forward.run(n->key, event.name, "forward hook", [&](auto& hook) {
+          hook(event, y);
+          if (y.shape() != shape)
+            throw Error(fmt::format("the hook changed the output's shape from {} to {}", shape.str(), y.shape().str()));
+        });
+      }
+    }
+    void backward(Layer<T>& child, const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
+                  Tensor<T>* dx) override {
+      child.backward(x, y, dy, dx);
+      Nested* n = m_.hooks_ ? m_.nested_of(&child) : nullptr;
+      if (!n || m_.hooks_->backward.empty() || !m_.hooks_->backward.watches(n->key)) return;
+      const BackwardEvent<T> event{m_.nested_event_base(*n), dy, dx};
+      m_.hooks_->backward.run(n->key, event.name, "backward hook", [&](auto& hook) { hook(event); });
+    }
+
+   private:
+    Sequential& m_;
+  };
 
 #ifdef GLASSBOX_DISABLE_HOOKS
   static constexpr bool hooks_enabled = false;
@@ -402,6 +515,8 @@ class Sequential {
   HookContext context_;
   long long training_steps_ = 0;
   std::shared_ptr<detail::HookRegistry<T>> hooks_;  // created by the first registration
+  std::vector<Nested> nested_;
+  std::size_t next_nested_key_ = 0;
 };
 
 GLASSBOX_PRECOMPILED_INSTANCE(class Sequential<float>)

@@ -30,6 +30,21 @@ namespace glassbox {
 enum class Mode { train, eval };
 
 template <class T>
+class Layer;
+
+// How a composite layer (nn::Residual) runs its children, so that the model
+// that owns it can fire hooks for them. Sequential supplies one for each pass;
+// without one the children simply run.
+template <class T>
+class ChildRunner {
+ public:
+  virtual ~ChildRunner() = default;
+  virtual void forward(Layer<T>& child, const Tensor<T>& x, Tensor<T>& y, Mode mode) = 0;
+  virtual void backward(Layer<T>& child, const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
+                        Tensor<T>* dx) = 0;
+};
+
+template <class T>
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -59,11 +74,17 @@ class Layer {
 
   const std::string& name() const { return name_.empty() ? kind_name() : name_; }
 
-  // Renames the layer and its parameters ("dense_1" -> "dense_1.weight").
-  void set_name(std::string name) {
+  // Renames the layer and its parameters ("dense_1" -> "dense_1.weight"); a
+  // composite layer renames its children "<name>.<child>".
+  virtual void set_name(std::string name) {
     name_ = std::move(name);
     for (Parameter<T>* p : parameters()) p->name = name_ + "." + p->local_name();
   }
+
+  // The layers inside this one, in the order they run (nn::Residual: its body,
+  // then its shortcut); empty for ordinary layers.
+  virtual std::vector<Layer<T>*> children() { return {}; }
+  void set_child_runner(ChildRunner<T>* runner) { child_runner_ = runner; }
 
   // Set by Sequential for each backward pass; see the contract above.
   bool parameter_grads_wanted() const { return parameter_grads_wanted_; }
@@ -75,6 +96,26 @@ class Layer {
     return n;
   }
 
+ protected:
+  // A composite layer runs each child through these: the owning model's hooks
+  // then fire for the child (the runner is handed down to nested composites).
+  void run_child_forward(Layer<T>& child, const Tensor<T>& x, Tensor<T>& y, Mode mode) {
+    child.set_child_runner(child_runner_);
+    if (child_runner_)
+      child_runner_->forward(child, x, y, mode);
+    else
+      child.forward(x, y, mode);
+  }
+  void run_child_backward(Layer<T>& child, const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) {
+    child.set_child_runner(child_runner_);
+    child.want_parameter_grads(parameter_grads_wanted_);
+    if (child_runner_)
+      child_runner_->backward(child, x, y, dy, dx);
+    else
+      child.backward(x, y, dy, dx);
+  }
+  void set_own_name(std::string name) { name_ = std::move(name); }
+
  private:
   const std::string& kind_name() const {
     if (kind_cache_.empty()) kind_cache_ = kind();
@@ -83,6 +124,7 @@ class Layer {
   std::string name_;
   mutable std::string kind_cache_;
   bool parameter_grads_wanted_ = true;
+  ChildRunner<T>* child_runner_ = nullptr;
 };
 
 // Throws the standard shape error "<layer>: <what>" for input validation.
