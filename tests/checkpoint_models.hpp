@@ -6,7 +6,8 @@
 namespace test {
 
 // Every built-in layer kind that can follow a 1x8x8 image, with a conv
-// whose ReLU is fused, explicit padding, a stride, dropout and batch norm.
+// whose ReLU is fused, explicit padding, a stride, dropout, batch norm, and
+// residual blocks (one with dropout inside, one with a projection).
 inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   using namespace glassbox;
   Sequential<float> m(Shape{1, 8, 8}, seed);
@@ -26,7 +27,17 @@ inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   m.add<nn::Dense<float>>(16, 12);
   m.add<nn::BatchNorm<float>>(12);
   m.add<nn::GELU<float>>(nn::GELU<float>::Approximation::tanh);
-  m.add<nn::Dense<float>>(12, 8);
+  auto block = std::make_unique<nn::Residual<float>>();  // identity shortcut, dropout inside
+  block->add<nn::Dense<float>>(12, 12);
+  block->add<nn::Dropout<float>>(0.2f);
+  block->add<nn::Tanh<float>>();
+  m.add(std::move(block));
+  auto projected = std::make_unique<nn::Residual<float>>();
+  projected->add<nn::Dense<float>>(12, 8);
+  projected->add<nn::Sigmoid<float>>();
+  projected->set_shortcut<nn::Dense<float>>(12, 8);
+  m.add(std::move(projected));
+  m.add<nn::Dense<float>>(8, 8);
   m.add<nn::Tanh<float>>();
   m.add<nn::ReLU<float>>();
   m.add<nn::Sigmoid<float>>();

@@ -19,12 +19,14 @@
 //   sections: 4-byte tag, u64 payload size, payload, u32 CRC-32C of payload.
 //   ARCH: u8 has sample shape, u32 rank, i64 dims; u32 layer count; per layer
 //     kind, name (strings: u32 length + bytes), u32 field count, per field
-//     key string and f64 value (io/layer_spec.hpp).
+//     key string and f64 value (io/layer_spec.hpp), u32 child count and the
+//     children in the same layout (a residual block's body, then its shortcut).
 //   PARM: u32 count; per parameter name, shape (u32 rank, i64 dims), u8 has
 //     mask, the values, then the mask's values if any.
 //   STAT: i64 training steps, i64 epochs completed, the model's Rng state;
 //     u32 layer count; per layer u32 buffer count, per buffer name, shape,
-//     values; u8 has Rng, Rng state (4 u64, u8 has spare normal, f64 spare).
+//     values; u32 generator count, each Rng state (4 u64, u8 has spare
+//     normal, f64 spare): the layer's own and its children's, in order.
 //   OPTM (only when an optimizer was saved): kind string, f64 learning rate,
 //     i64 steps, u32 field count, key string + f64 value per field; u32 state
 //     count; per state name string, u32 entries, per entry shape + values
@@ -59,7 +61,8 @@ namespace checkpoint_format {
 constexpr char magic[8] = {'\x89', 'G', 'B', 'C', 'K', 'P', 'T', '\n'};
 constexpr std::uint32_t version = 1;
 constexpr std::size_t header_size = 24;
-constexpr std::uint32_t max_layers = 4096;
+constexpr std::uint32_t max_layers = 4096;  // in all, blocks' children included
+constexpr int max_depth = 8;                // blocks inside blocks
 constexpr std::uint32_t max_fields = 64;
 constexpr std::uint32_t max_name = 1024;
 }  // namespace checkpoint_format
@@ -80,6 +83,48 @@ inline void put_rng(std::string& out, const Rng::State& s) {
   for (std::uint64_t w : s.words) put(out, w);
   put<std::uint8_t>(out, s.has_spare_normal);
   put<double>(out, s.spare_normal);
+}
+
+inline void put_spec(std::string& out, const LayerSpec& spec) {
+  put_string(out, spec.kind);
+  put_string(out, spec.name);
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(spec.fields.size()));
+  for (const auto& [key, value] : spec.fields) {
+    put_string(out, key);
+    put<double>(out, value);
+  }
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(spec.children.size()));
+  for (const LayerSpec& child : spec.children) put_spec(out, child);
+}
+
+// Reads a spec and its children; `budget` counts the layers still allowed.
+inline LayerSpec get_spec(ByteReader& r, int depth, std::uint32_t& budget) {
+  if (budget == 0) throw r.error("layer count", fmt::format("more than {} layers", checkpoint_format::max_layers));
+  --budget;
+  LayerSpec spec;
+  spec.kind = r.string("kind", 64);
+  spec.name = r.string("name", checkpoint_format::max_name);
+  if (spec.name.empty()) throw r.error("name", "empty");
+  const auto fields = r.get<std::uint32_t>("field count");
+  if (fields > checkpoint_format::max_fields)
+    throw r.error("field count", fmt::format("{} (at most {})", fields, checkpoint_format::max_fields));
+  for (std::uint32_t k = 0; k < fields; ++k) {
+    std::string key = r.string("field name", 64);
+    spec.set(key, r.get<double>("field value"));
+  }
+  const auto children = r.get<std::uint32_t>("child count");
+  if (children > 0 && depth >= checkpoint_format::max_depth)
+    throw r.error("child count", fmt::format("blocks nested deeper than {}", checkpoint_format::max_depth));
+  if (children > budget) throw r.error("child count", fmt::format("{} (too many layers)", children));
+  for (std::uint32_t k = 0; k < children; ++k) spec.children.push_back(get_spec(r, depth + 1, budget));
+  return spec;
+}
+
+// The random generators of a layer and of the layers inside it, in order.
+template <class T>
+void generators(Layer<T>& layer, std::vector<Rng*>& out) {
+  if (Rng* rng = layer.rng()) out.push_back(rng);
+  for (Layer<T>* child : layer.children()) generators(*child, out);
 }
 
 inline void put_section(std::string& file, const char (&tag)[5], const std::string& payload) {
@@ -171,14 +216,7 @@ std::string checkpoint_bytes(Sequential<T>& model, optim::Optimizer<T>* optimize
   put_shape(arch, model.sample_shape().value_or(Shape{}));
   put<std::uint32_t>(arch, static_cast<std::uint32_t>(model.size()));
   for (std::size_t i = 0; i < model.size(); ++i) {
-    const LayerSpec spec = describe(model.layer(i));
-    put_string(arch, spec.kind);
-    put_string(arch, spec.name);
-    put<std::uint32_t>(arch, static_cast<std::uint32_t>(spec.fields.size()));
-    for (const auto& [key, value] : spec.fields) {
-      put_string(arch, key);
-      put<double>(arch, value);
-    }
+    put_spec(arch, describe(model.layer(i)));
   }
 
   std::string params;
@@ -206,9 +244,10 @@ std::string checkpoint_bytes(Sequential<T>& model, optim::Optimizer<T>* optimize
       put_shape(state, tensor->shape());
       put_values(state, *tensor);
     }
-    const Rng* rng = layer.rng();
-    put<std::uint8_t>(state, rng != nullptr);
-    if (rng) put_rng(state, rng->state());
+    std::vector<Rng*> rngs;
+    generators(layer, rngs);
+    put<std::uint32_t>(state, static_cast<std::uint32_t>(rngs.size()));
+    for (const Rng* rng : rngs) put_rng(state, rng->state());
   }
 
   std::string optim;
@@ -301,19 +340,10 @@ Checkpoint<T> checkpoint_from_bytes(std::string_view data, const std::string& so
   if (layer_count > f::max_layers)
     throw r.error("layer count", fmt::format("{} (at most {})", layer_count, f::max_layers));
   std::vector<LayerSpec> specs;
+  std::uint32_t budget = f::max_layers;
   for (std::uint32_t i = 0; i < layer_count; ++i) {
     r.section = fmt::format("ARCH, layer {}", i);
-    LayerSpec spec;
-    spec.kind = r.string("kind", 64);
-    spec.name = r.string("name", f::max_name);
-    if (spec.name.empty()) throw r.error("name", "empty");
-    const auto fields = r.get<std::uint32_t>("field count");
-    if (fields > f::max_fields) throw r.error("field count", fmt::format("{} (at most {})", fields, f::max_fields));
-    for (std::uint32_t k = 0; k < fields; ++k) {
-      std::string key = r.string("field name", 64);
-      spec.set(key, r.get<double>("field value"));
-    }
-    specs.push_back(std::move(spec));
+    specs.push_back(get_spec(r, 0, budget));
   }
   if (r.left() != 0) throw r.error("end", fmt::format("{} unread bytes", r.left()));
 
@@ -390,10 +420,11 @@ Checkpoint<T> checkpoint_from_bytes(std::string_view data, const std::string& so
         throw s.error("buffer shape", fmt::format("differs from the layer's {}", tensor->shape().str()));
       get_values(s, "buffer values", *tensor);
     }
-    const bool has_rng = s.get<std::uint8_t>("has generator") != 0;
-    if (has_rng != (layer.rng() != nullptr))
-      throw s.error("has generator", layer.rng() ? "missing for a layer with a generator" : "for a layer without one");
-    if (has_rng) layer.rng()->set_state(get_rng(s, "generator"));
+    std::vector<Rng*> rngs;
+    generators(layer, rngs);
+    if (s.get<std::uint32_t>("generator count") != rngs.size())
+      throw s.error("generator count", fmt::format("the layer has {} random generators", rngs.size()));
+    for (Rng* rng : rngs) rng->set_state(get_rng(s, "generator"));
   }
   s.section = "STAT";
   if (s.left() != 0) throw s.error("end", fmt::format("{} unread bytes", s.left()));
@@ -404,7 +435,7 @@ Checkpoint<T> checkpoint_from_bytes(std::string_view data, const std::string& so
   const std::string kind = o.string("kind", 64);
   const double lr = o.get<double>("learning rate");
   const long long steps = o.integer("steps", 0, std::int64_t(1) << 62);
-  LayerSpec hyper{kind, "optimizer", {}};
+  LayerSpec hyper{kind, "optimizer", {}, {}};
   const auto fields = o.get<std::uint32_t>("field count");
   if (fields > f::max_fields) throw o.error("field count", fmt::format("{} (at most {})", fields, f::max_fields));
   for (std::uint32_t k = 0; k < fields; ++k) {

@@ -27,13 +27,15 @@
 #include "glassbox/nn/flatten.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
+#include "glassbox/nn/residual.hpp"
 #include "glassbox/nn/softmax.hpp"
 
 namespace glassbox::io {
 
 struct LayerSpec {
-  std::string kind, name;
+  std::string kind, name;  // inside a block, the name within it ("conv2d_1", "shortcut")
   std::vector<std::pair<std::string, double>> fields;
+  std::vector<LayerSpec> children;  // nn::Residual: the body's layers, then the shortcut
 
   void set(const std::string& key, double value) { fields.emplace_back(key, value); }
   const double* find(const std::string& key) const {
@@ -105,8 +107,15 @@ inline nn::PoolOptions pool_options(const SpecReader& r) {
 // The spec of a built-in layer; throws for a kind it does not know.
 template <class T>
 LayerSpec describe(Layer<T>& layer) {
-  LayerSpec s{layer.kind(), layer.name(), {}};
-  if (auto* d = dynamic_cast<nn::Dense<T>*>(&layer)) {
+  LayerSpec s{layer.kind(), layer.name(), {}, {}};
+  if (auto* block = dynamic_cast<nn::Residual<T>*>(&layer)) {
+    const std::string prefix = layer.name() + ".";
+    for (Layer<T>* child : block->children()) {
+      LayerSpec c = describe(*child);
+      if (c.name.rfind(prefix, 0) == 0) c.name = c.name.substr(prefix.size());
+      s.children.push_back(std::move(c));
+    }
+  } else if (auto* d = dynamic_cast<nn::Dense<T>*>(&layer)) {
     s.set("in", static_cast<double>(d->in_features()));
     s.set("out", static_cast<double>(d->out_features()));
     s.set("bias", d->options().bias);
@@ -138,7 +147,8 @@ LayerSpec describe(Layer<T>& layer) {
     s.set("approximation", static_cast<double>(g->approximation()));
   } else if (!dynamic_cast<nn::GlobalAvgPool2D<T>*>(&layer) && !dynamic_cast<nn::Flatten<T>*>(&layer) &&
              !dynamic_cast<nn::ReLU<T>*>(&layer) && !dynamic_cast<nn::Sigmoid<T>*>(&layer) &&
-             !dynamic_cast<nn::Tanh<T>*>(&layer) && !dynamic_cast<nn::Softmax<T>*>(&layer)) {
+             !dynamic_cast<nn::Tanh<T>*>(&layer) && !dynamic_cast<nn::Softmax<T>*>(&layer) &&
+             !dynamic_cast<nn::Identity<T>*>(&layer)) {
     throw Error(
         fmt::format("{}: layers of kind '{}' cannot be saved (not a built-in layer)", layer.name(), layer.kind()));
   }
@@ -175,8 +185,17 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
     const auto f = r.integer("features", 1, max_features);
     return {{"weight", Shape{f}}, {"bias", Shape{f}}};
   }
+  if (spec.kind == "residual") {  // the children's, named within the block
+    if (spec.children.size() < 2) throw r.error("children", "a residual block needs a body and a shortcut");
+    if (spec.children.back().name != "shortcut") throw r.error("children", "the last child must be the shortcut");
+    std::vector<std::pair<std::string, Shape>> shapes;
+    for (const LayerSpec& child : spec.children)
+      for (auto& [local, shape] : parameter_shapes(child, where + ", in " + spec.name))
+        shapes.emplace_back(child.name + "." + local, shape);
+    return shapes;
+  }
   for (const char* kind : {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu",
-                           "sigmoid", "tanh", "gelu", "softmax"})
+                           "sigmoid", "tanh", "gelu", "softmax", "identity"})
     if (spec.kind == kind) return {};
   throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
 }
@@ -221,6 +240,16 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
       if (kind == "gru") return std::make_unique<nn::GRU<T>>(in, hidden, o);
       return std::make_unique<nn::SimpleRNN<T>>(in, hidden, o);
     }
+    if (kind == "residual") {
+      if (spec.children.empty()) throw r.error("children", "a residual block needs a body and a shortcut");
+      auto block = std::make_unique<nn::Residual<T>>();
+      for (std::size_t i = 0; i + 1 < spec.children.size(); ++i)
+        block->add(make_layer<T>(spec.children[i], where + ", in " + spec.name), spec.children[i].name);
+      if (spec.children.back().kind != "identity")
+        block->set_shortcut(make_layer<T>(spec.children.back(), where + ", in " + spec.name));
+      return block;
+    }
+    if (kind == "identity") return std::make_unique<nn::Identity<T>>();
     if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();
     if (kind == "flatten") return std::make_unique<nn::Flatten<T>>();
     if (kind == "batch_norm") {

@@ -61,7 +61,9 @@ class Proto {
   const std::string& str() const { return bytes_; }
 
  private:
-  void key(int field, int wire) { raw_varint(static_cast<std::uint64_t>(field) << 3 | static_cast<std::uint64_t>(wire)); }
+  void key(int field, int wire) {
+    raw_varint(static_cast<std::uint64_t>(field) << 3 | static_cast<std::uint64_t>(wire));
+  }
   void raw_varint(std::uint64_t v) {
     while (v >= 0x80) {
       bytes_ += static_cast<char>((v & 0x7f) | 0x80);
@@ -149,6 +151,99 @@ inline std::vector<Proto> window_attributes(const nn::Window2D& w, index_t h, in
   return a;
 }
 
+// Writes the nodes (and, for layers without children, the initializers) that
+// compute `layer` from the tensor `input` into the tensor `output`.
+template <class T>
+void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, const std::string& output,
+                const Shape& in_shape) {
+  const std::string& name = layer.name();
+  const std::string kind = layer.kind();
+  if (auto* block = dynamic_cast<nn::Residual<T>*>(&layer)) {
+    // The body's chain, the shortcut, and an Add of the two.
+    std::string from = input;
+    Shape shape = in_shape;
+    for (std::size_t i = 0; i < block->size(); ++i) {
+      Layer<T>& child = block->body(i);
+      emit_layer(g, child, from, child.name(), shape);
+      shape = child.output_shape(shape);
+      from = child.name();
+    }
+    emit_layer(g, block->shortcut(), input, block->shortcut().name(), in_shape);
+    g.node("Add", {from, block->shortcut().name()}, output, name);
+    return;
+  }
+  for (Parameter<T>* p : layer.parameters()) g.initializer(p->name, p->value);
+  for (const auto& [buffer, tensor] : layer.buffers()) g.initializer(name + "." + buffer, *tensor);
+  if (auto* d = dynamic_cast<nn::Dense<T>*>(&layer)) {
+    std::vector<std::string> inputs{input, name + ".weight"};
+    if (d->options().bias) inputs.push_back(name + ".bias");
+    g.node("Gemm", inputs, output, name, {attribute_int("transB", 1)});
+  } else if (auto* c = dynamic_cast<nn::Conv2D<T>*>(&layer)) {
+    std::vector<std::string> inputs{input, name + ".weight"};
+    if (c->options().bias) inputs.push_back(name + ".bias");
+    const bool relu = c->options().activation == nn::Activation::relu;
+    g.node("Conv", inputs, relu ? name + "/conv" : output, name,
+           window_attributes(c->window(), in_shape[2], in_shape[3], true));
+    if (relu) g.node("Relu", {name + "/conv"}, output, name + "/relu");
+  } else if (auto* m = dynamic_cast<nn::MaxPool2D<T>*>(&layer)) {
+    g.node("MaxPool", {input}, output, name, window_attributes(m->window(), in_shape[2], in_shape[3], false));
+  } else if (auto* a = dynamic_cast<nn::AvgPool2D<T>*>(&layer)) {
+    auto attributes = window_attributes(a->window(), in_shape[2], in_shape[3], false);
+    attributes.push_back(attribute_int("count_include_pad", a->count_include_pad()));
+    g.node("AveragePool", {input}, output, name, attributes);
+  } else if (dynamic_cast<nn::GlobalAvgPool2D<T>*>(&layer)) {
+    // ONNX keeps the 1x1 spatial dimensions that glassbox drops.
+    g.node("GlobalAveragePool", {input}, name + "/pool", name);
+    g.node("Flatten", {name + "/pool"}, output, name + "/flatten", {attribute_int("axis", 1)});
+  } else if (dynamic_cast<nn::Flatten<T>*>(&layer)) {
+    g.node("Flatten", {input}, output, name, {attribute_int("axis", 1)});
+  } else if (dynamic_cast<nn::Dropout<T>*>(&layer)) {
+    g.node("Identity", {input}, output, name);
+  } else if (auto* b = dynamic_cast<nn::BatchNorm<T>*>(&layer)) {
+    g.node("BatchNormalization",
+           {input, name + ".weight", name + ".bias", name + ".running_mean", name + ".running_var"}, output, name,
+           {attribute_float("epsilon", static_cast<double>(b->options().eps)),
+            attribute_float("momentum", 1.0 - static_cast<double>(b->options().momentum))});
+  } else if (dynamic_cast<nn::ReLU<T>*>(&layer)) {
+    g.node("Relu", {input}, output, name);
+  } else if (auto* l = dynamic_cast<nn::LeakyReLU<T>*>(&layer)) {
+    g.node("LeakyRelu", {input}, output, name, {attribute_float("alpha", static_cast<double>(l->negative_slope()))});
+  } else if (dynamic_cast<nn::Sigmoid<T>*>(&layer)) {
+    g.node("Sigmoid", {input}, output, name);
+  } else if (dynamic_cast<nn::Tanh<T>*>(&layer)) {
+    g.node("Tanh", {input}, output, name);
+  } else if (dynamic_cast<nn::Softmax<T>*>(&layer)) {
+    g.node("Softmax", {input}, output, name, {attribute_int("axis", -1)});
+  } else if (auto* e = dynamic_cast<nn::GELU<T>*>(&layer)) {
+    const std::string s = name + "/";
+    g.scalar(s + "half", 0.5);
+    g.scalar(s + "one", 1.0);
+    if (e->approximation() == nn::GELU<T>::Approximation::none) {
+      // x * 0.5 * (1 + erf(x / sqrt(2)))
+      g.scalar(s + "sqrt2", std::sqrt(2.0));
+      g.node("Div", {input, s + "sqrt2"}, s + "scaled", s + "div");
+      g.node("Erf", {s + "scaled"}, s + "erf", s + "erf");
+    } else {
+      // x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
+      g.scalar(s + "cubic", 0.044715);
+      g.scalar(s + "sqrt_2_over_pi", std::sqrt(2.0 / 3.14159265358979323846));
+      g.node("Mul", {input, input}, s + "x2", s + "square");
+      g.node("Mul", {s + "x2", input}, s + "x3", s + "cube");
+      g.node("Mul", {s + "x3", s + "cubic"}, s + "cx3", s + "scale_cube");
+      g.node("Add", {input, s + "cx3"}, s + "inner", s + "add_cube");
+      g.node("Mul", {s + "inner", s + "sqrt_2_over_pi"}, s + "scaled", s + "scale");
+      g.node("Tanh", {s + "scaled"}, s + "erf", s + "tanh");
+    }
+    g.node("Add", {s + "erf", s + "one"}, s + "plus1", s + "add_one");
+    g.node("Mul", {input, s + "half"}, s + "half_x", s + "half_x");
+    g.node("Mul", {s + "half_x", s + "plus1"}, output, name);
+  } else if (dynamic_cast<nn::Identity<T>*>(&layer)) {
+    g.node("Identity", {input}, output, name);
+  } else {
+    throw Error(fmt::format("export_onnx: {} (kind '{}') has no ONNX export", name, kind));
+  }
+}
+
 }  // namespace onnx_detail
 
 // The ONNX model as bytes (export_onnx writes these).
@@ -166,78 +261,8 @@ std::string onnx_bytes(Sequential<T>& model, int opset = 13, std::optional<Shape
   for (std::size_t i = 0; i < model.size(); ++i) {
     Layer<T>& layer = model.layer(i);
     const Shape out_shape = layer.output_shape(in_shape);  // also checks the chain
-    const std::string& name = layer.name();
-    const std::string output = i + 1 == model.size() ? "output" : name;
-    const std::string kind = layer.kind();
-    for (Parameter<T>* p : layer.parameters()) g.initializer(p->name, p->value);
-    for (const auto& [buffer, tensor] : layer.buffers()) g.initializer(name + "." + buffer, *tensor);
-
-    if (auto* d = dynamic_cast<nn::Dense<T>*>(&layer)) {
-      std::vector<std::string> inputs{input, name + ".weight"};
-      if (d->options().bias) inputs.push_back(name + ".bias");
-      g.node("Gemm", inputs, output, name, {attribute_int("transB", 1)});
-    } else if (auto* c = dynamic_cast<nn::Conv2D<T>*>(&layer)) {
-      std::vector<std::string> inputs{input, name + ".weight"};
-      if (c->options().bias) inputs.push_back(name + ".bias");
-      const bool relu = c->options().activation == nn::Activation::relu;
-      g.node("Conv", inputs, relu ? name + "/conv" : output, name,
-             window_attributes(c->window(), in_shape[2], in_shape[3], true));
-      if (relu) g.node("Relu", {name + "/conv"}, output, name + "/relu");
-    } else if (auto* m = dynamic_cast<nn::MaxPool2D<T>*>(&layer)) {
-      g.node("MaxPool", {input}, output, name, window_attributes(m->window(), in_shape[2], in_shape[3], false));
-    } else if (auto* a = dynamic_cast<nn::AvgPool2D<T>*>(&layer)) {
-      auto attributes = window_attributes(a->window(), in_shape[2], in_shape[3], false);
-      attributes.push_back(attribute_int("count_include_pad", a->count_include_pad()));
-      g.node("AveragePool", {input}, output, name, attributes);
-    } else if (dynamic_cast<nn::GlobalAvgPool2D<T>*>(&layer)) {
-      // ONNX keeps the 1x1 spatial dimensions that glassbox drops.
-      g.node("GlobalAveragePool", {input}, name + "/pool", name);
-      g.node("Flatten", {name + "/pool"}, output, name + "/flatten", {attribute_int("axis", 1)});
-    } else if (dynamic_cast<nn::Flatten<T>*>(&layer)) {
-      g.node("Flatten", {input}, output, name, {attribute_int("axis", 1)});
-    } else if (dynamic_cast<nn::Dropout<T>*>(&layer)) {
-      g.node("Identity", {input}, output, name);
-    } else if (auto* b = dynamic_cast<nn::BatchNorm<T>*>(&layer)) {
-      g.node("BatchNormalization",
-             {input, name + ".weight", name + ".bias", name + ".running_mean", name + ".running_var"}, output, name,
-             {attribute_float("epsilon", static_cast<double>(b->options().eps)),
-              attribute_float("momentum", 1.0 - static_cast<double>(b->options().momentum))});
-    } else if (dynamic_cast<nn::ReLU<T>*>(&layer)) {
-      g.node("Relu", {input}, output, name);
-    } else if (auto* l = dynamic_cast<nn::LeakyReLU<T>*>(&layer)) {
-      g.node("LeakyRelu", {input}, output, name, {attribute_float("alpha", static_cast<double>(l->negative_slope()))});
-    } else if (dynamic_cast<nn::Sigmoid<T>*>(&layer)) {
-      g.node("Sigmoid", {input}, output, name);
-    } else if (dynamic_cast<nn::Tanh<T>*>(&layer)) {
-      g.node("Tanh", {input}, output, name);
-    } else if (dynamic_cast<nn::Softmax<T>*>(&layer)) {
-      g.node("Softmax", {input}, output, name, {attribute_int("axis", -1)});
-    } else if (auto* e = dynamic_cast<nn::GELU<T>*>(&layer)) {
-      const std::string s = name + "/";
-      g.scalar(s + "half", 0.5);
-      g.scalar(s + "one", 1.0);
-      if (e->approximation() == nn::GELU<T>::Approximation::none) {
-        // x * 0.5 * (1 + erf(x / sqrt(2)))
-        g.scalar(s + "sqrt2", std::sqrt(2.0));
-        g.node("Div", {input, s + "sqrt2"}, s + "scaled", s + "div");
-        g.node("Erf", {s + "scaled"}, s + "erf", s + "erf");
-      } else {
-        // x * 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
-        g.scalar(s + "cubic", 0.044715);
-        g.scalar(s + "sqrt_2_over_pi", std::sqrt(2.0 / 3.14159265358979323846));
-        g.node("Mul", {input, input}, s + "x2", s + "square");
-        g.node("Mul", {s + "x2", input}, s + "x3", s + "cube");
-        g.node("Mul", {s + "x3", s + "cubic"}, s + "cx3", s + "scale_cube");
-        g.node("Add", {input, s + "cx3"}, s + "inner", s + "add_cube");
-        g.node("Mul", {s + "inner", s + "sqrt_2_over_pi"}, s + "scaled", s + "scale");
-        g.node("Tanh", {s + "scaled"}, s + "erf", s + "tanh");
-      }
-      g.node("Add", {s + "erf", s + "one"}, s + "plus1", s + "add_one");
-      g.node("Mul", {input, s + "half"}, s + "half_x", s + "half_x");
-      g.node("Mul", {s + "half_x", s + "plus1"}, output, name);
-    } else {
-      throw Error(fmt::format("export_onnx: {} (kind '{}') has no ONNX export", name, kind));
-    }
+    const std::string output = i + 1 == model.size() ? "output" : layer.name();
+    emit_layer(g, layer, input, output, in_shape);
     input = output;
     in_shape = out_shape;
   }

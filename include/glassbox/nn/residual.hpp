@@ -85,6 +85,12 @@ class Residual : public Layer<T> {
     return ref;
   }
 
+  void set_shortcut(std::unique_ptr<Layer<T>> layer) {
+    if (!layer) throw Error("residual: null shortcut");
+    shortcut_ = std::move(layer);
+    shortcut_->set_name(this->name() == kind() ? "shortcut" : this->name() + ".shortcut");
+  }
+
   std::size_t size() const { return body_.size(); }
   Layer<T>& body(std::size_t i) { return *body_.at(i); }
   Layer<T>& shortcut() { return *shortcut_; }
