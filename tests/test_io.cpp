@@ -190,6 +190,9 @@ TEST_CASE("export_onnx names what it cannot export") {
   CHECK_THROWS_WITH(io::onnx_bytes(no_shape), Contains("no sample shape"));
   CHECK_NOTHROW(io::onnx_bytes(no_shape, 13, Shape{4}));
   CHECK_THROWS_WITH(io::onnx_bytes(no_shape, 13, Shape{5}), Contains("dense_1"));
+  Sequential<float> clash(Shape{4});
+  clash.add<nn::Dense<float>>(4, 2, nn::Dense<float>::Options{}).set_name("output");
+  CHECK_THROWS_WITH(io::onnx_bytes(clash), Contains("clash with the graph's output tensor"));
   // The protobuf starts with ir_version = 8 (field 1, varint): bytes 08 08.
   const std::string bytes = io::onnx_bytes(m);
   REQUIRE(bytes.size() > 2);

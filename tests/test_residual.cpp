@@ -175,3 +175,54 @@ TEST_CASE("residual: hooks fire for the layers inside a block", "[residual][hook
           Approx(flow.layer("residual_1").records.back().norm));
   }
 }
+
+TEST_CASE("residual: blocks are safe to use around and after passes", "[residual][hooks]") {
+  Sequential<double> model(Shape{4}, 3);
+  model.add<nn::Dense<double>>(4, 4);
+  model.add(dense_block<double>(4));
+  model.add<nn::Dense<double>>(4, 2);
+  auto& block = dynamic_cast<nn::Residual<double>&>(model.layer("residual_1"));
+  Rng rng(6);
+  const Tensor<double> x = random_tensor(Shape{3, 4}, rng);
+
+  // A pre-hook that zeroes input feature 0 of a layer inside the block: the
+  // weight gradient must come from the patched input, so its column 0 is 0.
+  HookHandle zero_input = model.add_modifying_forward_pre_hook("residual_1.dense_1",
+                                                               [](const ForwardPreEvent<double>&, Tensor<double>& in) {
+                                                                 for (index_t n = 0; n < in.dim(0); ++n)
+                                                                   in.data()[n * in.dim(1)] = 0;
+                                                               });
+  int block_param_events = 0;
+  HookHandle on_block =
+      model.add_param_grad_hook("residual_1", [&](const ParamGradEvent<double>&) { ++block_param_events; });
+  const Tensor<double> out = model.forward(x, Mode::train);
+  model.backward(Tensor<double>(out.shape(), 1.0));
+  const Tensor<double>& dw = model.layer("residual_1.dense_1").parameters()[0]->grad;
+  for (index_t r = 0; r < 4; ++r) CHECK(dw.data()[r * 4] == 0.0);
+  CHECK(dw.flat().abs().sum() > 0);
+  CHECK(block_param_events == 4);  // a hook on the block sees all its parameters
+
+  // After the pass the block runs on its own (no runner left behind).
+  Tensor<double> alone;
+  block.forward(model.output(0), alone, Mode::eval);
+  CHECK(alone.shape() == Shape{3, 4});
+
+  // A block in a model is locked; "shortcut" is reserved; no add from a hook.
+  CHECK_THROWS_WITH(block.add<nn::Tanh<double>>(), Contains("cannot change once it is in a model"));
+  CHECK_THROWS_WITH(block.set_shortcut<nn::Dense<double>>(4, 4), Contains("cannot change once it is in a model"));
+  nn::Residual<double> fresh;
+  CHECK_THROWS_WITH(fresh.add(std::make_unique<nn::Tanh<double>>(), "shortcut"), Contains("'shortcut'"));
+  {
+    HookHandle adder = model.add_forward_hook(0, [&](const ForwardEvent<double>&) { model.add<nn::Tanh<double>>(); });
+    CHECK_THROWS_WITH(model.forward(x), Contains("not during a forward or backward pass"));
+  }
+
+  // Replacing a block keeps the hooks on the layers inside it, by name.
+  int inner_events = 0;
+  HookHandle inner = model.add_forward_hook("residual_1.tanh_1", [&](const ForwardEvent<double>&) { ++inner_events; });
+  auto old = model.replace(1, dense_block<double>(4));
+  CHECK_FALSE(old->in_model());
+  CHECK_NOTHROW(dynamic_cast<nn::Residual<double>&>(*old).add<nn::Tanh<double>>());  // free again
+  model.forward(x);
+  CHECK(inner_events == 1);
+}

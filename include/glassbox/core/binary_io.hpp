@@ -130,6 +130,10 @@ inline void write_file_atomically(const std::string& path, std::string_view byte
   std::string temporary = path + ".tmp.XXXXXX";
   const int fd = ::mkstemp(temporary.data());
   if (fd < 0) throw Error(fmt::format("{}: cannot create a temporary file: {}", path, std::strerror(errno)));
+  // mkstemp creates the file 0600: keep the mode of the file it replaces, or
+  // make it an ordinary 0644 file.
+  struct stat existing;
+  ::fchmod(fd, ::stat(path.c_str(), &existing) == 0 ? existing.st_mode & 07777 : 0644);
   const bool written = detail::write_all(fd, bytes.data(), bytes.size()) && ::fsync(fd) == 0;
   const int write_error = errno;
   const bool closed = ::close(fd) == 0;
@@ -137,7 +141,6 @@ inline void write_file_atomically(const std::string& path, std::string_view byte
     ::unlink(temporary.c_str());
     throw Error(fmt::format("{}: write failed: {}", temporary, std::strerror(written ? errno : write_error)));
   }
-  ::chmod(temporary.c_str(), 0644);  // mkstemp creates 0600; make it an ordinary file
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     const int error = errno;
     ::unlink(temporary.c_str());

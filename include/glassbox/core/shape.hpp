@@ -82,12 +82,15 @@ class Shape {
     check_size();
   }
 
-  // The element count must fit index_t, so that size() never overflows.
+  // The product of the non-zero dimensions must fit index_t, so that size()
+  // never overflows, nor the size of any part of the shape (a zero batch
+  // dimension does not make the other dimensions safe to multiply).
   void check_size() const {
     index_t n = 1;
     for (int i = 0; i < rank_; ++i) {
       const index_t d = dims_[static_cast<std::size_t>(i)];
-      if (d != 0 && n > std::numeric_limits<index_t>::max() / d)
+      if (d == 0) continue;
+      if (n > std::numeric_limits<index_t>::max() / d)
         throw Error(fmt::format("Shape: {} has too many elements", str()));
       n *= d;
     }

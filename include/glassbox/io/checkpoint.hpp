@@ -58,13 +58,13 @@ struct Checkpoint {
 };
 
 namespace checkpoint_format {
-constexpr char magic[8] = {'\x89', 'G', 'B', 'C', 'K', 'P', 'T', '\n'};
-constexpr std::uint32_t version = 1;
-constexpr std::size_t header_size = 24;
-constexpr std::uint32_t max_layers = 4096;  // in all, blocks' children included
-constexpr int max_depth = 8;                // blocks inside blocks
-constexpr std::uint32_t max_fields = 64;
-constexpr std::uint32_t max_name = 1024;
+inline constexpr char magic[8] = {'\x89', 'G', 'B', 'C', 'K', 'P', 'T', '\n'};
+inline constexpr std::uint32_t version = 1;
+inline constexpr std::size_t header_size = 24;
+inline constexpr std::uint32_t max_layers = 4096;  // in all, blocks' children included
+inline constexpr int max_depth = 8;                // blocks inside blocks
+inline constexpr std::uint32_t max_fields = 64;
+inline constexpr std::uint32_t max_name = 1024;
 }  // namespace checkpoint_format
 
 namespace detail {
@@ -141,13 +141,13 @@ inline Shape get_shape(ByteReader& r, const char* field, std::uint64_t max_eleme
   if (rank > static_cast<std::uint32_t>(Shape::max_rank))
     throw r.error(field, fmt::format("rank {} (at most {})", rank, Shape::max_rank));
   std::vector<index_t> dims;
-  std::uint64_t elements = rank == 0 ? 0 : 1;
+  std::uint64_t nonzero = 1;  // the product of the non-zero dimensions: a zero must not hide huge ones
   for (std::uint32_t i = 0; i < rank; ++i) {
     const auto d = r.get<std::int64_t>(field);
     if (d < 0) throw r.error(field, fmt::format("negative dimension {}", d));
-    if (d > 0 && elements > max_elements / static_cast<std::uint64_t>(d))
+    if (d > 0 && nonzero > max_elements / static_cast<std::uint64_t>(d))
       throw r.error(field, fmt::format("shape larger than the {} values the file can hold", max_elements));
-    elements *= static_cast<std::uint64_t>(d);
+    if (d > 0) nonzero *= static_cast<std::uint64_t>(d);
     dims.push_back(static_cast<index_t>(d));
   }
   return Shape(dims.begin(), dims.end());
@@ -387,7 +387,12 @@ Checkpoint<T> checkpoint_from_bytes(std::string_view data, const std::string& so
     }
   }
   const std::vector<Parameter<T>*> all = c.model.parameters();
+  if (all.size() != values.size())
+    throw Error(
+        fmt::format("{}: PARM: the built model has {} parameters, the file {}", source, all.size(), values.size()));
   for (std::size_t i = 0; i < all.size(); ++i) {
+    if (values[i].size() != static_cast<std::size_t>(all[i]->value.size()) * sizeof(T))
+      throw Error(fmt::format("{}: PARM, parameter '{}': size differs from the built layer's", source, all[i]->name));
     std::memcpy(all[i]->value.data(), values[i].data(), values[i].size());
     if (!masks[i].empty()) {
       Tensor<T> mask(all[i]->value.shape());

@@ -158,6 +158,8 @@ void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, c
                 const Shape& in_shape) {
   const std::string& name = layer.name();
   const std::string kind = layer.kind();
+  if (name == "input" || name == "output")
+    throw Error(fmt::format("export_onnx: a layer named '{}' would clash with the graph's {} tensor", name, name));
   if (auto* block = dynamic_cast<nn::Residual<T>*>(&layer)) {
     // The body's chain, the shortcut, and an Add of the two.
     std::string from = input;

@@ -230,6 +230,22 @@ class HookList {
     }
   }
 
+  // As run(), for the hooks registered for `layer` itself only (not for all).
+  template <class Call>
+  void run_exact(std::size_t layer, const std::string& layer_name, const char* kind, Call&& call) {
+    Running running(*this);
+    const std::size_t count = entries_.size();
+    for (std::size_t i = 0; i < count; ++i) {
+      Entry& e = *entries_[i];
+      if (e.removed || !e.layer || *e.layer != layer) continue;
+      try {
+        call(e.fn);
+      } catch (...) {
+        std::throw_with_nested(Error(fmt::format("{}: {} threw: {}", layer_name, kind, current_message())));
+      }
+    }
+  }
+
  private:
   struct Entry {
     std::uint64_t id;

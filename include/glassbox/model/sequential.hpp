@@ -60,6 +60,7 @@ class Sequential {
   // from the model's Rng. On error the model is unchanged.
   Layer<T>& add(std::unique_ptr<Layer<T>> layer, std::string name = {}) {
     if (!layer) throw Error("Sequential::add: null layer");
+    if (in_pass_) throw Error("Sequential::add: not during a forward or backward pass (from a hook)");
     int& kind_count = kind_counts_[layer->kind()];
     if (name.empty()) name = fmt::format("{}_{}", layer->kind(), kind_count + 1);
     if (find(name)) throw Error(fmt::format("Sequential::add: a layer named '{}' already exists", name));
@@ -69,6 +70,7 @@ class Sequential {
     layer->reset_parameters(rng_);
     layers_.push_back(std::move(layer));
     outputs_.emplace_back();
+    layers_.back()->set_in_model(true);
     register_children(layers_.size() - 1);
     return *layers_.back();
   }
@@ -80,12 +82,15 @@ class Sequential {
   // next forward, since a chain may need several replacements to agree again.
   std::unique_ptr<Layer<T>> replace(std::size_t index, std::unique_ptr<Layer<T>> layer) {
     if (!layer) throw Error("Sequential::replace: null layer");
+    if (in_pass_) throw Error("Sequential::replace: not during a forward or backward pass (from a hook)");
     Layer<T>& old = this->layer(index);
     if (layer->kind() != old.kind())
       throw Error(
           fmt::format("Sequential::replace: {} is a {}, the replacement a {}", old.name(), old.kind(), layer->kind()));
     layer->set_name(old.name());
     std::swap(layers_[index], layer);
+    layers_[index]->set_in_model(true);
+    layer->set_in_model(false);
     register_children(index);
     has_forward_ = false;
     has_input_grad_ = false;
@@ -136,6 +141,7 @@ class Sequential {
     const bool hooked = hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
     Tensor<T>* in = &input_;
     Runner runner(*this);
+    PassScope pass(*this);
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       layers_[i]->output_shape(in->shape());
       if (hooked) run_forward_pre_hooks(i, *in);
@@ -177,6 +183,7 @@ class Sequential {
     has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
     Runner runner(*this);
+    PassScope pass(*this);
     for (std::size_t i = last + 1; i-- > 0;) {
       const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
       Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i % 2] : nullptr;
@@ -401,7 +408,13 @@ class Sequential {
         }
         continue;
       }
-      // A block: each parameter belongs to the innermost layer that holds it.
+      // A block: hooks registered for the block itself see all its parameters;
+      // the others see each parameter as the innermost layer's that holds it.
+      if (hooks_->param_grad.watches(i, /*through_all=*/false))
+        for (const Parameter<T>* p : layers_[i]->parameters()) {
+          const ParamGradEvent<T> event{event_base<LayerEvent<T>>(i), *p, p->grad, p->value};
+          hooks_->param_grad.run_exact(i, event.name, "parameter-gradient hook", [&](auto& hook) { hook(event); });
+        }
       for (const Nested& n : nested_) {
         if (n.top != i || !n.layer->children().empty() || !hooks_->param_grad.watches(n.key)) continue;
         for (const Parameter<T>* p : n.layer->parameters()) {
@@ -415,14 +428,21 @@ class Sequential {
   // Layers inside blocks, for hooks: keys from nested_key_base up, never reused.
   struct Nested {
     Layer<T>* layer;
-    std::size_t top;  // index of the enclosing layer of the model
-    std::size_t key;  // what hook lists match
+    std::string name;  // when registered
+    std::size_t top;   // index of the enclosing layer of the model
+    std::size_t key;   // what hook lists match
     int depth;
-    Tensor<T> input;  // a copy of the input for modifying pre-hooks
+    Tensor<T> input;       // a copy of the input for modifying pre-hooks
+    bool patched = false;  // the last forward ran on `input`, so backward must too
   };
   static constexpr std::size_t nested_key_base = std::size_t(1) << 40;
 
+  // (Re)builds the map of the layers inside layer `top`. A replaced block's
+  // layers keep the hooks of the layers they replace, matched by name.
   void register_children(std::size_t top) {
+    std::map<std::string, std::size_t> old_keys;
+    for (const Nested& n : nested_)
+      if (n.top == top) old_keys.emplace(n.name, n.key);
     nested_.erase(std::remove_if(nested_.begin(), nested_.end(), [&](const Nested& n) { return n.top == top; }),
                   nested_.end());
     std::vector<std::pair<Layer<T>*, int>> stack;
@@ -431,7 +451,9 @@ class Sequential {
     while (!stack.empty()) {
       auto [layer, depth] = stack.back();
       stack.pop_back();
-      nested_.push_back(Nested{layer, top, nested_key_base + next_nested_key_++, depth, {}});
+      const auto old = old_keys.find(layer->name());
+      const std::size_t key = old != old_keys.end() ? old->second : nested_key_base + next_nested_key_++;
+      nested_.push_back(Nested{layer, layer->name(), top, key, depth, {}, false});
       auto inner = layer->children();
       for (auto it = inner.rbegin(); it != inner.rend(); ++it) stack.emplace_back(*it, depth + 1);
     }
@@ -450,6 +472,19 @@ class Sequential {
     return LayerEvent<T>{context_, *n.layer, n.top, n.layer->name(), n.depth};
   }
 
+  // For the length of a pass: refuses add/replace, and afterwards clears the
+  // runner pointers the layers were given (the runner lives on the stack).
+  struct PassScope {
+    explicit PassScope(Sequential& model) : m(model) { m.in_pass_ = true; }
+    ~PassScope() {
+      m.in_pass_ = false;
+      if (m.nested_.empty()) return;
+      for (auto& l : m.layers_) l->set_child_runner(nullptr);
+      for (Nested& n : m.nested_) n.layer->set_child_runner(nullptr);
+    }
+    Sequential& m;
+  };
+
   // Runs the children of blocks, firing the hooks that watch them.
   class Runner final : public ChildRunner<T> {
    public:
@@ -461,6 +496,7 @@ class Sequential {
         return;
       }
       const Tensor<T>* in = &x;
+      n->patched = false;
       if (!m_.hooks_->pre.empty() && m_.hooks_->pre.watches(n->key)) {
         n->input = x;  // pre-hooks may patch the input: give them a copy
         const Shape shape = x.shape();
@@ -472,6 +508,7 @@ class Sequential {
                 fmt::format("the hook changed the input's shape from {} to {}", shape.str(), n->input.shape().str()));
         });
         in = &n->input;
+        n->patched = true;
       }
       child.forward(*in, y, mode);
       if (!m_.hooks_->forward.empty() && m_.hooks_->forward.watches(n->key)) {
@@ -486,8 +523,9 @@ class Sequential {
     }
     void backward(Layer<T>& child, const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy,
                   Tensor<T>* dx) override {
-      child.backward(x, y, dy, dx);
       Nested* n = m_.hooks_ ? m_.nested_of(&child) : nullptr;
+      // Backward must see the input the forward saw, a pre-hook's patch included.
+      child.backward(n && n->patched ? n->input : x, y, dy, dx);
       if (!n || m_.hooks_->backward.empty() || !m_.hooks_->backward.watches(n->key)) return;
       const BackwardEvent<T> event{m_.nested_event_base(*n), dy, dx};
       m_.hooks_->backward.run(n->key, event.name, "backward hook", [&](auto& hook) { hook(event); });
@@ -517,6 +555,7 @@ class Sequential {
   std::shared_ptr<detail::HookRegistry<T>> hooks_;  // created by the first registration
   std::vector<Nested> nested_;
   std::size_t next_nested_key_ = 0;
+  bool in_pass_ = false;
 };
 
 GLASSBOX_PRECOMPILED_INSTANCE(class Sequential<float>)

@@ -85,6 +85,13 @@ class Layer {
   // then its shortcut); empty for ordinary layers.
   virtual std::vector<Layer<T>*> children() { return {}; }
   void set_child_runner(ChildRunner<T>* runner) { child_runner_ = runner; }
+  // Set by Sequential while the layer belongs to it: a block then refuses to
+  // change its children (the model keeps a map of them for hooks).
+  void set_in_model(bool in_model) {
+    in_model_ = in_model;
+    for (Layer<T>* child : children()) child->set_in_model(in_model);
+  }
+  bool in_model() const { return in_model_; }
 
   // Set by Sequential for each backward pass; see the contract above.
   bool parameter_grads_wanted() const { return parameter_grads_wanted_; }
@@ -125,6 +132,7 @@ class Layer {
   mutable std::string kind_cache_;
   bool parameter_grads_wanted_ = true;
   ChildRunner<T>* child_runner_ = nullptr;
+  bool in_model_ = false;
 };
 
 // Throws the standard shape error "<layer>: <what>" for input validation.

@@ -65,7 +65,9 @@ class Residual : public Layer<T> {
   }
   Layer<T>& add(std::unique_ptr<Layer<T>> layer, std::string name = {}) {
     if (!layer) throw Error("residual: null layer");
+    require_not_in_model();
     if (name.empty()) name = fmt::format("{}_{}", layer->kind(), ++kind_counts_[layer->kind()]);
+    if (name == "shortcut") throw Error("residual: 'shortcut' is the shortcut's name, not a body layer's");
     for (const auto& l : body_)
       if (local_name(*l) == name) throw Error(fmt::format("residual: a layer named '{}' already exists", name));
     local_names_.push_back(name);
@@ -80,13 +82,13 @@ class Residual : public Layer<T> {
   L& set_shortcut(Args&&... args) {
     auto owned = std::make_unique<L>(std::forward<Args>(args)...);
     L& ref = *owned;
-    shortcut_ = std::move(owned);
-    shortcut_->set_name(this->name() == kind() ? "shortcut" : this->name() + ".shortcut");
+    set_shortcut(std::move(owned));
     return ref;
   }
 
   void set_shortcut(std::unique_ptr<Layer<T>> layer) {
     if (!layer) throw Error("residual: null shortcut");
+    require_not_in_model();
     shortcut_ = std::move(layer);
     shortcut_->set_name(this->name() == kind() ? "shortcut" : this->name() + ".shortcut");
   }
@@ -166,6 +168,11 @@ class Residual : public Layer<T> {
   }
 
  private:
+  void require_not_in_model() const {
+    if (this->in_model())
+      throw Error(fmt::format("{}: a block cannot change once it is in a model; build it first", this->name()));
+  }
+
   const std::string& local_name(const Layer<T>& child) const {
     for (std::size_t i = 0; i < body_.size(); ++i)
       if (body_[i].get() == &child) return local_names_[i];
