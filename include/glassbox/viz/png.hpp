@@ -34,7 +34,7 @@ inline std::string encode_png(const Image& image) {
   return bytes;
 }
 
-// Written to path.tmp and renamed, like every report file.
+// Written atomically (write_file_atomically), like every report file.
 inline void write_png(const std::string& path, const Image& image) { write_text_file(path, encode_png(image)); }
 
 // Any PNG, converted to 8-bit RGB.
