@@ -304,13 +304,24 @@ TEST_CASE("checkpoint: a writer killed at random moments never leaves a torn fil
   Rng rng(5);
   int saw_a = 0, saw_b = 0;
   for (int round = 0; round < 40; ++round) {
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
     const pid_t child = fork();
     REQUIRE(child >= 0);
     if (child == 0) {
+      dup2(ready[1], STDOUT_FILENO);
+      close(ready[0]);
       execl(GLASSBOX_CHECKPOINT_WRITER, GLASSBOX_CHECKPOINT_WRITER, path.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng.below(20000)));
+    close(ready[1]);
+    // Wait until the writer has saved both versions, then kill it at a random
+    // moment of the saves that follow.
+    char line[8] = {};
+    const ssize_t got = read(ready[0], line, sizeof line - 1);
+    close(ready[0]);
+    REQUIRE(got > 0);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng.below(5000)));
     kill(child, SIGKILL);
     int status = 0;
     waitpid(child, &status, 0);
