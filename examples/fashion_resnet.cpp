@@ -188,8 +188,7 @@ int main(int argc, char** argv) try {
   }
   const double plain_ratio = norms[0].front() / norms[0].back(), residual_ratio = norms[1].front() / norms[1].back();
   std::printf("First layer / last layer gradient norm: plain %.2e, residual %.2e\n", plain_ratio, residual_ratio);
-  std::printf("Test accuracy after 300 steps: plain %.2f%%, residual %.2f%%\n", 100 * accuracy[0],
-              100 * accuracy[1]);
+  std::printf("Test accuracy after 300 steps: plain %.2f%%, residual %.2f%%\n", 100 * accuracy[0], 100 * accuracy[1]);
   std::printf("Shortcuts keep the early layers' gradients alive: %s\n",
               residual_ratio > 10 * plain_ratio ? "yes" : "no");
   report.add_table("Mean weight-gradient norm per layer, 18 Dense layers, 300 steps",
