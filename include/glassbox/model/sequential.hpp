@@ -182,11 +182,12 @@ class Sequential {
     const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
     has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
+    if (grads_.size() < layers_.size()) grads_.resize(layers_.size());
     Runner runner(*this);
     PassScope pass(*this);
     for (std::size_t i = last + 1; i-- > 0;) {
       const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
-      Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i % 2] : nullptr;
+      Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i] : nullptr;
       layers_[i]->want_parameter_grads(params == ParamGrads::compute);
       layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
       layers_[i]->backward(x, outputs_[i], *dy, dx);
@@ -545,8 +546,13 @@ class Sequential {
   std::optional<Shape> sample_shape_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   std::vector<Tensor<T>> outputs_;
-  Tensor<T> input_;     // copy of the last forward's input
-  Tensor<T> grads_[2];  // ping-pong buffers for input gradients
+  Tensor<T> input_;  // copy of the last forward's input
+  // Per layer, the gradient wrt its input. One buffer per layer rather than two
+  // shared ones: each is then written by the same threads every step. With
+  // shared buffers a layer overwrote lines that another core had just read (a
+  // recorder's two-thread pass over the previous gradient cost MaxPool's
+  // backward 50 us a step).
+  std::vector<Tensor<T>> grads_;
   bool has_forward_ = false;
   bool has_input_grad_ = false;
   std::map<std::string, int> kind_counts_;
