@@ -187,6 +187,14 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     CHECK(r.histogram.high == 5.0);
     CHECK(r.histogram.counts.back() == 1);  // the max falls in the last bin
   }
+  SECTION("-0 counts as zero for dead units, the smallest denormal as alive") {
+    const float denormal = std::numeric_limits<float>::denorm_min();
+    model.forward(Tensor<float>(Shape{2, 4}, {-0.0f, 0.0f, denormal, 1, 0.0f, -0.0f, 0, 2}));
+    const ActivationRecord& r = stats.series("flatten_1").records.back();
+    CHECK(r.dead_fraction == 0.5);  // units 0 and 1; unit 2 holds a denormal once
+    CHECK(r.zero_fraction == 5.0 / 8.0);
+    CHECK(r.min == 0.0);
+  }
   SECTION("finite values whose squares overflow are not counted as non-finite") {
     // 1e30^2 overflows float: the chunk's sum of squares is inf, and the
     // value-by-value pass must still find every value finite.
@@ -210,15 +218,54 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     CHECK(binned == 4096);  // under the default 16384: every value
 
     ActivationStatsOptions sampled = options;
-    sampled.histogram_values = 64;  // 4 runs of 16 consecutive values
+    sampled.histogram_values = 64;  // 4 runs of 16 consecutive values: 0, 64, 128 and 192 of 256
     ActivationStats<float> few(model, sampled);
     model.forward(x);
     const ActivationRecord& r = few.series("flatten_1").records.back();
-    binned = 0;
-    for (auto c : r.histogram.counts) binned += c;
-    CHECK(binned == 64);
     CHECK(r.count == 4096);
     CHECK(r.mean == all.mean);
+    std::vector<std::uint64_t> expected(10, 0);
+    for (index_t run : {0, 64, 128, 192})
+      for (index_t i = run * 16; i < run * 16 + 16; ++i)
+        ++expected[std::min<std::size_t>(9, static_cast<std::size_t>(x.data()[i] * 10 / 9))];
+    CHECK(r.histogram.counts == expected);
+  }
+  SECTION("the sampled runs cross rows and threads, and the last one may be short") {
+    // Runs are counted from the start of the tensor, whatever the row width;
+    // 69,649 values are summarized by two threads where the machine has them.
+    for (const Shape& shape : {Shape{3, 13}, Shape{4097, 17}}) {
+      Rng rng(3);
+      Tensor<float> x(shape);
+      for (float& v : x) v = static_cast<float>(rng.uniform());
+      const index_t n = x.size(), runs = (n + 15) / 16;
+      ActivationStatsOptions sampled = options;
+      sampled.histogram_values = 32;  // 2 runs at most
+      const index_t every = (runs + 1) / 2;
+      Sequential<float> one(shape.sample(), 1);
+      one.add<nn::Flatten<float>>();
+      ActivationStats<float> stats_of(one, sampled);
+      one.forward(x);
+      const ActivationRecord& r = stats_of.series("flatten_1").records.back();
+      // The bin arithmetic of fill_histogram, so that values on a bin edge agree.
+      const float low = static_cast<float>(r.histogram.low);
+      const float scale = static_cast<float>(10 / (r.histogram.high - r.histogram.low));
+      std::vector<std::uint64_t> expected(10, 0);
+      std::uint64_t sample_size = 0;
+      for (index_t run = 0; run < runs; run += every)
+        for (index_t i = run * 16; i < std::min(n, run * 16 + 16); ++i, ++sample_size)
+          ++expected[std::min<std::size_t>(9, static_cast<std::size_t>((x.data()[i] - low) * scale))];
+      CHECK(sample_size == (shape == Shape{3, 13} ? 16 + 7 : 32));
+      CHECK(r.histogram.counts == expected);
+
+      // Every value (69,649 are binned by two threads where the machine has them).
+      sampled.histogram_values = 0;
+      ActivationStats<float> all_of(one, sampled);
+      one.forward(x);
+      const ActivationRecord& a = all_of.series("flatten_1").records.back();
+      std::fill(expected.begin(), expected.end(), 0);
+      for (float v : x) ++expected[std::min<std::size_t>(9, static_cast<std::size_t>((v - low) * scale))];
+      CHECK(a.histogram.counts == expected);
+    }
   }
   SECTION("a large mean does not swamp the std (float data, 10,000 values)") {
     Tensor<float> x(Shape{2500, 4});
@@ -227,6 +274,23 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     const ActivationRecord& r = stats.series("flatten_1").records.back();
     CHECK(r.mean == Approx(10000.0).epsilon(1e-9));
     CHECK(r.std == Approx(0.5).epsilon(1e-6));
+  }
+  SECTION("means up to 4 std (unshifted sums) and beyond (shifted) against a double-precision reference") {
+    // std 1/sqrt(3): a mean of 2.2 is 3.8 std (unshifted sums), 2.4 is 4.2 std (summed again, shifted).
+    for (const double offset : {0.0, 1.0, 2.2, 2.4, 50.0}) {
+      Rng rng(7);
+      Tensor<float> x(Shape{4096, 4});
+      for (float& v : x) v = static_cast<float>(offset + 2 * rng.uniform() - 1);
+      double sum = 0, squares = 0;
+      for (float v : x) sum += v;
+      const double mean = sum / static_cast<double>(x.size());
+      for (float v : x) squares += (v - mean) * (v - mean);
+      model.forward(x);
+      const ActivationRecord& r = stats.series("flatten_1").records.back();
+      CAPTURE(offset);
+      CHECK(r.mean == Approx(mean).margin(1e-7));
+      CHECK(r.std == Approx(std::sqrt(squares / static_cast<double>(x.size()))).epsilon(1e-5));
+    }
   }
 }
 
@@ -257,6 +321,11 @@ TEST_CASE("ActivationStats: every k steps, train mode only by default, bounded m
   ActivationStatsOptions bad;
   bad.schedule.every = 0;
   CHECK_THROWS_WITH(ActivationStats<double>(model, bad), Contains("every must be positive"));
+  ActivationStatsOptions too_many_bins;
+  too_many_bins.bins = max_histogram_bins + 1;
+  CHECK_THROWS_WITH(ActivationStats<double>(model, too_many_bins), Contains("bins must be in [0, 4096], got 4097"));
+  too_many_bins.bins = -1;
+  CHECK_THROWS_WITH(ActivationStats<double>(model, too_many_bins), Contains("got -1"));
 }
 
 TEST_CASE("GradientFlow records gradient norms and the update-to-weight ratio", "[inspect]") {

@@ -19,9 +19,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "glassbox/core/precompiled.hpp"
@@ -50,10 +52,13 @@ struct ActivationRecord : RecordSource {
   Histogram histogram;
 };
 
+// Keeps a record's histogram (and the ring of `capacity` of them) bounded.
+constexpr int max_histogram_bins = 4096;
+
 struct ActivationStatsOptions {
   Schedule schedule;               // default: every training step
   std::vector<HookTarget> layers;  // empty: every layer
-  int bins = 32;                   // 0: no histogram
+  int bins = 32;                   // 0: no histogram; at most max_histogram_bins
   // Fixed histogram range; without it each record's bins span its own min..max.
   std::optional<std::pair<double, double>> range;
   // The histogram bins every k-th value, k chosen so that at most this many
@@ -95,34 +100,100 @@ struct Summary {
   }
 };
 
-// One fused pass over a chunk (<= 4096 values, so T sums stay accurate):
-// shifted sums, min, max, zeros, and |x| added into the per-unit magnitudes
-// for the dead-unit count. A NaN or inf makes the sum of squares non-finite
-// (so does a finite value whose square overflows), which sends the chunk to a
-// second pass, value by value, that counts the non-finite values and leaves
-// them out. Testing the sum instead of every value saves two of the pass's
-// vector instructions per 16 values: it is bound by vector arithmetic.
+// A value's bits, OR-ed per unit to find the dead units: a unit is dead when
+// its bits, the sign left out, are zero in every sample (+0 and -0 only); NaN
+// counts as alive.
 template <class T>
-void summarize_chunk(const T* x, index_t len, T* magnitude, Summary<T>& out) {
-  const T shift = x[0];
-  T s1 = 0, s2 = 0, lo = std::numeric_limits<T>::infinity(), hi = -lo;
-  int zeros = 0;
+using ValueBits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <class T>
+ValueBits<T> bits_of(T v) {
+  static_assert(sizeof(T) == sizeof(ValueBits<T>), "float or double");
+  ValueBits<T> b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+// Whether a unit whose OR-ed bits are b was zero in every sample.
+template <class T>
+bool never_nonzero(ValueBits<T> b) {
+  return (b << 1) == 0;
+}
+
+// The ratio mean^2 / variance of a chunk above which its unshifted float sums
+// lose too many digits (about 1e-5 * (1 + ratio), relative); such a chunk is
+// summed again around its first value.
+constexpr double unshifted_sums_limit = 16;
+
+// One fused pass over a chunk (<= 4096 values, so T sums stay accurate): sum,
+// sum of squares, min, max, zeros, and the bits OR-ed into `alive` for the
+// dead-unit count. Its cost is vector arithmetic and dependency chains, so it
+// does the least per value and keeps two chains per sum:
+// - the sums are not shifted; a chunk whose mean dwarfs its spread (see
+//   unshifted_sums_limit) is summed again around its first value;
+// - a NaN or inf makes the sum of squares non-finite (so does a finite value
+//   whose square overflows), which sends the chunk to a second pass, value by
+//   value, that counts the non-finite values and leaves them out.
+template <class T>
+void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& out) {
+  // Two interleaved streams with their own accumulators: with one, each
+  // vector's add would wait for the previous one (4 cycles for the squares).
+  const index_t half = len / 32 * 16;
+  const T* x2 = x + half;
+  ValueBits<T>* alive2 = alive + half;
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  T s1 = 0, s2 = 0, lo = inf, hi = -inf, t1 = 0, t2 = 0, lo2 = inf, hi2 = -inf;
+  int zeros = 0, zeros2 = 0;
 #ifdef _OPENMP
-#pragma omp simd reduction(+ : s1, s2, zeros) reduction(min : lo) reduction(max : hi)
+#pragma omp simd reduction(+ : s1, s2, zeros, t1, t2, zeros2) reduction(min : lo, lo2) reduction(max : hi, hi2)
 #endif
-  for (index_t i = 0; i < len; ++i) {
+  for (index_t i = 0; i < half; ++i) {
+    const T v = x[i], w = x2[i];
+    alive[i] |= bits_of(v);
+    alive2[i] |= bits_of(w);
+    s1 += v;
+    t1 += w;
+    s2 += v * v;
+    t2 += w * w;
+    lo = std::min(lo, v);
+    lo2 = std::min(lo2, w);
+    hi = std::max(hi, v);
+    hi2 = std::max(hi2, w);
+    zeros += v == T(0);
+    zeros2 += w == T(0);
+  }
+  s1 += t1;
+  s2 += t2;
+  lo = std::min(lo, lo2);
+  hi = std::max(hi, hi2);
+  zeros += zeros2;
+  for (index_t i = 2 * half; i < len; ++i) {
     const T v = x[i];
-    magnitude[i] += std::abs(v);
-    const T d = v - shift;
-    s1 += d;
-    s2 += d * d;
+    alive[i] |= bits_of(v);
+    s1 += v;
+    s2 += v * v;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
     zeros += v == T(0);
   }
   if (std::isfinite(s2)) {
     const double n = static_cast<double>(len), sum = static_cast<double>(s1);
-    out.moments.merge(n, static_cast<double>(shift) + sum / n, std::max(0.0, static_cast<double>(s2) - sum * sum / n));
+    double m2 = static_cast<double>(s2) - sum * sum / n;
+    if (!(m2 * unshifted_sums_limit > sum * sum / n)) {  // includes m2 <= 0 (rounding)
+      const T shift = x[0];
+      T d1 = 0, d2 = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : d1, d2)
+#endif
+      for (index_t i = 0; i < len; ++i) {
+        const T d = x[i] - shift;
+        d1 += d;
+        d2 += d * d;
+      }
+      const double dsum = static_cast<double>(d1);
+      m2 = static_cast<double>(d2) - dsum * dsum / n;
+    }
+    out.moments.merge(n, sum / n, std::max(0.0, m2));
     out.lo = std::min(out.lo, lo);
     out.hi = std::max(out.hi, hi);
     out.zeros += zeros;
@@ -141,10 +212,40 @@ void summarize_chunk(const T* x, index_t len, T* magnitude, Summary<T>& out) {
   }
 }
 
-// Statistics of y's values into r, and the fraction of dead units. Samples are
-// spread over the threads; each thread keeps its own per-unit magnitudes.
+// The histogram bins runs of 16 consecutive values (one cache line of
+// floats), every `every`-th run from the start of the tensor, `every` chosen
+// so that at most `histogram_values` values are binned (0: all, every == 1).
+constexpr index_t histogram_run = 16;
+
+inline index_t histogram_stride(index_t n, index_t histogram_values) {
+  const index_t runs = (n + histogram_run - 1) / histogram_run;
+  if (histogram_values <= 0) return 1;
+  const index_t max_runs = std::max<index_t>(1, histogram_values / histogram_run);
+  return std::max<index_t>(1, (runs + max_runs - 1) / max_runs);
+}
+
+// How many values the sampled runs hold (the last run may be short).
+inline index_t histogram_sample_size(index_t n, index_t every) {
+  if (n == 0) return 0;
+  const index_t last = (n - 1) / histogram_run / every * every;  // index of the last sampled run
+  return last / every * histogram_run + std::min(histogram_run, n - last * histogram_run);
+}
+
+// Large buffers kept from one record to the next.
 template <class T>
-void summarize(const Tensor<T>& y, ActivationRecord& r, std::vector<Eigen::Array<T, Eigen::Dynamic, 1>>& magnitudes) {
+struct SummaryScratch {
+  std::vector<std::vector<ValueBits<T>, Eigen::aligned_allocator<ValueBits<T>>>> alive;  // per thread, per unit
+  std::vector<T> sample;                                                                 // the histogram's runs
+};
+
+// Statistics of y's values into r, and the fraction of dead units. Samples are
+// spread over the threads as the layers spread them, so that each thread reads
+// what its core wrote; each thread ORs its own per-unit bits.
+// When every > 1 the sampled runs (see histogram_stride) are copied into
+// scratch.sample while their chunk is in cache: gathering them afterwards
+// costs a cache miss per run, and a single-threaded one.
+template <class T>
+void summarize(const Tensor<T>& y, ActivationRecord& r, index_t every, SummaryScratch<T>& scratch) {
   constexpr index_t chunk = 4096;
   const index_t n = y.size();
   r.count = n;
@@ -152,19 +253,29 @@ void summarize(const Tensor<T>& y, ActivationRecord& r, std::vector<Eigen::Array
   const index_t rows = y.rank() >= 2 ? y.dim(0) : 1;
   const index_t units = n / rows;
   const int threads = static_cast<int>(std::min<index_t>(n < 65536 ? 1 : num_threads(), rows));
-  magnitudes.resize(static_cast<std::size_t>(threads));
+  scratch.alive.resize(static_cast<std::size_t>(threads));
+  if (every > 1) scratch.sample.resize(static_cast<std::size_t>(histogram_sample_size(n, every)));
   std::vector<Summary<T>> partial(static_cast<std::size_t>(threads));
   parallel_for(threads, threads, [&](std::ptrdiff_t t) {
-    auto& magnitude = magnitudes[static_cast<std::size_t>(t)];
-    magnitude.setZero(units);
-    for (index_t row = rows * t / threads; row < rows * (t + 1) / threads; ++row)
-      for (index_t u = 0; u < units; u += chunk)
-        summarize_chunk(y.data() + row * units + u, std::min(chunk, units - u), magnitude.data() + u,
-                        partial[static_cast<std::size_t>(t)]);
+    auto& alive = scratch.alive[static_cast<std::size_t>(t)];
+    alive.assign(static_cast<std::size_t>(units), 0);
+    // Units outer, samples inner: the chunk's slice of the bits stays in L1.
+    for (index_t u = 0; u < units; u += chunk)
+      for (index_t row = rows * t / threads; row < rows * (t + 1) / threads; ++row) {
+        const index_t begin = row * units + u, len = std::min(chunk, units - u);
+        summarize_chunk(y.data() + begin, len, alive.data() + u, partial[static_cast<std::size_t>(t)]);
+        if (every == 1) continue;
+        // Runs starting in this chunk (a run may reach into the next one).
+        const index_t first_run = (begin + histogram_run - 1) / histogram_run;
+        for (index_t k = (first_run + every - 1) / every * every; k * histogram_run < begin + len; k += every) {
+          const index_t at = k * histogram_run;
+          std::copy_n(y.data() + at, std::min(histogram_run, n - at),
+                      scratch.sample.data() + k / every * histogram_run);
+        }
+      }
   });
   Summary<T> total;
   for (const Summary<T>& p : partial) total.merge(p);
-  for (int t = 1; t < threads; ++t) magnitudes[0] += magnitudes[static_cast<std::size_t>(t)];
 
   if (total.moments.count > 0) {
     r.mean = total.moments.mean;
@@ -174,19 +285,26 @@ void summarize(const Tensor<T>& y, ActivationRecord& r, std::vector<Eigen::Array
   }
   r.zero_fraction = static_cast<double>(total.zeros) / static_cast<double>(n);
   r.nonfinite_fraction = static_cast<double>(total.nonfinite) / static_cast<double>(n);
-  // A unit is dead when zero in every sample; a NaN unit counts as alive.
-  if (y.rank() >= 2)
-    r.dead_fraction = static_cast<double>((magnitudes[0] == T(0)).count()) / static_cast<double>(units);
+  if (y.rank() >= 2) {
+    ValueBits<T>* bits = scratch.alive[0].data();
+    for (int t = 1; t < threads; ++t) {
+      const ValueBits<T>* other = scratch.alive[static_cast<std::size_t>(t)].data();
+      for (index_t u = 0; u < units; ++u) bits[u] |= other[u];
+    }
+    index_t dead = 0;
+    for (index_t u = 0; u < units; ++u) dead += never_nonzero<T>(bits[u]);
+    r.dead_fraction = static_cast<double>(dead) / static_cast<double>(units);
+  }
 }
 
-// Bins the values into r.histogram. Values are taken in runs of 16
-// consecutive ones (one cache line of floats), every k-th run, k chosen so
-// that at most o.histogram_values are binned. Each run's slots are computed
-// in a vectorisable loop: 0 below the range, 1..bins the bins, bins + 1 above,
-// bins + 2 non-finite; four interleaved tallies keep repeated slots (all the
-// zeros after a ReLU) from serialising the increments.
+// Bins the n values into r.histogram. Slots are computed 16 values at a time
+// in a vectorisable loop: 0 below the range, 1..bins the bins, bins + 1
+// above, bins + 2 non-finite. Each of the 16 positions has its own tally, so
+// that repeated slots (all the zeros after a ReLU) do not make each increment
+// wait for the one before; the increments (about 2.5 cycles each) are most of
+// the cost.
 template <class T>
-void fill_histogram(const T* data, index_t n, const ActivationStatsOptions& o, ActivationRecord& r) {
+void fill_histogram(const T* values, index_t n, const ActivationStatsOptions& o, ActivationRecord& r) {
   Histogram& h = r.histogram;
   if (o.bins <= 0) return;
   h.counts.assign(static_cast<std::size_t>(o.bins), 0);
@@ -199,41 +317,53 @@ void fill_histogram(const T* data, index_t n, const ActivationStatsOptions& o, A
   } else {
     return;  // no finite value to bin
   }
-  constexpr index_t run = 16;
-  const index_t runs = (n + run - 1) / run;
-  const index_t max_runs = o.histogram_values > 0 ? std::max<index_t>(1, o.histogram_values / run) : runs;
-  const index_t every = std::max<index_t>(1, (runs + max_runs - 1) / max_runs);
-  const int bins = o.bins;
+  constexpr int lanes = static_cast<int>(histogram_run);
+  const int bins = o.bins, slots = bins + 3;
   const T low = static_cast<T>(h.low), scale = static_cast<T>(bins / (h.high - h.low));
-  const std::size_t slots = static_cast<std::size_t>(bins) + 3;
   const T bins_t = static_cast<T>(bins);
-  std::vector<std::uint64_t> tally(4 * slots, 0);
-  int slot[run];
   auto slot_of = [&](T v) {
     const T p = (v - low) * scale;
     T q = p < T(0) ? T(-1) : p < bins_t ? p : p == bins_t ? bins_t - 1 : bins_t;
     q = std::abs(v) <= std::numeric_limits<T>::max() ? q : bins_t + 1;
     return static_cast<int>(q) + 1;
   };
-  for (index_t k = 0; k < runs; k += every) {
-    const T* x = data + k * run;
-#if defined(__GNUC__)
-    // The runs are far apart: fetch a few ahead, or every run waits on a cache miss.
-    if (k + 8 * every < runs) __builtin_prefetch(data + (k + 8 * every) * run);
-#endif
-    if (k * run + run <= n) {
-      for (index_t i = 0; i < run; ++i) slot[i] = slot_of(x[i]);  // fixed trip count: vectorised
-      for (std::size_t i = 0; i < static_cast<std::size_t>(run); ++i)
-        ++tally[(i % 4) * slots + static_cast<std::size_t>(slot[i])];
-    } else {
-      for (index_t i = 0; k * run + i < n; ++i) ++tally[static_cast<std::size_t>(slot_of(x[i]))];
+  // Large samples are split over the threads; the sample's halves were
+  // gathered by the same threads, so each bins what is in its own cache.
+  const int parts = n >= 8192 ? num_threads() : 1;
+  std::vector<std::vector<std::uint64_t>> part_totals(static_cast<std::size_t>(parts));
+  parallel_for(parts, parts, [&](std::ptrdiff_t part) {
+    std::vector<std::uint32_t> lane_tallies(static_cast<std::size_t>(lanes * slots));
+    std::uint32_t* __restrict tally = lane_tallies.data();  // __restrict: the stores do not move `values`
+    std::vector<std::uint64_t>& total = part_totals[static_cast<std::size_t>(part)];
+    total.assign(static_cast<std::size_t>(slots), 0);
+    const index_t first = n * part / parts / lanes * lanes;
+    const index_t last = part + 1 == parts ? n : n * (part + 1) / parts / lanes * lanes;
+    // 32-bit tallies are cheaper to increment; they are flushed well before they could wrap.
+    constexpr index_t block = index_t{1} << 31;
+    for (index_t begin = first; begin < last; begin += block) {
+      const index_t end = std::min(last, begin + block);
+      index_t i = begin;
+      for (; i + lanes <= end; i += lanes) {
+        int slot[lanes];
+        for (int j = 0; j < lanes; ++j) slot[j] = slot_of(values[i + j]) + j * slots;  // vectorised
+        for (int j = 0; j < lanes; ++j) ++tally[slot[j]];
+      }
+      for (; i < end; ++i) ++tally[slot_of(values[i])];
+      for (int lane = 0; lane < lanes; ++lane)
+        for (int slot = 0; slot < slots; ++slot) {
+          total[static_cast<std::size_t>(slot)] += tally[lane * slots + slot];
+          tally[lane * slots + slot] = 0;
+        }
     }
-  }
-  for (std::size_t lane = 1; lane < 4; ++lane)
-    for (std::size_t s = 0; s < slots; ++s) tally[s] += tally[lane * slots + s];
-  std::copy(tally.begin() + 1, tally.begin() + 1 + bins, h.counts.begin());
-  h.below = tally[0];
-  h.above = tally[static_cast<std::size_t>(bins) + 1];
+  });
+  std::vector<std::uint64_t>& total = part_totals[0];
+  for (int part = 1; part < parts; ++part)
+    for (int slot = 0; slot < slots; ++slot)
+      total[static_cast<std::size_t>(slot)] +=
+          part_totals[static_cast<std::size_t>(part)][static_cast<std::size_t>(slot)];
+  std::copy(total.begin() + 1, total.begin() + 1 + bins, h.counts.begin());
+  h.below = total[0];
+  h.above = total[static_cast<std::size_t>(bins) + 1];
   if (!o.range) {  // an adaptive range holds every finite value: outside it is rounding
     h.counts.front() += h.below;
     h.counts.back() += h.above;
@@ -252,6 +382,8 @@ class ActivationStats {
   // so it is neither copied nor moved).
   explicit ActivationStats(Sequential<T>& model, Options options = {}) : options_(std::move(options)) {
     options_.schedule.validate("ActivationStats");
+    if (options_.bins < 0 || options_.bins > max_histogram_bins)
+      throw Error(fmt::format("ActivationStats: bins must be in [0, {}], got {}", max_histogram_bins, options_.bins));
     if (options_.range && !(options_.range->first < options_.range->second))
       throw Error(fmt::format("ActivationStats: histogram range [{}, {}] is empty", options_.range->first,
                               options_.range->second));
@@ -322,8 +454,13 @@ class ActivationStats {
     if (const ActivationRecord* same = reshaped_from_previous(e)) {
       r = *same;  // the same values in another shape: the same statistics
     } else {
-      detail::summarize(e.output, r, magnitudes_);
-      detail::fill_histogram(e.output.data(), e.output.size(), options_, r);
+      const index_t every =
+          options_.bins > 0 ? detail::histogram_stride(e.output.size(), options_.histogram_values) : 1;
+      detail::summarize(e.output, r, every, scratch_);
+      if (every == 1)
+        detail::fill_histogram(e.output.data(), e.output.size(), options_, r);
+      else
+        detail::fill_histogram(scratch_.sample.data(), static_cast<index_t>(scratch_.sample.size()), options_, r);
     }
     r.layer = e.name;
     r.layer_index = e.index;
@@ -343,7 +480,7 @@ class ActivationStats {
 
   Options options_;
   std::vector<Series<ActivationRecord>> series_;
-  std::vector<Eigen::Array<T, Eigen::Dynamic, 1>> magnitudes_;  // per thread, reused
+  detail::SummaryScratch<T> scratch_;
   std::vector<HookHandle> handles_;
 };
 
