@@ -8,19 +8,9 @@ set -euo pipefail
 unset CDPATH
 root=$(cd "$(dirname "$0")/.." && pwd -P)
 dest="$root/data/fashion-mnist"
-declare -A sizes=(
-  [train-images-idx3-ubyte]=47040016
-  [train-labels-idx1-ubyte]=60008
-  [t10k-images-idx3-ubyte]=7840016
-  [t10k-labels-idx1-ubyte]=10008
-)
-complete() {
-  local f
-  for f in "${!sizes[@]}"; do
-    [[ -f "$1/$f" && $(stat -L -c %s "$1/$f") == "${sizes[$f]}" ]] || return 1
-  done
-}
-complete "$dest" && [[ $# -eq 0 ]] && exit 0
+# shellcheck source=idx_files.sh
+source "$root/scripts/idx_files.sh"
+idx_complete "$dest" && [[ $# -eq 0 ]] && exit 0
 
 if [[ $# -ge 1 ]]; then
   src=$1
@@ -31,7 +21,7 @@ fi
 tmp="$dest.tmp.$$"
 rm -rf "$tmp" && mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-for f in "${!sizes[@]}"; do
+for f in "${!idx_sizes[@]}"; do
   if [[ -f "$src/$f" ]]; then
     cp "$src/$f" "$tmp/$f"
   elif [[ -f "$src/$f.gz" ]]; then
@@ -41,7 +31,7 @@ for f in "${!sizes[@]}"; do
     exit 1
   fi
 done
-if ! complete "$tmp"; then
+if ! idx_complete "$tmp"; then
   echo "fetch_fashion_mnist.sh: the files in '$src' do not have Fashion-MNIST's sizes" >&2
   exit 1
 fi

