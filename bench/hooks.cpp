@@ -1,15 +1,23 @@
 // Benchmark: what watching a model costs. Trains the seed CNN for one epoch
-// (batch 32, Adam 1e-3, through train::fit) three ways, interleaved over
-// several rounds: no hooks attached; ActivationStats + GradientFlow recording
-// every step; the same every 50 steps. Prints the median samples/s of each and
-// the ratios to "no hooks". Built with -DGLASSBOX_DISABLE_HOOKS (bench/hooks.sh
-// does both) it runs only the first way, for the "hooks compiled out" column.
+// (batch 32, Adam 1e-3, shuffled batches, the step train::fit takes) three
+// ways: no hooks attached; ActivationStats + GradientFlow recording every
+// step; the same every 50 steps. Each way trains its own model; the ways take
+// turns of 25 steps through the epoch, so that all of them see the same
+// machine (on a shared VM the speed drifts by 30% within minutes, which whole
+// epochs one after the other turn into false ratios). Each way's time is the
+// sum of its turns. Prints the median samples/s of each over the rounds and
+// the median of the per-round ratios to "no hooks". Built with
+// -DGLASSBOX_DISABLE_HOOKS (bench/hooks.sh does both) it runs only the first
+// way, for the "hooks compiled out" column.
 //
 //   bench_hooks [MNIST_DIR] [ROUNDS]   (synthetic MNIST-shaped data when MNIST_DIR has none)
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <numeric>
 #include <string>
 
 #include "bench_util.hpp"
@@ -18,28 +26,34 @@ using namespace glassbox;
 
 namespace {
 
-double train_epoch_seconds(const Tensor<float>& x, const Tensor<float>& y, long long every) {
+struct Way {
+  std::string name;
+  long long every = 0;  // 0: no recorders
   Sequential<float> model = bench::seed_cnn();
-  optim::Adam<float> adam(model.parameters(), 1e-3f);
-  nn::SoftmaxCrossEntropy<float> loss;
-  train::FitOptions<float> options;
-  options.batch_size = 32;
-  options.verbosity = train::Verbosity::silent;
+  optim::Adam<float> adam{model.parameters(), 1e-3f};
 #ifndef GLASSBOX_DISABLE_HOOKS
   std::unique_ptr<inspect::ActivationStats<float>> stats;
   std::unique_ptr<inspect::GradientFlow<float>> flow;
-  if (every > 0) {
-    inspect::ActivationStatsOptions s;
-    s.schedule.every = every;
-    inspect::GradientFlowOptions g;
-    g.schedule.every = every;
-    stats = std::make_unique<inspect::ActivationStats<float>>(model, s);
-    flow = std::make_unique<inspect::GradientFlow<float>>(model, g);
-  }
-#else
-  (void)every;
 #endif
-  return train::fit(model, adam, loss, x, y, options).last().seconds;
+  double seconds = 0;
+
+  Way(std::string way_name, long long record_every) : name(std::move(way_name)), every(record_every) {
+#ifndef GLASSBOX_DISABLE_HOOKS
+    if (every > 0) {
+      inspect::ActivationStatsOptions s;
+      s.schedule.every = every;
+      inspect::GradientFlowOptions g;
+      g.schedule.every = every;
+      stats = std::make_unique<inspect::ActivationStats<float>>(model, s);
+      flow = std::make_unique<inspect::GradientFlow<float>>(model, g);
+    }
+#endif
+  }
+};
+
+double median(std::vector<double> v) {
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -62,24 +76,44 @@ int main(int argc, char** argv) try {
     std::printf("(no MNIST in %s: synthetic data)\n", dir.c_str());
   }
 #ifdef GLASSBOX_DISABLE_HOOKS
-  const std::map<std::string, long long> ways{{"hooks_compiled_out", 0}};
+  const std::vector<std::pair<std::string, long long>> ways{{"hooks_compiled_out", 0}};
 #else
-  const std::map<std::string, long long> ways{
+  const std::vector<std::pair<std::string, long long>> ways{
       {"no_hooks", 0}, {"stats_flow_every_step", 1}, {"stats_flow_every_50", 50}};
 #endif
-  std::map<std::string, std::vector<double>> seconds;
-  for (int r = 0; r < rounds; ++r)
-    for (const auto& [name, every] : ways) seconds[name].push_back(train_epoch_seconds(x, y, every));
-  const double n = static_cast<double>(x.dim(0));
-  std::map<std::string, double> rate;
-  for (auto& [name, s] : seconds) {
-    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
-    rate[name] = n / s[s.size() / 2];
-    std::printf("glassbox hooks %s %.0f samples/s\n", name.c_str(), rate[name]);
+  constexpr index_t batch = 32, turn = 25;
+  const index_t n = x.dim(0), steps = n / batch;
+  std::map<std::string, std::vector<double>> rate, ratio;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::unique_ptr<Way>> running;
+    for (const auto& [name, every] : ways) running.push_back(std::make_unique<Way>(name, every));
+    std::vector<index_t> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), index_t{0});
+    Rng(static_cast<std::uint64_t>(round)).shuffle(order.begin(), order.end());
+    nn::SoftmaxCrossEntropy<float> loss;
+    Tensor<float> bx, by, grad;
+    for (index_t first = 0; first < steps; first += turn)
+      for (auto& way : running) {
+        const auto start = std::chrono::steady_clock::now();
+        for (index_t step = first; step < std::min(steps, first + turn); ++step) {
+          const auto rows = order.begin() + step * batch;
+          gather_rows(x, rows, rows + batch, bx);
+          gather_rows(y, rows, rows + batch, by);
+          loss.forward(way->model.forward(bx, Mode::train), by, &grad);
+          way->model.backward(grad);
+          way->adam.step();
+        }
+        way->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      }
+    for (const auto& way : running) {
+      rate[way->name].push_back(static_cast<double>(steps * batch) / way->seconds);
+      ratio[way->name].push_back(running.front()->seconds / way->seconds);
+    }
   }
+  for (const auto& [name, r] : rate) std::printf("glassbox hooks %s %.0f samples/s\n", name.c_str(), median(r));
   if (rate.count("no_hooks"))
-    for (const auto& [name, r] : rate)
-      if (name != "no_hooks") std::printf("ratio %s / no_hooks: %.3f\n", name.c_str(), r / rate["no_hooks"]);
+    for (const auto& [name, r] : ratio)
+      if (name != "no_hooks") std::printf("ratio %s / no_hooks: %.3f\n", name.c_str(), median(r));
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "bench_hooks: %s\n", e.what());

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What hooks cost: one epoch of the seed CNN with no hooks, with ActivationStats
-# + GradientFlow every step and every 50 steps (one process, interleaved), and
+# + GradientFlow every step and every 50 steps (one process, the ways taking
+# turns of 25 steps; its "ratio" lines are medians of per-round ratios), and
 # with the hook checks compiled out (a second build, run alternately with the
-# first so that both see the same machine state).
+# first; the table at the end compares the best of each way over both passes).
 #   bench/hooks.sh [MNIST_DIR] [ROUNDS]
 set -euo pipefail
 unset CDPATH
@@ -21,7 +22,7 @@ for pass in 1 2; do
   out+=$("$build/bench/bench_hooks" "$dir" "$rounds")$'\n'
   out+=$("$build/bench/bench_hooks_compiled_out" "$dir" "$rounds")$'\n'
 done
-echo "$out" | grep -v '^ratio'
+echo "$out"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Best of the two passes per way (the other core's load only ever slows a run down).
 echo "$out" | awk '$1 == "glassbox" { if ($4 > best[$3]) best[$3] = $4 }
