@@ -2,13 +2,15 @@
 // (batch 32, Adam 1e-3, shuffled batches, the step train::fit takes) three
 // ways: no hooks attached; ActivationStats + GradientFlow recording every
 // step; the same every 50 steps. Each way trains its own model; the ways take
-// turns of 25 steps through the epoch, so that all of them see the same
+// turns of 150 steps through the epoch, so that all of them see the same
 // machine (on a shared VM the speed drifts by 30% within minutes, which whole
-// epochs one after the other turn into false ratios). Each way's time is the
-// sum of its turns. Prints the median samples/s of each over the rounds and
-// the median of the per-round ratios to "no hooks". Built with
-// -DGLASSBOX_DISABLE_HOOKS (bench/hooks.sh does both) it runs only the first
-// way, for the "hooks compiled out" column.
+// epochs one after the other turn into false ratios). A turn begins with the
+// way's buffers out of cache (the other models ran since): turns are long
+// enough for that to cost under 1%, and the order rotates so that no way
+// always follows the same one. Each way's time is the sum of its turns, after
+// 25 untimed warm-up steps. Prints the median samples/s of each over the
+// rounds and the median of the per-round ratios to "no hooks". Built with -DGLASSBOX_DISABLE_HOOKS (bench/hooks.sh does
+// both) it runs only the first way, for the "hooks compiled out" column.
 //
 //   bench_hooks [MNIST_DIR] [ROUNDS]   (synthetic MNIST-shaped data when MNIST_DIR has none)
 
@@ -81,7 +83,7 @@ int main(int argc, char** argv) try {
   const std::vector<std::pair<std::string, long long>> ways{
       {"no_hooks", 0}, {"stats_flow_every_step", 1}, {"stats_flow_every_50", 50}};
 #endif
-  constexpr index_t batch = 32, turn = 25;
+  constexpr index_t batch = 32, turn = 150, warmup = 25;
   const index_t n = x.dim(0), steps = n / batch;
   std::map<std::string, std::vector<double>> rate, ratio;
   for (int round = 0; round < rounds; ++round) {
@@ -92,18 +94,24 @@ int main(int argc, char** argv) try {
     Rng(static_cast<std::uint64_t>(round)).shuffle(order.begin(), order.end());
     nn::SoftmaxCrossEntropy<float> loss;
     Tensor<float> bx, by, grad;
+    auto train = [&](Way& way, index_t first, index_t last) {
+      for (index_t step = first; step < last; ++step) {
+        const auto rows = order.begin() + step * batch;
+        gather_rows(x, rows, rows + batch, bx);
+        gather_rows(y, rows, rows + batch, by);
+        loss.forward(way.model.forward(bx, Mode::train), by, &grad);
+        way.model.backward(grad);
+        way.adam.step();
+      }
+    };
+    // Untimed: the first steps of a model allocate and touch its buffers.
+    for (auto& way : running) train(*way, 0, warmup);
     for (index_t first = 0; first < steps; first += turn)
-      for (auto& way : running) {
+      for (std::size_t k = 0; k < running.size(); ++k) {
+        Way& way = *running[(k + static_cast<std::size_t>(first / turn)) % running.size()];
         const auto start = std::chrono::steady_clock::now();
-        for (index_t step = first; step < std::min(steps, first + turn); ++step) {
-          const auto rows = order.begin() + step * batch;
-          gather_rows(x, rows, rows + batch, bx);
-          gather_rows(y, rows, rows + batch, by);
-          loss.forward(way->model.forward(bx, Mode::train), by, &grad);
-          way->model.backward(grad);
-          way->adam.step();
-        }
-        way->seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        train(way, first, std::min(steps, first + turn));
+        way.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       }
     for (const auto& way : running) {
       rate[way->name].push_back(static_cast<double>(steps * batch) / way->seconds);
