@@ -178,7 +178,7 @@ void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& o
   }
   if (std::isfinite(s2)) {
     const double n = static_cast<double>(len), sum = static_cast<double>(s1);
-    double m2 = static_cast<double>(s2) - sum * sum / n;
+    double mean = sum / n, m2 = static_cast<double>(s2) - sum * sum / n;
     if (!(m2 * unshifted_sums_limit > sum * sum / n)) {  // includes m2 <= 0 (rounding)
       const T shift = x[0];
       T d1 = 0, d2 = 0;
@@ -191,9 +191,10 @@ void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& o
         d2 += d * d;
       }
       const double dsum = static_cast<double>(d1);
+      mean = static_cast<double>(shift) + dsum / n;
       m2 = static_cast<double>(d2) - dsum * dsum / n;
     }
-    out.moments.merge(n, sum / n, std::max(0.0, m2));
+    out.moments.merge(n, mean, std::max(0.0, m2));
     out.lo = std::min(out.lo, lo);
     out.hi = std::max(out.hi, hi);
     out.zeros += zeros;
