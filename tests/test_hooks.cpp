@@ -1,7 +1,10 @@
 // model/hooks.hpp: hooks see exactly what the model computes, modifying hooks
 // patch it, handles remove hooks safely in every order, and a throwing hook
 // leaves the model usable.
+#include <algorithm>
+#include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "support.hpp"
@@ -436,4 +439,75 @@ TEST_CASE("a throwing hook names its layer and leaves the model usable", "[hooks
     CHECK_THROWS_WITH(train::fit(model, sgd, loss, x, y, options), Contains("tanh_1: forward pre-hook threw: stop"));
     CHECK(model.training_steps() == 3);
   }
+}
+
+TEST_CASE("output-block hooks see each sample of a streaming layer's output once, already final", "[hooks]") {
+  const int threads = num_threads();
+  set_num_threads(2);  // blocks arrive from two threads at once
+  Sequential<double> model = small_cnn();
+  Rng rng(5);
+  const Tensor<double> x = random_tensor(Shape{6, 1, 6, 6}, rng);
+  const std::size_t layers = model.size();
+  // Per layer and sample: how many blocks held it, and its values then. Each
+  // sample is written by the one thread whose block holds it.
+  std::vector<std::vector<int>> count(layers, std::vector<int>(6, 0));
+  std::vector<std::vector<std::vector<double>>> values(layers, std::vector<std::vector<double>>(6));
+  std::atomic<bool> bad_thread{false};
+  HookHandle h = model.add_output_block_hook([&](const OutputBlockEvent<double>& e) {
+    const index_t per_sample = e.output.size() / e.output.dim(0);
+    for (index_t s = e.first; s < e.last; ++s) {
+      ++count[e.index][static_cast<std::size_t>(s)];
+      values[e.index][static_cast<std::size_t>(s)].assign(e.output.data() + s * per_sample,
+                                                          e.output.data() + (s + 1) * per_sample);
+      if (e.thread < 0 || e.thread >= e.threads) bad_thread = true;
+    }
+  });
+  auto check_blocks = [&](std::size_t unwatched) {
+    for (auto& c : count) std::fill(c.begin(), c.end(), 0);
+    model.forward(x);
+    CHECK_FALSE(bad_thread);
+    for (std::size_t i = 0; i < layers; ++i) {
+      const std::string kind = model.layer(i).kind();
+      const bool streams = (kind == "conv2d" || kind == "max_pool2d") && i != unwatched;
+      const Tensor<double>& y = model.output(i);
+      const index_t per_sample = y.size() / y.dim(0);
+      CAPTURE(i);
+      for (std::size_t s = 0; s < 6; ++s) {
+        CHECK(count[i][s] == (streams ? 1 : 0));
+        if (streams)
+          CHECK(values[i][s] == std::vector<double>(y.data() + static_cast<index_t>(s) * per_sample,
+                                                    y.data() + static_cast<index_t>(s + 1) * per_sample));
+      }
+    }
+  };
+  check_blocks(layers);
+
+  SECTION("a layer watched by a modifying hook reports no blocks (they would not be its output)") {
+    HookHandle patch = model.add_modifying_forward_hook(
+        "conv2d_1", [](const ForwardEvent<double>&, Tensor<double>& y) { y.flat() *= 2.0; });
+    check_blocks(0);
+    patch.remove();
+    check_blocks(layers);
+  }
+  SECTION("a removed hook sees no more blocks") {
+    h.remove();
+    for (auto& c : count) std::fill(c.begin(), c.end(), 0);
+    model.forward(x);
+    for (const auto& c : count) CHECK(std::count(c.begin(), c.end(), 0) == 6);
+  }
+  SECTION("a throwing output-block hook names its layer and leaves the model usable") {
+    HookHandle boom = model.add_output_block_hook("max_pool2d_1", [](const OutputBlockEvent<double>& e) {
+      if (e.first == 3) throw std::runtime_error("boom");
+    });
+    try {
+      model.forward(x);
+      FAIL("forward should have thrown");
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains("max_pool2d_1: output-block hook threw: boom"));
+      CHECK_THROWS_WITH(std::rethrow_if_nested(e), "boom");
+    }
+    boom.remove();
+    check_blocks(layers);
+  }
+  set_num_threads(threads);
 }

@@ -13,6 +13,18 @@
 //                       clamping, patching. Backward treats the patch as the
 //                       identity (straight-through): downstream layers see the
 //                       patched tensor, the layer's own backward its original x.
+//  - output-block hook  (const OutputBlockEvent<T>&)  while a layer's forward
+//                       runs, from its worker threads, for each block of
+//                       samples of its output as it becomes final: a recorder
+//                       reads the block while it is still in that core's cache
+//                       (ActivationStats on a large feature map). Layers that
+//                       compute sample by sample deliver blocks (Conv2D,
+//                       MaxPool2D); others deliver none, and no layer does
+//                       while a modifying forward hook watches it (the blocks
+//                       would not be its final output). Hooks of one layer run
+//                       concurrently on different threads: a hook may write
+//                       only what belongs to its event's `thread`, and may not
+//                       add or remove hooks.
 //  - backward hook      (const BackwardEvent<T>&)     after a layer's backward
 //  - parameter-gradient (const ParamGradEvent<T>&)    after the whole backward,
 //                       once per parameter, before any optimizer step
@@ -72,6 +84,19 @@ struct ForwardEvent : LayerEvent<T> {
   const Tensor<T>& output;
 };
 
+// Samples [first, last) of `output` are final; the rest may still be being
+// written by other threads. `thread` (below `threads`, which is
+// num_threads() when the forward began) is the worker thread that delivers
+// the block; one thread's blocks arrive one after another.
+template <class T>
+struct OutputBlockEvent : LayerEvent<T> {
+  const Tensor<T>& output;
+  index_t first;
+  index_t last;
+  int thread;
+  int threads;
+};
+
 template <class T>
 struct BackwardEvent : LayerEvent<T> {
   const Tensor<T>& grad_output;  // dLoss/d(output)
@@ -96,6 +121,8 @@ template <class T>
 using ForwardHook = std::function<void(const ForwardEvent<T>&)>;
 template <class T>
 using ModifyingForwardHook = std::function<void(const ForwardEvent<T>&, Tensor<T>& output)>;
+template <class T>
+using OutputBlockHook = std::function<void(const OutputBlockEvent<T>&)>;
 template <class T>
 using BackwardHook = std::function<void(const BackwardEvent<T>&)>;
 template <class T>
@@ -172,6 +199,20 @@ class [[nodiscard]] HookHandle {
 
 namespace detail {
 
+// Called in a catch block: throws a glassbox::Error "<layer>: <kind> threw:
+// <message>" with the exception being handled nested in it.
+[[noreturn]] inline void throw_hook_error(const std::string& layer_name, const char* kind) {
+  std::string message;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+    message = "an exception not derived from std::exception";
+  }
+  std::throw_with_nested(Error(fmt::format("{}: {} threw: {}", layer_name, kind, message)));
+}
+
 // Hooks of one kind, in registration order. Entries live on the heap so that a
 // hook may add hooks (the vector may grow) or remove itself while it runs;
 // removal during a pass only marks the entry, which is erased once no pass of
@@ -181,8 +222,9 @@ class HookList {
  public:
   bool empty() const noexcept { return entries_.empty(); }
 
-  void add(std::uint64_t id, std::optional<std::size_t> layer, Fn fn) {
-    entries_.push_back(std::make_unique<Entry>(Entry{id, layer, std::move(fn), false}));
+  // `modifies`: the hook may change the tensor it is given (see watches_modifying).
+  void add(std::uint64_t id, std::optional<std::size_t> layer, Fn fn, bool modifies = false) {
+    entries_.push_back(std::make_unique<Entry>(Entry{id, layer, std::move(fn), modifies, false}));
   }
 
   bool remove(std::uint64_t id) noexcept {
@@ -213,6 +255,37 @@ class HookList {
     return false;
   }
 
+  bool watches_modifying(std::size_t layer) const noexcept {
+    for (const auto& e : entries_)
+      if (!e->removed && e->modifies && (!e->layer || *e->layer == layer)) return true;
+    return false;
+  }
+
+  // Marks a pass over the list: hooks removed meanwhile are only marked, and
+  // erased when the last pass ends, so pointers from live() stay valid.
+  struct Running {
+    explicit Running(HookList& list) : list(list) { ++list.running_; }
+    ~Running() {
+      if (--list.running_ == 0 && list.has_removed_) {
+        auto& v = list.entries_;
+        v.erase(std::remove_if(v.begin(), v.end(), [](const auto& e) { return e->removed; }), v.end());
+        list.has_removed_ = false;
+      }
+    }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+    HookList& list;
+  };
+
+  // The live hooks watching `layer`, for a caller that runs them itself
+  // (from several threads at once) while it holds a Running.
+  std::vector<Fn*> live(std::size_t layer) {
+    std::vector<Fn*> fns;
+    for (auto& e : entries_)
+      if (!e->removed && (!e->layer || *e->layer == layer)) fns.push_back(&e->fn);
+    return fns;
+  }
+
   // Calls call(fn) for every live hook watching `layer` that existed when the
   // pass began. An exception becomes a glassbox::Error naming the layer.
   template <class Call>
@@ -225,7 +298,7 @@ class HookList {
       try {
         call(e.fn);
       } catch (...) {
-        std::throw_with_nested(Error(fmt::format("{}: {} threw: {}", layer_name, kind, current_message())));
+        throw_hook_error(layer_name, kind);
       }
     }
   }
@@ -241,7 +314,7 @@ class HookList {
       try {
         call(e.fn);
       } catch (...) {
-        std::throw_with_nested(Error(fmt::format("{}: {} threw: {}", layer_name, kind, current_message())));
+        throw_hook_error(layer_name, kind);
       }
     }
   }
@@ -251,30 +324,9 @@ class HookList {
     std::uint64_t id;
     std::optional<std::size_t> layer;  // nullopt: every layer
     Fn fn;
+    bool modifies;
     bool removed;
   };
-
-  struct Running {
-    explicit Running(HookList& list) : list(list) { ++list.running_; }
-    ~Running() {
-      if (--list.running_ == 0 && list.has_removed_) {
-        auto& v = list.entries_;
-        v.erase(std::remove_if(v.begin(), v.end(), [](const auto& e) { return e->removed; }), v.end());
-        list.has_removed_ = false;
-      }
-    }
-    HookList& list;
-  };
-
-  static std::string current_message() {
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      return e.what();
-    } catch (...) {
-      return "an exception not derived from std::exception";
-    }
-  }
 
   std::vector<std::unique_ptr<Entry>> entries_;
   int running_ = 0;
@@ -292,16 +344,18 @@ class HookRegistry final : public HookOwner {
   // Observing and modifying forward hooks share one list so that they run in
   // registration order, each seeing what the earlier ones left.
   HookList<ModifyingForwardHook<T>> forward;
+  HookList<OutputBlockHook<T>> output_block;
   HookList<BackwardHook<T>> backward;
   HookList<ParamGradHook<T>> param_grad;
 
   std::uint64_t next_id() { return ++last_id_; }
 
   void remove_hook(std::uint64_t id) noexcept override {
-    pre.remove(id) || forward.remove(id) || backward.remove(id) || param_grad.remove(id);
+    pre.remove(id) || forward.remove(id) || output_block.remove(id) || backward.remove(id) || param_grad.remove(id);
   }
   bool has_hook(std::uint64_t id) const noexcept override {
-    return pre.contains(id) || forward.contains(id) || backward.contains(id) || param_grad.contains(id);
+    return pre.contains(id) || forward.contains(id) || output_block.contains(id) || backward.contains(id) ||
+           param_grad.contains(id);
   }
 
  private:

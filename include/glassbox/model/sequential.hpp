@@ -138,7 +138,8 @@ class Sequential {
     has_input_grad_ = false;
     context_.mode = mode;
     context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
-    const bool hooked = hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty());
+    const bool hooked =
+        hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty() && hooks_->output_block.empty());
     Tensor<T>* in = &input_;
     Runner runner(*this);
     PassScope pass(*this);
@@ -146,7 +147,10 @@ class Sequential {
       layers_[i]->output_shape(in->shape());
       if (hooked) run_forward_pre_hooks(i, *in);
       layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
-      layers_[i]->forward(*in, outputs_[i], mode);
+      if (hooked && !hooks_->output_block.empty())
+        forward_with_block_hooks(i, *in, mode);
+      else
+        layers_[i]->forward(*in, outputs_[i], mode);
       if (hooked) run_forward_hooks(i, *in, outputs_[i]);
       in = &outputs_[i];
     }
@@ -249,15 +253,22 @@ class Sequential {
   }
   HookHandle add_forward_hook(HookTarget target, ForwardHook<T> hook) {
     if (!hook) throw Error("Sequential: empty hook");
-    return add_modifying_forward_hook(
-        target, [hook = std::move(hook)](const ForwardEvent<T>& event, Tensor<T>&) { hook(event); });
+    return add_hook(
+        registry().forward, target,
+        ModifyingForwardHook<T>([hook = std::move(hook)](const ForwardEvent<T>& event, Tensor<T>&) { hook(event); }));
   }
   HookHandle add_forward_hook(ForwardHook<T> hook) { return add_forward_hook(HookTarget::all(), std::move(hook)); }
   HookHandle add_modifying_forward_hook(HookTarget target, ModifyingForwardHook<T> hook) {
-    return add_hook(registry().forward, target, std::move(hook));
+    return add_hook(registry().forward, target, std::move(hook), /*modifies=*/true);
   }
   HookHandle add_modifying_forward_hook(ModifyingForwardHook<T> hook) {
     return add_modifying_forward_hook(HookTarget::all(), std::move(hook));
+  }
+  HookHandle add_output_block_hook(HookTarget target, OutputBlockHook<T> hook) {
+    return add_hook(registry().output_block, target, std::move(hook));
+  }
+  HookHandle add_output_block_hook(OutputBlockHook<T> hook) {
+    return add_output_block_hook(HookTarget::all(), std::move(hook));
   }
   HookHandle add_backward_hook(HookTarget target, BackwardHook<T> hook) {
     return add_hook(registry().backward, target, std::move(hook));
@@ -358,13 +369,56 @@ class Sequential {
   }
 
   template <class Fn>
-  HookHandle add_hook(detail::HookList<Fn>& list, const HookTarget& target, Fn hook) {
+  HookHandle add_hook(detail::HookList<Fn>& list, const HookTarget& target, Fn hook, bool modifies = false) {
     if (!hooks_enabled) throw Error("Sequential: hooks are compiled out (GLASSBOX_DISABLE_HOOKS)");
     if (!hook) throw Error("Sequential: empty hook");
     const std::optional<std::size_t> layer = resolve(target);
     const std::uint64_t id = hooks_->next_id();
-    list.add(id, layer, std::move(hook));
+    list.add(id, layer, std::move(hook), modifies);
     return HookHandle(hooks_, id);
+  }
+
+  // Runs the output-block hooks watching one layer for each block its forward
+  // reports, on the worker thread that reports it.
+  class BlockSink final : public OutputBlockSink {
+   public:
+    BlockSink(const LayerEvent<T>& base, const Tensor<T>& output, std::vector<OutputBlockHook<T>*> hooks)
+        : base_(base), output_(output), hooks_(std::move(hooks)), threads_(num_threads()) {}
+    void done(index_t first, index_t last) override {
+      const OutputBlockEvent<T> event{base_, output_, first, last, thread_index(), threads_};
+      for (OutputBlockHook<T>* hook : hooks_) {
+        try {
+          (*hook)(event);
+        } catch (...) {
+          detail::throw_hook_error(base_.name, "output-block hook");
+        }
+      }
+    }
+
+   private:
+    const LayerEvent<T>& base_;
+    const Tensor<T>& output_;
+    std::vector<OutputBlockHook<T>*> hooks_;
+    int threads_;
+  };
+
+  // Blocks of a layer watched by a modifying forward hook are not its final
+  // output: such a layer runs without a sink, as do layers no hook watches.
+  void forward_with_block_hooks(std::size_t i, const Tensor<T>& x, Mode mode) {
+    Layer<T>& layer = *layers_[i];
+    if (!hooks_->output_block.watches(i) || hooks_->forward.watches_modifying(i)) {
+      layer.forward(x, outputs_[i], mode);
+      return;
+    }
+    typename detail::HookList<OutputBlockHook<T>>::Running running(hooks_->output_block);
+    const LayerEvent<T> base = event_base<LayerEvent<T>>(i);
+    BlockSink sink(base, outputs_[i], hooks_->output_block.live(i));
+    struct Detach {
+      Layer<T>& layer;
+      ~Detach() { layer.set_output_block_sink(nullptr); }
+    } detach{layer};
+    layer.set_output_block_sink(&sink);
+    layer.forward(x, outputs_[i], mode);
   }
 
   template <class Event>

@@ -94,6 +94,7 @@ class Conv2D : public Layer<T> {
         out.setZero();
       out.noalias() += w * col;
       if (options_.activation == Activation::relu) out = out.cwiseMax(T(0));
+      this->output_block_done(s, s + 1);
     });
   }
 

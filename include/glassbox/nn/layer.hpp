@@ -44,6 +44,15 @@ class ChildRunner {
                         Tensor<T>* dx) = 0;
 };
 
+// Told by a layer's forward which samples of its output are final, from the
+// worker thread that wrote them. Sequential supplies one while output-block
+// hooks watch the layer (model/hooks.hpp).
+class OutputBlockSink {
+ public:
+  virtual ~OutputBlockSink() = default;
+  virtual void done(index_t first, index_t last) = 0;
+};
+
 template <class T>
 class Layer {
  public:
@@ -85,6 +94,7 @@ class Layer {
   // then its shortcut); empty for ordinary layers.
   virtual std::vector<Layer<T>*> children() { return {}; }
   void set_child_runner(ChildRunner<T>* runner) { child_runner_ = runner; }
+  void set_output_block_sink(OutputBlockSink* sink) { output_block_sink_ = sink; }
   // Set by Sequential while the layer belongs to it: a block then refuses to
   // change its children (the model keeps a map of them for hooks).
   void set_in_model(bool in_model) {
@@ -122,6 +132,12 @@ class Layer {
       child.backward(x, y, dy, dx);
   }
   void set_own_name(std::string name) { name_ = std::move(name); }
+  // A forward that finishes its output sample by sample inside a parallel
+  // loop reports each finished block of samples [first, last), from the
+  // thread that wrote it, so that observers read it while it is in cache.
+  void output_block_done(index_t first, index_t last) {
+    if (output_block_sink_) output_block_sink_->done(first, last);
+  }
 
  private:
   const std::string& kind_name() const {
@@ -132,6 +148,7 @@ class Layer {
   mutable std::string kind_cache_;
   bool parameter_grads_wanted_ = true;
   ChildRunner<T>* child_runner_ = nullptr;
+  OutputBlockSink* output_block_sink_ = nullptr;
   bool in_model_ = false;
 };
 

@@ -38,7 +38,7 @@ class MaxPool2D : public Pool2D<T> {
     T* yd = y.data();
     Winner* wd = winners_.data();
     const bool unpadded = p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
-    parallel_for(planes, num_threads(), [&](index_t plane) {
+    auto pool_plane = [&](index_t plane) {
       const T* in = xd + plane * h * w;
       T* out = yd + plane * oh * ow;
       Winner* win = wd + plane * oh * ow;
@@ -46,6 +46,17 @@ class MaxPool2D : public Pool2D<T> {
         pool_inside(in, w, oh, ow, out, win);
       else
         pool_padded(in, h, w, p, oh, ow, out, win);
+    };
+    const index_t samples = x.dim(0), channels = x.dim(1);
+    const int threads = num_threads();
+    if (samples < threads) {
+      parallel_for(planes, threads, pool_plane);
+      return;
+    }
+    // Sample by sample (the same split of the planes), reporting each sample.
+    parallel_for(samples, threads, [&](index_t s) {
+      for (index_t plane = s * channels; plane < (s + 1) * channels; ++plane) pool_plane(plane);
+      this->output_block_done(s, s + 1);
     });
   }
 
