@@ -630,3 +630,99 @@ TEST_CASE("Recorders reuse what they measured across a Flatten, with the same nu
   CHECK(pool_flow.norm == flow.layer("flatten_1").records.back().norm);
   CHECK(pool_flow.norm > 0);
 }
+
+TEST_CASE("ActivationStats summarizes large outputs block by block, as a summary of the whole output would",
+          "[inspect]") {
+  const int threads = num_threads();
+  set_num_threads(2);  // blocks from two threads at once
+  // Conv output 32 x 8 x 26 x 26 = 173,056 values: summarized from the
+  // layer's blocks; the pooled one (43,264) after the layer.
+  Sequential<float> model(Shape{1, 28, 28}, 3);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  auto& conv = model.add<nn::Conv2D<float>>(1, 8, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  // Channel 5 dead: zero weights, negative bias.
+  for (index_t k = 0; k < 9; ++k) conv.weight().value.data()[5 * 9 + k] = 0;
+  conv.bias().value.data()[5] = -1;
+  ActivationStatsOptions options;
+  options.histogram_values = 1000;  // a strided sample, whose runs cross rows (676 values each)
+  ActivationStats<float> stats(model, options);
+  Rng rng(11);
+  Tensor<float> x(Shape{32, 1, 28, 28});
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+
+  auto check_record = [&](std::size_t layer) {
+    const Tensor<float>& y = model.output(layer);
+    ActivationRecord expected;
+    inspect::detail::SummaryScratch<float> scratch;
+    const index_t every = inspect::detail::histogram_stride(y.size(), options.histogram_values);
+    inspect::detail::summarize(y, expected, every, scratch);
+    inspect::detail::fill_histogram(scratch.sample.data(), static_cast<index_t>(scratch.sample.size()), options,
+                                    expected);
+    const ActivationRecord& r = stats.series(model.layer(layer).name()).records.back();
+    CAPTURE(layer);
+    CHECK(r.count == y.size());
+    CHECK(r.mean == Approx(expected.mean).epsilon(1e-12));
+    CHECK(r.std == Approx(expected.std).epsilon(1e-12));
+    CHECK(r.min == expected.min);
+    CHECK(r.max == expected.max);
+    CHECK(r.zero_fraction == expected.zero_fraction);
+    CHECK(r.dead_fraction == expected.dead_fraction);
+    CHECK(r.histogram.counts == expected.histogram.counts);
+    CHECK(r.histogram.low == expected.histogram.low);
+    CHECK(r.histogram.high == expected.histogram.high);
+    return r;
+  };
+  model.forward(x, Mode::train);
+  const ActivationRecord conv_record = check_record(0);
+  check_record(1);
+  CHECK(conv_record.dead_fraction >= 1.0 / 8);  // channel 5, and any unit the ReLU kept at 0 in all 32
+  CHECK(conv_record.mean > 0);
+
+  SECTION("with a modifying hook on the layer, each recorder sees the output as patched before it") {
+    HookHandle zero = model.add_modifying_forward_hook(
+        "conv2d_1", [](const ForwardEvent<float>&, Tensor<float>& y) { y.flat().setZero(); });
+    ActivationStats<float> after_patch(model, options);
+    model.forward(x, Mode::train);
+    const ActivationRecord& r = after_patch.series("conv2d_1").records.back();
+    CHECK(r.zero_fraction == 1.0);
+    CHECK(r.dead_fraction == 1.0);
+    // Registered before the patch: the layer's own output, now summarized after the layer.
+    const ActivationRecord& before_patch = stats.series("conv2d_1").records.back();
+    CHECK(before_patch.mean == Approx(conv_record.mean).epsilon(1e-12));
+    CHECK(before_patch.dead_fraction == conv_record.dead_fraction);
+    CHECK(before_patch.histogram.counts == conv_record.histogram.counts);
+  }
+  set_num_threads(threads);
+}
+
+TEST_CASE("ActivationStats' summary in blocks: any order of rows over threads, runs split across rows", "[inspect]") {
+  // 7 rows of 105 values: sampled runs of 16 cross row boundaries.
+  Rng rng(2);
+  Tensor<float> y(Shape{7, 3, 5, 7});
+  for (float& v : y) v = rng.uniform() < 0.3 ? 0.0f : static_cast<float>(rng.uniform() - 0.2);
+  for (index_t row = 0; row < 7; ++row) y.data()[row * 105 + 17] = 0;  // a dead unit
+  const index_t every = 2;
+  ActivationRecord whole, blocks;
+  inspect::detail::SummaryScratch<float> a, b;
+  inspect::detail::summarize(y, whole, every, a);
+  b.begin(y.shape(), 2, every);
+  const int order[] = {3, 0, 6, 1, 5, 2, 4};
+  for (int k = 0; k < 7; ++k) b.add_rows(y.data(), order[k], order[k] + 1, k % 2);
+  CHECK(b.rows_done() == 7);
+  b.finish(true, blocks);
+  CHECK(b.sample == a.sample);
+  CHECK(static_cast<index_t>(a.sample.size()) == inspect::detail::histogram_sample_size(y.size(), every));
+  std::vector<float> expected_sample;
+  for (index_t run = 0; run * 16 < y.size(); run += every)
+    for (index_t i = run * 16; i < std::min(y.size(), run * 16 + 16); ++i) expected_sample.push_back(y.data()[i]);
+  CHECK(a.sample == expected_sample);
+  CHECK(blocks.mean == Approx(whole.mean).epsilon(1e-12));
+  CHECK(blocks.std == Approx(whole.std).epsilon(1e-12));
+  CHECK(blocks.min == whole.min);
+  CHECK(blocks.max == whole.max);
+  CHECK(blocks.zero_fraction == whole.zero_fraction);
+  CHECK(blocks.dead_fraction == whole.dead_fraction);
+  CHECK(blocks.dead_fraction >= 1.0 / 105);
+}

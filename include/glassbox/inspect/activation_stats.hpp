@@ -143,7 +143,7 @@ void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& o
   ValueBits<T>* alive2 = alive + half;
   constexpr T inf = std::numeric_limits<T>::infinity();
   T s1 = 0, s2 = 0, lo = inf, hi = -inf, t1 = 0, t2 = 0, lo2 = inf, hi2 = -inf;
-  int zeros = 0, zeros2 = 0;
+  T zeros = 0, zeros2 = 0;
 #ifdef _OPENMP
 #pragma omp simd reduction(+ : s1, s2, zeros, t1, t2, zeros2) reduction(min : lo, lo2) reduction(max : hi, hi2)
 #endif
@@ -159,8 +159,8 @@ void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& o
     lo2 = std::min(lo2, w);
     hi = std::max(hi, v);
     hi2 = std::max(hi2, w);
-    zeros += v == T(0);
-    zeros2 += w == T(0);
+    zeros = v == T(0) ? zeros + T(1) : zeros;
+    zeros2 = w == T(0) ? zeros2 + T(1) : zeros2;
   }
   s1 += t1;
   s2 += t2;
@@ -174,7 +174,7 @@ void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& o
     s2 += v * v;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
-    zeros += v == T(0);
+    zeros += v == T(0) ? T(1) : T(0);
   }
   if (std::isfinite(s2)) {
     const double n = static_cast<double>(len), sum = static_cast<double>(s1);
@@ -197,7 +197,7 @@ void summarize_chunk(const T* x, index_t len, ValueBits<T>* alive, Summary<T>& o
     out.moments.merge(n, mean, std::max(0.0, m2));
     out.lo = std::min(out.lo, lo);
     out.hi = std::max(out.hi, hi);
-    out.zeros += zeros;
+    out.zeros += static_cast<index_t>(zeros);
     return;
   }
   for (index_t i = 0; i < len; ++i) {  // rare: a chunk holding NaN or inf
@@ -232,70 +232,123 @@ inline index_t histogram_sample_size(index_t n, index_t every) {
   return last / every * histogram_run + std::min(histogram_run, n - last * histogram_run);
 }
 
-// Large buffers kept from one record to the next.
+// What one thread has summarized of a tensor; a cache line of its own, as
+// each thread updates its summary after every chunk.
 template <class T>
-struct SummaryScratch {
-  std::vector<std::vector<ValueBits<T>, Eigen::aligned_allocator<ValueBits<T>>>> alive;  // per thread, per unit
-  std::vector<T> sample;                                                                 // the histogram's runs
+struct alignas(64) ThreadSummary {
+  Summary<T> summary;
+  index_t rows = 0;                                                         // rows summarized
+  bool started = false;                                                     // `alive` is zeroed for this tensor
+  std::vector<ValueBits<T>, Eigen::aligned_allocator<ValueBits<T>>> alive;  // per unit
 };
 
-// Statistics of y's values into r, and the fraction of dead units. Samples are
-// spread over the threads as the layers spread them, so that each thread reads
-// what its core wrote; each thread ORs its own per-unit bits.
-// When every > 1 the sampled runs (see histogram_stride) are copied into
-// scratch.sample while their chunk is in cache: gathering them afterwards
-// costs a cache miss per run, and a single-threaded one.
+// One summary in progress, and the buffers kept from one to the next.
 template <class T>
-void summarize(const Tensor<T>& y, ActivationRecord& r, index_t every, SummaryScratch<T>& scratch) {
-  constexpr index_t chunk = 4096;
-  const index_t n = y.size();
-  r.count = n;
-  if (n == 0) return;
-  const index_t rows = y.rank() >= 2 ? y.dim(0) : 1;
-  const index_t units = n / rows;
-  const int threads = static_cast<int>(std::min<index_t>(n < 65536 ? 1 : num_threads(), rows));
-  scratch.alive.resize(static_cast<std::size_t>(threads));
-  if (every > 1) scratch.sample.resize(static_cast<std::size_t>(histogram_sample_size(n, every)));
-  std::vector<Summary<T>> partial(static_cast<std::size_t>(threads));
-  parallel_for(threads, threads, [&](std::ptrdiff_t t) {
-    auto& alive = scratch.alive[static_cast<std::size_t>(t)];
-    alive.assign(static_cast<std::size_t>(units), 0);
+struct SummaryScratch {
+  index_t n = 0, rows = 0, units = 0, every = 1;
+  std::vector<ThreadSummary<T>> threads;
+  std::vector<T> sample;  // the histogram's runs
+
+  // Prepares a summary of a tensor of `shape` by at most `thread_count` threads.
+  void begin(const Shape& shape, int thread_count, index_t histogram_every) {
+    n = shape.size();
+    rows = shape.rank() >= 2 ? shape[0] : 1;
+    units = rows > 0 ? n / rows : 0;
+    every = histogram_every;
+    threads.resize(static_cast<std::size_t>(thread_count));
+    for (ThreadSummary<T>& t : threads) {
+      t.summary = Summary<T>{};
+      t.rows = 0;
+      t.started = false;
+    }
+    if (every > 1) sample.resize(static_cast<std::size_t>(histogram_sample_size(n, every)));
+  }
+
+  // Summarizes rows [first, last) of y (as begun) on thread `thread`, which
+  // ORs its own per-unit bits; when every > 1 it copies the sampled runs'
+  // values that lie in these rows (see histogram_stride) while they are in
+  // cache: gathering them afterwards costs a cache miss per run.
+  void add_rows(const T* y, index_t first, index_t last, int thread) {
+    constexpr index_t chunk = 4096;
+    ThreadSummary<T>& part = threads[static_cast<std::size_t>(thread)];
+    if (!part.started) {  // zeroed by the thread that uses it, into its own cache
+      part.alive.assign(static_cast<std::size_t>(units), 0);
+      part.started = true;
+    }
     // Units outer, samples inner: the chunk's slice of the bits stays in L1.
     for (index_t u = 0; u < units; u += chunk)
-      for (index_t row = rows * t / threads; row < rows * (t + 1) / threads; ++row) {
+      for (index_t row = first; row < last; ++row) {
         const index_t begin = row * units + u, len = std::min(chunk, units - u);
-        summarize_chunk(y.data() + begin, len, alive.data() + u, partial[static_cast<std::size_t>(t)]);
-        if (every == 1) continue;
-        // Runs starting in this chunk (a run may reach into the next one).
-        const index_t first_run = (begin + histogram_run - 1) / histogram_run;
-        for (index_t k = (first_run + every - 1) / every * every; k * histogram_run < begin + len; k += every) {
-          const index_t at = k * histogram_run;
-          std::copy_n(y.data() + at, std::min(histogram_run, n - at),
-                      scratch.sample.data() + k / every * histogram_run);
-        }
+        summarize_chunk(y + begin, len, part.alive.data() + u, part.summary);
+        if (every > 1) copy_sampled(y, begin, begin + len);
       }
-  });
-  Summary<T> total;
-  for (const Summary<T>& p : partial) total.merge(p);
-
-  if (total.moments.count > 0) {
-    r.mean = total.moments.mean;
-    r.std = std::sqrt(total.moments.m2 / total.moments.count);
-    r.min = static_cast<double>(total.lo);
-    r.max = static_cast<double>(total.hi);
+    part.rows += last - first;
   }
-  r.zero_fraction = static_cast<double>(total.zeros) / static_cast<double>(n);
-  r.nonfinite_fraction = static_cast<double>(total.nonfinite) / static_cast<double>(n);
-  if (y.rank() >= 2) {
-    ValueBits<T>* bits = scratch.alive[0].data();
-    for (int t = 1; t < threads; ++t) {
-      const ValueBits<T>* other = scratch.alive[static_cast<std::size_t>(t)].data();
+
+  // Merges what the threads summarized into r (the statistics and the dead
+  // units; the first thread's bits become those of all).
+  void finish(bool per_unit, ActivationRecord& r) {
+    r.count = n;
+    if (n == 0) return;
+    Summary<T> total;
+    for (const ThreadSummary<T>& t : threads) total.merge(t.summary);
+    if (total.moments.count > 0) {
+      r.mean = total.moments.mean;
+      r.std = std::sqrt(total.moments.m2 / total.moments.count);
+      r.min = static_cast<double>(total.lo);
+      r.max = static_cast<double>(total.hi);
+    }
+    r.zero_fraction = static_cast<double>(total.zeros) / static_cast<double>(n);
+    r.nonfinite_fraction = static_cast<double>(total.nonfinite) / static_cast<double>(n);
+    if (!per_unit) return;
+    ValueBits<T>* bits = nullptr;
+    for (ThreadSummary<T>& t : threads) {
+      if (!t.started) continue;
+      if (!bits) {
+        bits = t.alive.data();
+        continue;
+      }
+      const ValueBits<T>* other = t.alive.data();
       for (index_t u = 0; u < units; ++u) bits[u] |= other[u];
     }
+    if (!bits || units == 0) return;
     index_t dead = 0;
     for (index_t u = 0; u < units; ++u) dead += never_nonzero<T>(bits[u]);
     r.dead_fraction = static_cast<double>(dead) / static_cast<double>(units);
   }
+
+  index_t rows_done() const {
+    index_t done = 0;
+    for (const ThreadSummary<T>& t : threads) done += t.rows;
+    return done;
+  }
+
+ private:
+  // Copies the values of the sampled runs that lie in [begin, end); a run
+  // that spans two rows is copied in two parts, each by the thread that
+  // summarizes its row (the other row may not be written yet).
+  void copy_sampled(const T* y, index_t begin, index_t end) {
+    for (index_t k = (begin / histogram_run + every - 1) / every * every; k * histogram_run < end; k += every) {
+      const index_t run = k * histogram_run;
+      const index_t from = std::max(begin, run), to = std::min({end, run + histogram_run, n});
+      std::copy(y + from, y + to, sample.data() + k / every * histogram_run + (from - run));
+    }
+  }
+};
+
+// Statistics of y's values into r, and the fraction of dead units. Samples are
+// spread over the threads as the layers spread them, so that each thread reads
+// what its core wrote.
+template <class T>
+void summarize(const Tensor<T>& y, ActivationRecord& r, index_t every, SummaryScratch<T>& scratch) {
+  const index_t n = y.size();
+  const index_t rows = y.rank() >= 2 ? y.dim(0) : 1;
+  const int threads = static_cast<int>(std::min<index_t>(n < 65536 ? 1 : num_threads(), rows));
+  scratch.begin(y.shape(), std::max(threads, 1), every);
+  parallel_for(threads, threads, [&](std::ptrdiff_t t) {
+    scratch.add_rows(y.data(), rows * t / threads, rows * (t + 1) / threads, static_cast<int>(t));
+  });
+  scratch.finish(y.rank() >= 2, r);
 }
 
 // Bins the n values into r.histogram. Slots are computed 16 values at a time
@@ -322,9 +375,12 @@ void fill_histogram(const T* values, index_t n, const ActivationStatsOptions& o,
   const int bins = o.bins, slots = bins + 3;
   const T low = static_cast<T>(h.low), scale = static_cast<T>(bins / (h.high - h.low));
   const T bins_t = static_cast<T>(bins);
-  auto slot_of = [&](T v) {
-    const T p = (v - low) * scale;
-    T q = p < T(0) ? T(-1) : p < bins_t ? p : p == bins_t ? bins_t - 1 : bins_t;
+  // Selects rather than branches, so that the loop below vectorises (a branch
+  // on the sign of each value is mispredicted half the time after a ReLU).
+  auto slot_of = [low, scale, bins_t](T v) {
+    T q = (v - low) * scale;
+    q = q < T(0) ? T(-1) : q;
+    q = q >= bins_t ? (q == bins_t ? bins_t - 1 : bins_t) : q;
     q = std::abs(v) <= std::numeric_limits<T>::max() ? q : bins_t + 1;
     return static_cast<int>(q) + 1;
   };
@@ -346,7 +402,10 @@ void fill_histogram(const T* values, index_t n, const ActivationStatsOptions& o,
       index_t i = begin;
       for (; i + lanes <= end; i += lanes) {
         int slot[lanes];
-        for (int j = 0; j < lanes; ++j) slot[j] = slot_of(values[i + j]) + j * slots;  // vectorised
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+        for (int j = 0; j < lanes; ++j) slot[j] = slot_of(values[i + j]) + j * slots;
         for (int j = 0; j < lanes; ++j) ++tally[slot[j]];
       }
       for (; i < end; ++i) ++tally[slot_of(values[i])];
@@ -391,6 +450,17 @@ class ActivationStats {
     handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
     });
+    // Large outputs are summarized block by block as the layer writes them,
+    // when it reports blocks (model/hooks.hpp): a pre-hook begins the summary,
+    // an output-block hook adds each block, and record() finishes it.
+    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
+           return model.add_forward_pre_hook(t, [this](const ForwardPreEvent<T>& e) { begin_stream(e); });
+         }))
+      handles_.push_back(std::move(h));
+    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
+           return model.add_output_block_hook(t, [this](const OutputBlockEvent<T>& e) { add_block(e); });
+         }))
+      handles_.push_back(std::move(h));
   }
 
   ActivationStats(const ActivationStats&) = delete;
@@ -452,12 +522,18 @@ class ActivationStats {
   void record(const ForwardEvent<T>& e) {
     if (!options_.schedule.due(e)) return;
     ActivationRecord r;
+    const bool streamed = stream_.armed && stream_.layer == e.index && stream_.depth == e.depth &&
+                          same_pass(stream_.context, e) && scratch_.n == e.output.size() &&
+                          scratch_.rows_done() == scratch_.rows;
+    stream_.armed = false;
     if (const ActivationRecord* same = reshaped_from_previous(e)) {
       r = *same;  // the same values in another shape: the same statistics
     } else {
-      const index_t every =
-          options_.bins > 0 ? detail::histogram_stride(e.output.size(), options_.histogram_values) : 1;
-      detail::summarize(e.output, r, every, scratch_);
+      const index_t every = histogram_every(e.output.size());
+      if (streamed)
+        scratch_.finish(e.output.rank() >= 2, r);
+      else
+        detail::summarize(e.output, r, every, scratch_);
       if (every == 1)
         detail::fill_histogram(e.output.data(), e.output.size(), options_, r);
       else
@@ -467,6 +543,34 @@ class ActivationStats {
     r.layer_index = e.index;
     r.context = e;
     series_for(series_, e.name, e.index).push(std::move(r), options_.capacity);
+  }
+
+  index_t histogram_every(index_t n) const {
+    return options_.bins > 0 ? detail::histogram_stride(n, options_.histogram_values) : 1;
+  }
+
+  // Below this many values an output is summarized at once, after the layer.
+  static constexpr index_t min_streamed = 65536;
+
+  void begin_stream(const ForwardPreEvent<T>& e) {
+    stream_.armed = false;
+    if (!options_.schedule.due(e) || e.layer.reshapes_only()) return;
+    const Shape out = e.layer.output_shape(e.input.shape());
+    if (out.rank() < 2 || out.size() < min_streamed) return;
+    scratch_.begin(out, num_threads(), histogram_every(out.size()));
+    stream_ = {true, e.index, e.depth, e};
+  }
+
+  // Runs on the layer's worker threads: each touches only its own part of
+  // scratch_ (and its own values of the sample).
+  void add_block(const OutputBlockEvent<T>& e) {
+    if (!stream_.armed || stream_.layer != e.index || stream_.depth != e.depth) return;
+    // A block that does not fit what begin_stream prepared is left out: the
+    // rows then fall short, and record() summarizes the whole output instead.
+    if (e.thread < 0 || static_cast<std::size_t>(e.thread) >= scratch_.threads.size() ||
+        e.output.size() != scratch_.n || e.first < 0 || e.last > scratch_.rows || e.first >= e.last)
+      return;
+    scratch_.add_rows(e.output.data(), e.first, e.last, e.thread);
   }
 
   // For a layer that only reshapes (Flatten), the record this pass made of
@@ -479,9 +583,18 @@ class ActivationStats {
     return nullptr;
   }
 
+  // The summary that begin_stream() began, for the layer's output-block hooks.
+  struct Stream {
+    bool armed = false;
+    std::size_t layer = 0;
+    int depth = 0;
+    HookContext context;
+  };
+
   Options options_;
   std::vector<Series<ActivationRecord>> series_;
   detail::SummaryScratch<T> scratch_;
+  Stream stream_;
   std::vector<HookHandle> handles_;
 };
 
