@@ -511,3 +511,51 @@ TEST_CASE("output-block hooks see each sample of a streaming layer's output once
   }
   set_num_threads(threads);
 }
+
+TEST_CASE("output-gradient block hooks see each sample of the gradient wrt a layer's output once, final", "[hooks]") {
+  const int threads = num_threads();
+  set_num_threads(2);
+  // Conv2D's input gradient is conv2d_1's output gradient, MaxPool2D's is conv2d_2's.
+  Sequential<double> model(Shape{1, 7, 7}, 2);
+  model.add<nn::Conv2D<double>>(1, 2, nn::Size2{2, 2});
+  model.add<nn::Conv2D<double>>(2, 3, nn::Size2{2, 2});
+  model.add<nn::MaxPool2D<double>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(12, 2);
+  Rng rng(8);
+  const Tensor<double> x = random_tensor(Shape{5, 1, 7, 7}, rng);
+  std::vector<std::vector<int>> count(model.size(), std::vector<int>(5, 0));
+  std::vector<std::vector<std::vector<double>>> values(model.size(), std::vector<std::vector<double>>(5));
+  HookHandle h = model.add_output_grad_block_hook([&](const OutputGradBlockEvent<double>& e) {
+    const index_t per_sample = e.grad_output.size() / e.grad_output.dim(0);
+    for (index_t s = e.first; s < e.last; ++s) {
+      ++count[e.index][static_cast<std::size_t>(s)];
+      values[e.index][static_cast<std::size_t>(s)].assign(e.grad_output.data() + s * per_sample,
+                                                          e.grad_output.data() + (s + 1) * per_sample);
+    }
+  });
+  std::vector<Tensor<double>> grads(model.size());
+  HookHandle b = model.add_backward_hook([&](const BackwardEvent<double>& e) { grads[e.index] = e.grad_output; });
+  const Tensor<double>& y = model.forward(x, Mode::train);
+  model.backward(random_tensor(y.shape(), rng));
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    const bool streams = i == 0 || i == 1;
+    const index_t per_sample = grads[i].size() / grads[i].dim(0);
+    CAPTURE(i);
+    for (std::size_t s = 0; s < 5; ++s) {
+      CHECK(count[i][s] == (streams ? 1 : 0));
+      if (streams)
+        CHECK(values[i][s] == std::vector<double>(grads[i].data() + static_cast<index_t>(s) * per_sample,
+                                                  grads[i].data() + static_cast<index_t>(s + 1) * per_sample));
+    }
+  }
+  HookHandle boom = model.add_output_grad_block_hook(
+      "conv2d_2", [](const OutputGradBlockEvent<double>&) { throw std::runtime_error("boom"); });
+  model.forward(x, Mode::train);
+  CHECK_THROWS_WITH(model.backward(random_tensor(y.shape(), rng)),
+                    Contains("conv2d_2: output-gradient block hook threw: boom"));
+  boom.remove();
+  model.forward(x, Mode::train);
+  model.backward(random_tensor(y.shape(), rng));
+  set_num_threads(threads);
+}

@@ -25,6 +25,9 @@
 //                       concurrently on different threads: a hook may write
 //                       only what belongs to its event's `thread`, and may not
 //                       add or remove hooks.
+//  - output-gradient block hook (const OutputGradBlockEvent<T>&) the same for
+//                       the gradient wrt a layer's output, as the backward of
+//                       the layer after it writes it (MaxPool2D, Conv2D)
 //  - backward hook      (const BackwardEvent<T>&)     after a layer's backward
 //  - parameter-gradient (const ParamGradEvent<T>&)    after the whole backward,
 //                       once per parameter, before any optimizer step
@@ -97,6 +100,17 @@ struct OutputBlockEvent : LayerEvent<T> {
   int threads;
 };
 
+// Samples [first, last) of the gradient wrt the layer's output are final, as
+// for OutputBlockEvent; they are written by the backward of the next layer.
+template <class T>
+struct OutputGradBlockEvent : LayerEvent<T> {
+  const Tensor<T>& grad_output;
+  index_t first;
+  index_t last;
+  int thread;
+  int threads;
+};
+
 template <class T>
 struct BackwardEvent : LayerEvent<T> {
   const Tensor<T>& grad_output;  // dLoss/d(output)
@@ -123,6 +137,8 @@ template <class T>
 using ModifyingForwardHook = std::function<void(const ForwardEvent<T>&, Tensor<T>& output)>;
 template <class T>
 using OutputBlockHook = std::function<void(const OutputBlockEvent<T>&)>;
+template <class T>
+using OutputGradBlockHook = std::function<void(const OutputGradBlockEvent<T>&)>;
 template <class T>
 using BackwardHook = std::function<void(const BackwardEvent<T>&)>;
 template <class T>
@@ -345,17 +361,19 @@ class HookRegistry final : public HookOwner {
   // registration order, each seeing what the earlier ones left.
   HookList<ModifyingForwardHook<T>> forward;
   HookList<OutputBlockHook<T>> output_block;
+  HookList<OutputGradBlockHook<T>> output_grad_block;
   HookList<BackwardHook<T>> backward;
   HookList<ParamGradHook<T>> param_grad;
 
   std::uint64_t next_id() { return ++last_id_; }
 
   void remove_hook(std::uint64_t id) noexcept override {
-    pre.remove(id) || forward.remove(id) || output_block.remove(id) || backward.remove(id) || param_grad.remove(id);
+    pre.remove(id) || forward.remove(id) || output_block.remove(id) || output_grad_block.remove(id) ||
+        backward.remove(id) || param_grad.remove(id);
   }
   bool has_hook(std::uint64_t id) const noexcept override {
-    return pre.contains(id) || forward.contains(id) || output_block.contains(id) || backward.contains(id) ||
-           param_grad.contains(id);
+    return pre.contains(id) || forward.contains(id) || output_block.contains(id) || output_grad_block.contains(id) ||
+           backward.contains(id) || param_grad.contains(id);
   }
 
  private:

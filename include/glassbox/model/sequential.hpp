@@ -183,6 +183,7 @@ class Sequential {
       throw Error(fmt::format("Sequential::backward: gradient shape {} differs from {}'s output shape {}",
                               grad_output.shape().str(), layers_[last]->name(), outputs_[last].shape().str()));
     const bool hooked = hooks_enabled && hooks_ && !hooks_->backward.empty();
+    const bool grad_blocks = hooks_enabled && hooks_ && !hooks_->output_grad_block.empty();
     const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
     has_input_grad_ = false;
     const Tensor<T>* dy = &grad_output;
@@ -194,7 +195,10 @@ class Sequential {
       Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i] : nullptr;
       layers_[i]->want_parameter_grads(params == ParamGrads::compute);
       layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
-      layers_[i]->backward(x, outputs_[i], *dy, dx);
+      if (grad_blocks && dx)
+        backward_with_block_hooks(i, x, *dy, *dx);
+      else
+        layers_[i]->backward(x, outputs_[i], *dy, dx);
       if (hooked) run_backward_hooks(i, *dy, dx);
       dy = dx;
     }
@@ -269,6 +273,12 @@ class Sequential {
   }
   HookHandle add_output_block_hook(OutputBlockHook<T> hook) {
     return add_output_block_hook(HookTarget::all(), std::move(hook));
+  }
+  HookHandle add_output_grad_block_hook(HookTarget target, OutputGradBlockHook<T> hook) {
+    return add_hook(registry().output_grad_block, target, std::move(hook));
+  }
+  HookHandle add_output_grad_block_hook(OutputGradBlockHook<T> hook) {
+    return add_output_grad_block_hook(HookTarget::all(), std::move(hook));
   }
   HookHandle add_backward_hook(HookTarget target, BackwardHook<T> hook) {
     return add_hook(registry().backward, target, std::move(hook));
@@ -378,27 +388,30 @@ class Sequential {
     return HookHandle(hooks_, id);
   }
 
-  // Runs the output-block hooks watching one layer for each block its forward
-  // reports, on the worker thread that reports it.
-  class BlockSink final : public OutputBlockSink {
+  // Runs block hooks for each block a layer reports, on the worker thread
+  // that reports it.
+  template <class Event>
+  class HookBlockSink final : public BlockSink {
    public:
-    BlockSink(const LayerEvent<T>& base, const Tensor<T>& output, std::vector<OutputBlockHook<T>*> hooks)
-        : base_(base), output_(output), hooks_(std::move(hooks)), threads_(num_threads()) {}
+    using Hook = std::function<void(const Event&)>;
+    HookBlockSink(const LayerEvent<T>& base, const Tensor<T>& values, std::vector<Hook*> hooks, const char* kind)
+        : base_(base), values_(values), hooks_(std::move(hooks)), kind_(kind), threads_(num_threads()) {}
     void done(index_t first, index_t last) override {
-      const OutputBlockEvent<T> event{base_, output_, first, last, thread_index(), threads_};
-      for (OutputBlockHook<T>* hook : hooks_) {
+      const Event event{base_, values_, first, last, thread_index(), threads_};
+      for (Hook* hook : hooks_) {
         try {
           (*hook)(event);
         } catch (...) {
-          detail::throw_hook_error(base_.name, "output-block hook");
+          detail::throw_hook_error(base_.name, kind_);
         }
       }
     }
 
    private:
     const LayerEvent<T>& base_;
-    const Tensor<T>& output_;
-    std::vector<OutputBlockHook<T>*> hooks_;
+    const Tensor<T>& values_;
+    std::vector<Hook*> hooks_;
+    const char* kind_;
     int threads_;
   };
 
@@ -412,13 +425,33 @@ class Sequential {
     }
     typename detail::HookList<OutputBlockHook<T>>::Running running(hooks_->output_block);
     const LayerEvent<T> base = event_base<LayerEvent<T>>(i);
-    BlockSink sink(base, outputs_[i], hooks_->output_block.live(i));
+    HookBlockSink<OutputBlockEvent<T>> sink(base, outputs_[i], hooks_->output_block.live(i), "output-block hook");
     struct Detach {
       Layer<T>& layer;
       ~Detach() { layer.set_output_block_sink(nullptr); }
     } detach{layer};
     layer.set_output_block_sink(&sink);
     layer.forward(x, outputs_[i], mode);
+  }
+
+  // Layer i's input gradient is layer i - 1's output gradient: its blocks go
+  // to the output-gradient block hooks watching layer i - 1.
+  void backward_with_block_hooks(std::size_t i, const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& dx) {
+    Layer<T>& layer = *layers_[i];
+    if (i == 0 || !hooks_->output_grad_block.watches(i - 1)) {
+      layer.backward(x, outputs_[i], dy, &dx);
+      return;
+    }
+    typename detail::HookList<OutputGradBlockHook<T>>::Running running(hooks_->output_grad_block);
+    const LayerEvent<T> base = event_base<LayerEvent<T>>(i - 1);
+    HookBlockSink<OutputGradBlockEvent<T>> sink(base, dx, hooks_->output_grad_block.live(i - 1),
+                                                "output-gradient block hook");
+    struct Detach {
+      Layer<T>& layer;
+      ~Detach() { layer.set_input_grad_block_sink(nullptr); }
+    } detach{layer};
+    layer.set_input_grad_block_sink(&sink);
+    layer.backward(x, outputs_[i], dy, &dx);
   }
 
   template <class Event>

@@ -135,6 +135,7 @@ class Conv2D : public Layer<T> {
         Map grad_col(grad_columns_[t].data(), g.patch, g.positions);
         grad_col.noalias() = w.transpose() * grad_out;
         detail::col2im(grad_col.data(), in_, g.h, g.w, window_, g.pads, g.out, dxd + s * g.in_size);
+        this->input_grad_block_done(s, s + 1);
       }
     });
     if (!parameter_grads) return;

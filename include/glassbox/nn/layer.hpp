@@ -44,12 +44,13 @@ class ChildRunner {
                         Tensor<T>* dx) = 0;
 };
 
-// Told by a layer's forward which samples of its output are final, from the
-// worker thread that wrote them. Sequential supplies one while output-block
-// hooks watch the layer (model/hooks.hpp).
-class OutputBlockSink {
+// Told by a layer which samples of a tensor it writes in a parallel loop (its
+// output in forward, its input gradient in backward) are final, from the
+// worker thread that wrote them. Sequential supplies one while block hooks
+// watch the tensor (model/hooks.hpp).
+class BlockSink {
  public:
-  virtual ~OutputBlockSink() = default;
+  virtual ~BlockSink() = default;
   virtual void done(index_t first, index_t last) = 0;
 };
 
@@ -94,7 +95,8 @@ class Layer {
   // then its shortcut); empty for ordinary layers.
   virtual std::vector<Layer<T>*> children() { return {}; }
   void set_child_runner(ChildRunner<T>* runner) { child_runner_ = runner; }
-  void set_output_block_sink(OutputBlockSink* sink) { output_block_sink_ = sink; }
+  void set_output_block_sink(BlockSink* sink) { output_block_sink_ = sink; }
+  void set_input_grad_block_sink(BlockSink* sink) { input_grad_block_sink_ = sink; }
   // Set by Sequential while the layer belongs to it: a block then refuses to
   // change its children (the model keeps a map of them for hooks).
   void set_in_model(bool in_model) {
@@ -132,11 +134,15 @@ class Layer {
       child.backward(x, y, dy, dx);
   }
   void set_own_name(std::string name) { name_ = std::move(name); }
-  // A forward that finishes its output sample by sample inside a parallel
-  // loop reports each finished block of samples [first, last), from the
-  // thread that wrote it, so that observers read it while it is in cache.
+  // A forward (backward) that finishes its output (input gradient) sample by
+  // sample inside a parallel loop reports each finished block of samples
+  // [first, last), from the thread that wrote it, so that observers read it
+  // while it is in that core's cache.
   void output_block_done(index_t first, index_t last) {
     if (output_block_sink_) output_block_sink_->done(first, last);
+  }
+  void input_grad_block_done(index_t first, index_t last) {
+    if (input_grad_block_sink_) input_grad_block_sink_->done(first, last);
   }
 
  private:
@@ -148,7 +154,8 @@ class Layer {
   mutable std::string kind_cache_;
   bool parameter_grads_wanted_ = true;
   ChildRunner<T>* child_runner_ = nullptr;
-  OutputBlockSink* output_block_sink_ = nullptr;
+  BlockSink* output_block_sink_ = nullptr;
+  BlockSink* input_grad_block_sink_ = nullptr;
   bool in_model_ = false;
 };
 

@@ -29,7 +29,7 @@ class MaxPool2D : public Pool2D<T> {
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     const Shape out = this->output_shape(x.shape());
     y.resize(out);
-    const index_t planes = x.dim(0) * x.dim(1), h = x.dim(2), w = x.dim(3), oh = out[2], ow = out[3];
+    const index_t h = x.dim(2), w = x.dim(3), oh = out[2], ow = out[3];
     const Window2D::Pads p = window_.pads(h, w);
     if (h * w > std::numeric_limits<Winner>::max())
       throw Error(fmt::format("{}: input planes of {}x{} are too large (at most 2^31 values)", this->name(), h, w));
@@ -38,26 +38,18 @@ class MaxPool2D : public Pool2D<T> {
     T* yd = y.data();
     Winner* wd = winners_.data();
     const bool unpadded = p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
-    auto pool_plane = [&](index_t plane) {
-      const T* in = xd + plane * h * w;
-      T* out = yd + plane * oh * ow;
-      Winner* win = wd + plane * oh * ow;
-      if (unpadded)
-        pool_inside(in, w, oh, ow, out, win);
-      else
-        pool_padded(in, h, w, p, oh, ow, out, win);
-    };
-    const index_t samples = x.dim(0), channels = x.dim(1);
-    const int threads = num_threads();
-    if (samples < threads) {
-      parallel_for(planes, threads, pool_plane);
-      return;
-    }
-    // Sample by sample (the same split of the planes), reporting each sample.
-    parallel_for(samples, threads, [&](index_t s) {
-      for (index_t plane = s * channels; plane < (s + 1) * channels; ++plane) pool_plane(plane);
-      this->output_block_done(s, s + 1);
-    });
+    for_planes(
+        x.dim(0), x.dim(1),
+        [&](index_t plane) {
+          const T* in = xd + plane * h * w;
+          T* out = yd + plane * oh * ow;
+          Winner* win = wd + plane * oh * ow;
+          if (unpadded)
+            pool_inside(in, w, oh, ow, out, win);
+          else
+            pool_padded(in, h, w, p, oh, ow, out, win);
+        },
+        [this](index_t s) { this->output_block_done(s, s + 1); });
   }
 
   void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
@@ -71,14 +63,33 @@ class MaxPool2D : public Pool2D<T> {
     const T* g = dy.data();
     T* d = dx->data();
     const Winner* wd = winners_.data();
-    parallel_for(planes, num_threads(), [&](index_t plane) {
-      T* dplane = d + plane * in_plane;
-      std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
-      for (index_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) dplane[wd[o]] += g[o];
-    });
+    for_planes(
+        x.dim(0), x.dim(1),
+        [&](index_t plane) {
+          T* dplane = d + plane * in_plane;
+          std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
+          for (index_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) dplane[wd[o]] += g[o];
+        },
+        [this](index_t s) { this->input_grad_block_done(s, s + 1); });
   }
 
  private:
+  // Runs plane_fn on every plane over the threads. With a sample or more per
+  // thread it goes sample by sample (the same split of the planes) and calls
+  // sample_done(s) after each, so that the sample can be reported.
+  template <class PlaneFn, class SampleDone>
+  static void for_planes(index_t samples, index_t channels, PlaneFn plane_fn, SampleDone sample_done) {
+    const int threads = num_threads();
+    if (samples < threads) {
+      parallel_for(samples * channels, threads, plane_fn);
+      return;
+    }
+    parallel_for(samples, threads, [&](index_t s) {
+      for (index_t plane = s * channels; plane < (s + 1) * channels; ++plane) plane_fn(plane);
+      sample_done(s);
+    });
+  }
+
   // PyTorch's rule: a larger value, or a NaN, takes the window.
   static bool wins(T v, T best) { return v > best || v != v; }
 
