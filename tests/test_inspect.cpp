@@ -726,3 +726,46 @@ TEST_CASE("ActivationStats' summary in blocks: any order of rows over threads, r
   CHECK(blocks.dead_fraction == whole.dead_fraction);
   CHECK(blocks.dead_fraction >= 1.0 / 105);
 }
+
+TEST_CASE("GradientFlow measures large gradients block by block, as a measure of the whole gradient would",
+          "[inspect]") {
+  const int threads = num_threads();
+  set_num_threads(2);
+  // conv2d_1's output gradient (32 x 8 x 26 x 26) comes from MaxPool2D's backward in blocks.
+  Sequential<float> model(Shape{1, 28, 28}, 5);
+  model.add<nn::Conv2D<float>>(1, 8, nn::Size2{3, 3});
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(8 * 13 * 13, 10);
+  GradientFlow<float> flow(model);
+  Tensor<float> conv_grad;
+  HookHandle capture =
+      model.add_backward_hook("conv2d_1", [&](const BackwardEvent<float>& e) { conv_grad = e.grad_output; });
+  Rng rng(4);
+  Tensor<float> x(Shape{32, 1, 28, 28});
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  Tensor<float> y(Shape{32});
+  for (float& v : y) v = static_cast<float>(rng.below(10));
+  nn::SoftmaxCrossEntropy<float> ce;
+  Tensor<float> grad;
+  ce.forward(model.forward(x, Mode::train), y, &grad);
+  auto check_conv = [&] {
+    double squares = 0, largest = 0;
+    for (float v : conv_grad) {
+      squares += static_cast<double>(v) * v;
+      largest = std::max(largest, std::abs(static_cast<double>(v)));
+    }
+    const LayerGradientRecord& r = flow.layer("conv2d_1").records.back();
+    CHECK(r.norm == Approx(std::sqrt(squares)).epsilon(1e-6));
+    CHECK(r.max_abs == largest);
+    CHECK(r.norm > 0);
+  };
+  model.backward(grad);
+  check_conv();
+  // A second backward of the same forward (twice the gradient) is measured afresh.
+  grad.flat() *= 2.0f;
+  model.backward(grad);
+  check_conv();
+  CHECK(flow.layer("conv2d_1").records.size() == 2);
+  set_num_threads(threads);
+}

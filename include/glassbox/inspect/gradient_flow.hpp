@@ -83,6 +83,17 @@ class GradientFlow {
     handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
       return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_layer(e); });
     });
+    // A large gradient wrt a layer's output is measured block by block as the
+    // next layer's backward writes it, when that layer reports blocks
+    // (model/hooks.hpp): the forward hook prepares, the block hook adds.
+    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
+           return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { begin_stream(e); });
+         }))
+      handles_.push_back(std::move(h));
+    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
+           return model.add_output_grad_block_hook(t, [this](const OutputGradBlockEvent<T>& e) { add_block(e); });
+         }))
+      handles_.push_back(std::move(h));
     for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
            return model.add_param_grad_hook(t, [this](const ParamGradEvent<T>& e) { record_parameter(e); });
          }))
@@ -201,31 +212,34 @@ class GradientFlow {
     return partial;
   }
 
-  // L2 norm and max |.| in one pass.
-  static Magnitude magnitude(const Tensor<T>& t) {
-    const std::vector<Magnitude> partial =
-        over_chunks<Magnitude>(t.size(), [&](index_t begin, index_t len, Magnitude& p) {
-          const T* x = t.data() + begin;
-          // Two streams, so that each vector's add does not wait for the one before.
-          const index_t half = len / 32 * 16;
-          const T* x2 = x + half;
-          T s = 0, m = 0, s2 = 0, m2 = 0;
+  // Adds the squares of x[0, len) to p.norm (a sum of squares until the
+  // sqrt) and their largest |.| to p.max_abs; len <= 4096, so T sums stay accurate.
+  static void add_magnitude(const T* x, index_t len, Magnitude& p) {
+    // Two streams, so that each vector's add does not wait for the one before.
+    const index_t half = len / 32 * 16;
+    const T* x2 = x + half;
+    T s = 0, m = 0, s2 = 0, m2 = 0;
 #ifdef _OPENMP
 #pragma omp simd reduction(+ : s, s2) reduction(max : m, m2)
 #endif
-          for (index_t i = 0; i < half; ++i) {
-            s += x[i] * x[i];
-            s2 += x2[i] * x2[i];
-            m = std::max(m, std::abs(x[i]));
-            m2 = std::max(m2, std::abs(x2[i]));
-          }
-          for (index_t i = 2 * half; i < len; ++i) {
-            s += x[i] * x[i];
-            m = std::max(m, std::abs(x[i]));
-          }
-          p.norm += static_cast<double>(s + s2);  // sums of squares until the sqrt below
-          p.max_abs = std::max(p.max_abs, static_cast<double>(std::max(m, m2)));
-        });
+    for (index_t i = 0; i < half; ++i) {
+      s += x[i] * x[i];
+      s2 += x2[i] * x2[i];
+      m = std::max(m, std::abs(x[i]));
+      m2 = std::max(m2, std::abs(x2[i]));
+    }
+    for (index_t i = 2 * half; i < len; ++i) {
+      s += x[i] * x[i];
+      m = std::max(m, std::abs(x[i]));
+    }
+    p.norm += static_cast<double>(s + s2);
+    p.max_abs = std::max(p.max_abs, static_cast<double>(std::max(m, m2)));
+  }
+
+  // L2 norm and max |.| in one pass.
+  static Magnitude magnitude(const Tensor<T>& t) {
+    const std::vector<Magnitude> partial = over_chunks<Magnitude>(
+        t.size(), [&](index_t begin, index_t len, Magnitude& p) { add_magnitude(t.data() + begin, len, p); });
     Magnitude total;
     for (const Magnitude& p : partial) {
       total.norm += p.norm;
@@ -308,7 +322,11 @@ class GradientFlow {
     // layer's output is the one just measured there, in another shape.
     // (Only between layers of the model: inside a block, e.index is the block's.)
     const bool known = e.depth == 0 && reshaped_.valid && reshaped_.layer == e.index && same_pass(reshaped_.context, e);
-    const Magnitude m = known ? reshaped_.magnitude : magnitude(e.grad_output);
+    Magnitude m;
+    if (known)
+      m = reshaped_.magnitude;
+    else if (!streamed_magnitude(e, m))
+      m = magnitude(e.grad_output);
     reshaped_.valid = e.depth == 0 && e.layer.reshapes_only() && e.index > 0;
     if (reshaped_.valid) reshaped_ = {true, e.index - 1, e, m};
     r.norm = m.norm;
@@ -343,6 +361,73 @@ class GradientFlow {
     if (update) update->series = static_cast<std::size_t>(&series - parameters_.data());
   }
 
+  // Below this many values a gradient is measured at once, after the layer.
+  static constexpr index_t min_streamed = 65536;
+
+  // What one thread measured of a streamed gradient; a cache line of its own.
+  struct alignas(64) ThreadMagnitude {
+    Magnitude magnitude;
+    index_t rows = 0;
+  };
+  struct GradStream {
+    bool armed = false;
+    HookContext context;
+    index_t size = 0, rows = 0;
+    std::vector<ThreadMagnitude> threads;
+  };
+
+  void begin_stream(const ForwardEvent<T>& e) {
+    if (e.depth != 0) return;
+    if (!due(e) || e.output.rank() < 2 || e.output.size() < min_streamed) {
+      if (e.index < streams_.size()) streams_[e.index].armed = false;  // no work for the blocks of this pass
+      return;
+    }
+    if (streams_.size() <= e.index) streams_.resize(e.index + 1);
+    GradStream& s = streams_[e.index];
+    s.armed = true;
+    s.context = e;
+    s.size = e.output.size();
+    s.rows = e.output.dim(0);
+    s.threads.assign(static_cast<std::size_t>(num_threads()), ThreadMagnitude{});
+  }
+
+  // Runs on the next layer's worker threads: each touches only its own part.
+  // A block that does not fit what begin_stream prepared is left out: the
+  // rows then fall short, and record_layer() measures the whole gradient.
+  void add_block(const OutputGradBlockEvent<T>& e) {
+    if (e.depth != 0 || e.index >= streams_.size()) return;
+    GradStream& s = streams_[e.index];
+    if (!s.armed || e.grad_output.size() != s.size || e.thread < 0 ||
+        static_cast<std::size_t>(e.thread) >= s.threads.size() || e.first < 0 || e.last > s.rows || e.first >= e.last)
+      return;
+    constexpr index_t chunk = 4096;
+    ThreadMagnitude& part = s.threads[static_cast<std::size_t>(e.thread)];
+    const index_t per_row = s.size / s.rows, end = e.last * per_row;
+    for (index_t begin = e.first * per_row; begin < end; begin += chunk)
+      add_magnitude(e.grad_output.data() + begin, std::min(chunk, end - begin), part.magnitude);
+    part.rows += e.last - e.first;
+  }
+
+  // The magnitude the blocks of this pass added up to, when they covered the
+  // whole gradient; the measures start again from zero for another backward.
+  bool streamed_magnitude(const BackwardEvent<T>& e, Magnitude& m) {
+    if (e.depth != 0 || e.index >= streams_.size()) return false;
+    GradStream& s = streams_[e.index];
+    if (!s.armed || !same_pass(s.context, e) || e.grad_output.size() != s.size) return false;
+    Magnitude total;
+    index_t rows = 0;
+    for (ThreadMagnitude& t : s.threads) {
+      total.norm += t.magnitude.norm;
+      total.max_abs = std::max(total.max_abs, t.magnitude.max_abs);
+      rows += t.rows;
+      t = ThreadMagnitude{};
+    }
+    if (rows != s.rows) return false;
+    total.norm = std::sqrt(total.norm);
+    m = total;
+    return true;
+  }
+
   // || before - value ||, without writing the difference.
   static double distance(const Tensor<T>& before, const Tensor<T>& value) {
     constexpr index_t chunk = 4096;
@@ -372,6 +457,7 @@ class GradientFlow {
 
   Options options_;
   Reshaped reshaped_;
+  std::vector<GradStream> streams_;  // by layer index
   std::vector<Series<LayerGradientRecord>> layers_;
   std::vector<Series<ParameterGradientRecord>> parameters_;
   std::vector<PendingUpdate> pending_;
