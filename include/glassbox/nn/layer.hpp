@@ -13,6 +13,9 @@
 //    gradient, such as attributions) it may leave the grads untouched.
 //  - parameters() lists the trainable tensors; reset_parameters() draws them
 //    from a seeded Rng.
+//  - optionally, a forward (backward) that finishes its output (input
+//    gradient) sample by sample in a parallel loop calls output_block_done()
+//    (input_grad_block_done()) for each finished block, for block hooks.
 
 #include <fmt/format.h>
 
