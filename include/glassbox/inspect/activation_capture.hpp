@@ -41,7 +41,7 @@ class ActivationCapture {
     options_.schedule.validate("ActivationCapture");
     for (const index_t s : options_.samples)
       if (s < 0) throw Error(fmt::format("ActivationCapture: sample index {} is negative", s));
-    handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
     });
   }

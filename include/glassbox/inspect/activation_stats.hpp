@@ -447,20 +447,18 @@ class ActivationStats {
     if (options_.range && !(options_.range->first < options_.range->second))
       throw Error(fmt::format("ActivationStats: histogram range [{}, {}] is empty", options_.range->first,
                               options_.range->second));
-    handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
     });
     // Large outputs are summarized block by block as the layer writes them,
     // when it reports blocks (model/hooks.hpp): a pre-hook begins the summary,
     // an output-block hook adds each block, and record() finishes it.
-    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
-           return model.add_forward_pre_hook(t, [this](const ForwardPreEvent<T>& e) { begin_stream(e); });
-         }))
-      handles_.push_back(std::move(h));
-    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
-           return model.add_output_block_hook(t, [this](const OutputBlockEvent<T>& e) { add_block(e); });
-         }))
-      handles_.push_back(std::move(h));
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+      return model.add_forward_pre_hook(t, [this](const ForwardPreEvent<T>& e) { begin_stream(e); });
+    });
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+      return model.add_output_block_hook(t, [this](const OutputBlockEvent<T>& e) { add_block(e); });
+    });
   }
 
   ActivationStats(const ActivationStats&) = delete;

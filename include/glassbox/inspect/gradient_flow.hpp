@@ -80,24 +80,21 @@ class GradientFlow {
     if (!(options_.vanishing >= 0 && options_.vanishing < options_.exploding))
       throw Error(fmt::format("GradientFlow: need 0 <= vanishing < exploding, got {} and {}", options_.vanishing,
                               options_.exploding));
-    handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
       return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_layer(e); });
     });
     // A large gradient wrt a layer's output is measured block by block as the
     // next layer's backward writes it, when that layer reports blocks
     // (model/hooks.hpp): the forward hook prepares, the block hook adds.
-    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
-           return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { begin_stream(e); });
-         }))
-      handles_.push_back(std::move(h));
-    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
-           return model.add_output_grad_block_hook(t, [this](const OutputGradBlockEvent<T>& e) { add_block(e); });
-         }))
-      handles_.push_back(std::move(h));
-    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
-           return model.add_param_grad_hook(t, [this](const ParamGradEvent<T>& e) { record_parameter(e); });
-         }))
-      handles_.push_back(std::move(h));
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+      return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { begin_stream(e); });
+    });
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+      return model.add_output_grad_block_hook(t, [this](const OutputGradBlockEvent<T>& e) { add_block(e); });
+    });
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+      return model.add_param_grad_hook(t, [this](const ParamGradEvent<T>& e) { record_parameter(e); });
+    });
     // The parameters have been updated by the time the next pass begins.
     handles_.push_back(model.add_forward_pre_hook([this](const ForwardPreEvent<T>& e) {
       if (e.index == 0 && e.depth == 0) finish_updates();
@@ -253,38 +250,35 @@ class GradientFlow {
     Magnitude grad;
     double weight_norm = 0;
   };
+  // Adds a chunk of a parameter to p (sums of squares until the sqrt), and
+  // copies the values into `keep` when Copy. (A template rather than a branch
+  // inside the loop, which would keep it from vectorising.)
+  template <bool Copy>
+  static void scan_chunk(const T* g, const T* w, T* keep, index_t len, ParameterScan& p) {
+    T g2 = 0, gmax = 0, w2 = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : g2, w2) reduction(max : gmax)
+#endif
+    for (index_t i = 0; i < len; ++i) {
+      g2 += g[i] * g[i];
+      gmax = std::max(gmax, std::abs(g[i]));
+      w2 += w[i] * w[i];
+      if constexpr (Copy) keep[i] = w[i];
+    }
+    p.grad.norm += static_cast<double>(g2);
+    p.grad.max_abs = std::max(p.grad.max_abs, static_cast<double>(gmax));
+    p.weight_norm += static_cast<double>(w2);
+  }
+
   // The gradient's magnitude and the value's norm, and the value copied into
   // `keep` (when not null), in one pass over both tensors.
   static ParameterScan scan_parameter(const Tensor<T>& grad, const Tensor<T>& value, T* keep) {
     const std::vector<ParameterScan> partial =
         over_chunks<ParameterScan>(value.size(), [&](index_t begin, index_t len, ParameterScan& p) {
-          const T* g = grad.data() + begin;
-          const T* w = value.data() + begin;
-          T g2 = 0, gmax = 0, w2 = 0;
-          if (keep) {
-            T* copy = keep + begin;
-#ifdef _OPENMP
-#pragma omp simd reduction(+ : g2, w2) reduction(max : gmax)
-#endif
-            for (index_t i = 0; i < len; ++i) {
-              g2 += g[i] * g[i];
-              gmax = std::max(gmax, std::abs(g[i]));
-              w2 += w[i] * w[i];
-              copy[i] = w[i];
-            }
-          } else {
-#ifdef _OPENMP
-#pragma omp simd reduction(+ : g2, w2) reduction(max : gmax)
-#endif
-            for (index_t i = 0; i < len; ++i) {
-              g2 += g[i] * g[i];
-              gmax = std::max(gmax, std::abs(g[i]));
-              w2 += w[i] * w[i];
-            }
-          }
-          p.grad.norm += static_cast<double>(g2);  // sums of squares until the sqrt below
-          p.grad.max_abs = std::max(p.grad.max_abs, static_cast<double>(gmax));
-          p.weight_norm += static_cast<double>(w2);
+          if (keep)
+            scan_chunk<true>(grad.data() + begin, value.data() + begin, keep + begin, len, p);
+          else
+            scan_chunk<false>(grad.data() + begin, value.data() + begin, nullptr, len, p);
         });
     ParameterScan total;
     for (const ParameterScan& p : partial) {

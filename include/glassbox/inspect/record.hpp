@@ -86,16 +86,15 @@ const Series<Record>& find_series(const std::vector<Series<Record>>& all, const 
   throw Error(fmt::format("{}: nothing recorded for '{}'", who, name));
 }
 
-// Registers `add(target)` for each target, or once for all layers.
+// Registers `add(target)` for each target, or once for all layers, and keeps
+// the handles in `handles`.
 template <class Add>
-std::vector<HookHandle> attach_to(const std::vector<HookTarget>& targets, Add add) {
-  std::vector<HookHandle> handles;
+void attach_to(std::vector<HookHandle>& handles, const std::vector<HookTarget>& targets, Add add) {
   if (targets.empty()) {
     handles.push_back(add(HookTarget::all()));
   } else {
     for (const HookTarget& t : targets) handles.push_back(add(t));
   }
-  return handles;
 }
 
 // Whether every value is finite, in one vectorised pass (Eigen's allFinite()

@@ -39,13 +39,12 @@ class RecurrentStats {
 
   explicit RecurrentStats(Sequential<T>& model, Options options = {}) : options_(std::move(options)) {
     options_.schedule.validate("RecurrentStats");
-    handles_ = attach_to(options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
     });
-    for (HookHandle& h : attach_to(options_.layers, [&](const HookTarget& t) {
-           return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_gradients(e); });
-         }))
-      handles_.push_back(std::move(h));
+    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+      return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_gradients(e); });
+    });
   }
   RecurrentStats(const RecurrentStats&) = delete;
   RecurrentStats& operator=(const RecurrentStats&) = delete;
