@@ -355,9 +355,6 @@ class GradientFlow {
     if (update) update->series = static_cast<std::size_t>(&series - parameters_.data());
   }
 
-  // Below this many values a gradient is measured at once, after the layer.
-  static constexpr index_t min_streamed = 65536;
-
   // What one thread measured of a streamed gradient; a cache line of its own.
   struct alignas(64) ThreadMagnitude {
     Magnitude magnitude;
@@ -372,7 +369,7 @@ class GradientFlow {
 
   void begin_stream(const ForwardEvent<T>& e) {
     if (e.depth != 0) return;
-    if (!due(e) || e.output.rank() < 2 || e.output.size() < min_streamed) {
+    if (!due(e) || e.output.rank() < 2 || e.output.size() < min_block_values) {
       if (e.index < streams_.size()) streams_[e.index].armed = false;  // no work for the blocks of this pass
       return;
     }

@@ -86,6 +86,11 @@ const Series<Record>& find_series(const std::vector<Series<Record>>& all, const 
   throw Error(fmt::format("{}: nothing recorded for '{}'", who, name));
 }
 
+// Tensors of at least this many values are read block by block through block
+// hooks (model/hooks.hpp) where the layer reports blocks; smaller ones are
+// read whole, after the layer, at about the same cost.
+constexpr index_t min_block_values = 65536;
+
 // Registers `add(target)` for each target, or once for all layers, and keeps
 // the handles in `handles`.
 template <class Add>
