@@ -112,7 +112,7 @@ std::size_t line_count(const std::string& s) { return static_cast<std::size_t>(s
 
 }  // namespace
 
-TEST_CASE("ActivationStats records the statistics of each layer's output", "[inspect]") {
+TEST_CASE("ActivationStats records the statistics of each layer's output", "[inspect][summary]") {
   Sequential<double> model = mlp();
   ActivationStatsOptions options;
   options.schedule.eval = true;
@@ -161,7 +161,7 @@ TEST_CASE("ActivationStats records the statistics of each layer's output", "[ins
   CHECK(stats.series("relu_1").records.back().zero_fraction > 0.1);
 }
 
-TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[inspect]") {
+TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[inspect][summary]") {
   Sequential<float> model(Shape{4}, 1);
   model.add<nn::Flatten<float>>();
   model.add<nn::ReLU<float>>();
@@ -632,7 +632,7 @@ TEST_CASE("Recorders reuse what they measured across a Flatten, with the same nu
 }
 
 TEST_CASE("ActivationStats summarizes large outputs block by block, as a summary of the whole output would",
-          "[inspect]") {
+          "[inspect][summary]") {
   const int threads = num_threads();
   set_num_threads(2);  // blocks from two threads at once
   // Conv output 32 x 8 x 26 x 26 = 173,056 values: summarized from the
@@ -697,7 +697,8 @@ TEST_CASE("ActivationStats summarizes large outputs block by block, as a summary
   set_num_threads(threads);
 }
 
-TEST_CASE("ActivationStats' summary in blocks: any order of rows over threads, runs split across rows", "[inspect]") {
+TEST_CASE("ActivationStats' summary in blocks: any order of rows over threads, runs split across rows",
+          "[inspect][summary]") {
   // 7 rows of 105 values: sampled runs of 16 cross row boundaries.
   Rng rng(2);
   Tensor<float> y(Shape{7, 3, 5, 7});
@@ -725,6 +726,44 @@ TEST_CASE("ActivationStats' summary in blocks: any order of rows over threads, r
   CHECK(blocks.zero_fraction == whole.zero_fraction);
   CHECK(blocks.dead_fraction == whole.dead_fraction);
   CHECK(blocks.dead_fraction >= 1.0 / 105);
+}
+
+TEST_CASE("ActivationStats: dead units and zeros across chunks and partial words, as counted value by value",
+          "[inspect][summary]") {
+  // Widths around the summary pass's words of 16 units and chunks of 4096.
+  for (const index_t units : {index_t{5}, index_t{16}, index_t{33}, index_t{4096 + 16 + 7}, index_t{9001}}) {
+    const index_t rows = 3;
+    Rng rng(static_cast<std::uint64_t>(units));
+    Tensor<float> y(Shape{rows, units});
+    for (float& v : y) v = rng.uniform() < 0.5 ? 0.0f : static_cast<float>(rng.uniform() - 0.5);
+    for (index_t u = 0; u < units; u += 7)
+      for (index_t row = 0; row < rows; ++row) y.data()[row * units + u] = row == 1 ? -0.0f : 0.0f;
+    // Zero in the other rows: alive through one denormal, one NaN.
+    for (index_t row = 0; row < rows; ++row) y.data()[row * units + 1] = y.data()[row * units + units - 1] = 0;
+    y.data()[units + 1] = std::numeric_limits<float>::denorm_min();
+    y.data()[2 * units + units - 1] = std::numeric_limits<float>::quiet_NaN();
+    index_t dead = 0, zeros = 0;
+    for (index_t u = 0; u < units; ++u) {
+      bool all_zero = true;
+      for (index_t row = 0; row < rows; ++row) all_zero = all_zero && y.data()[row * units + u] == 0;
+      dead += all_zero;
+    }
+    for (float v : y) zeros += v == 0;
+    CAPTURE(units);
+    REQUIRE(dead >= (units + 6) / 7 - 1);
+
+    ActivationRecord whole, blocks;
+    inspect::detail::SummaryScratch<float> a, b;
+    inspect::detail::summarize(y, whole, 1, a);
+    b.begin(y.shape(), 2, 1);
+    for (index_t row = rows; row-- > 0;) b.add_rows(y.data(), row, row + 1, static_cast<int>(row % 2));
+    b.finish(true, blocks);
+    for (const ActivationRecord* r : {&whole, &blocks}) {
+      CHECK(r->dead_fraction == static_cast<double>(dead) / static_cast<double>(units));
+      CHECK(r->zero_fraction == static_cast<double>(zeros) / static_cast<double>(y.size()));
+      CHECK(r->nonfinite_fraction == 1.0 / static_cast<double>(y.size()));
+    }
+  }
 }
 
 TEST_CASE("GradientFlow measures large gradients block by block, as a measure of the whole gradient would",
