@@ -84,6 +84,27 @@ TEST_CASE("Gradient check: every layer, input and parameters (double)") {
   }
 }
 
+TEST_CASE("Dense splits a large input gradient over the batch, with the same values") {
+  const int threads = num_threads();
+  set_num_threads(2);
+  Rng rng(3);
+  nn::Dense<double> dense(5000, 3);  // 7 x 5000 input gradient: split 3 + 4 rows
+  dense.reset_parameters(rng);
+  const Tensor<double> x = random_tensor(Shape{7, 5000}, rng), dy = random_tensor(Shape{7, 3}, rng);
+  Tensor<double> y, dx;
+  dense.forward(x, y, Mode::train);
+  dense.backward(x, y, dy, &dx);
+  REQUIRE(dx.shape() == x.shape());
+  const double* w = dense.weight().value.data();
+  for (index_t i = 0; i < 7; ++i)
+    for (index_t k = 0; k < 5000; k += 7) {
+      double expected = 0;
+      for (index_t o = 0; o < 3; ++o) expected += dy.data()[i * 3 + o] * w[o * 5000 + k];
+      CHECK(dx.data()[i * 5000 + k] == Approx(expected).epsilon(1e-12));
+    }
+  set_num_threads(threads);
+}
+
 TEST_CASE("Gradient check: every loss (double)") {
   Rng rng(3);
   const Tensor<double> z = random_tensor(Shape{5, 4}, rng, -3, 3);
