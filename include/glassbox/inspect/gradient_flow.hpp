@@ -216,25 +216,33 @@ class GradientFlow {
   // Adds the squares of x[0, len) to p.norm (a sum of squares until the
   // sqrt) and their largest |.| to p.max_abs; len <= 4096, so T sums stay accurate.
   static void add_magnitude(const T* x, index_t len, Magnitude& p) {
-    // Two streams, so that each vector's add does not wait for the one before.
-    const index_t half = len / 32 * 16;
-    const T* x2 = x + half;
-    T s = 0, m = 0, s2 = 0, m2 = 0;
+    // Four streams with their own accumulators: the loop is two dependent
+    // chains (an FMA and a max, 4 cycles each), and with four of each in
+    // flight it runs at the vector units' rate rather than their latency (2x).
+    const index_t quarter = len / 64 * 16;
+    const T* x1 = x + quarter;
+    const T* x2 = x + 2 * quarter;
+    const T* x3 = x + 3 * quarter;
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0, m0 = 0, m1 = 0, m2 = 0, m3 = 0;
 #ifdef _OPENMP
-#pragma omp simd reduction(+ : s, s2) reduction(max : m, m2)
+#pragma omp simd reduction(+ : s0, s1, s2, s3) reduction(max : m0, m1, m2, m3)
 #endif
-    for (index_t i = 0; i < half; ++i) {
-      s += x[i] * x[i];
+    for (index_t i = 0; i < quarter; ++i) {
+      s0 += x[i] * x[i];
+      s1 += x1[i] * x1[i];
       s2 += x2[i] * x2[i];
-      m = std::max(m, std::abs(x[i]));
+      s3 += x3[i] * x3[i];
+      m0 = std::max(m0, std::abs(x[i]));
+      m1 = std::max(m1, std::abs(x1[i]));
       m2 = std::max(m2, std::abs(x2[i]));
+      m3 = std::max(m3, std::abs(x3[i]));
     }
-    for (index_t i = 2 * half; i < len; ++i) {
-      s += x[i] * x[i];
-      m = std::max(m, std::abs(x[i]));
+    for (index_t i = 4 * quarter; i < len; ++i) {
+      s0 += x[i] * x[i];
+      m0 = std::max(m0, std::abs(x[i]));
     }
-    p.norm += static_cast<double>(s + s2);
-    p.max_abs = std::max(p.max_abs, static_cast<double>(std::max(m, m2)));
+    p.norm += static_cast<double>((s0 + s1) + (s2 + s3));
+    p.max_abs = std::max(p.max_abs, static_cast<double>(std::max(std::max(m0, m1), std::max(m2, m3))));
   }
 
   // L2 norm and max |.| in one pass.
