@@ -31,7 +31,11 @@
 #include "glassbox/core/threads.hpp"
 #include "glassbox/inspect/record.hpp"
 
-#if defined(__AVX512F__) && !defined(GLASSBOX_NO_SUMMARY_AVX512)
+// AVX-512 builds summarize float outputs with the pass below that keeps one
+// alive bit per unit (see alive_as_bits), which changes the layout of the
+// scratch: every translation unit of a program needs the same -march, as
+// Eigen's alignment already requires (CMakeLists.txt, glassbox_precompiled).
+#ifdef __AVX512F__
 #include <immintrin.h>
 #define GLASSBOX_SUMMARY_AVX512 1
 #endif

@@ -217,8 +217,9 @@ class GradientFlow {
   // sqrt) and their largest |.| to p.max_abs; len <= 4096, so T sums stay accurate.
   static void add_magnitude(const T* x, index_t len, Magnitude& p) {
     // Four streams with their own accumulators: the loop is two dependent
-    // chains (an FMA and a max, 4 cycles each), and with four of each in
-    // flight it runs at the vector units' rate rather than their latency (2x).
+    // chains (an FMA and a max, 4 cycles each), which with two streams wait
+    // on their latency (measured 0.062 -> 0.042 ns/value in L1, 0.064 ->
+    // 0.052 from L2, where block hooks find a layer's gradient).
     const index_t quarter = len / 64 * 16;
     const T* x1 = x + quarter;
     const T* x2 = x + 2 * quarter;

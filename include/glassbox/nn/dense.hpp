@@ -64,10 +64,11 @@ class Dense : public Layer<T> {
     }
     if (dx) {
       dx->resize(x.shape());
-      // Large input gradients are split over the batch, one single-threaded
-      // GEMM per thread (Eigen's own split of this thin product was slower:
-      // seed CNN backward 125 -> 110 us), and each thread reports its rows
-      // while they are in its cache (block hooks, model/hooks.hpp).
+      // An input gradient of 32k values or more is split over the batch, one
+      // single-threaded GEMM per thread (Eigen's own split of this thin
+      // product was slower: seed CNN backward 125 -> 110 us), and each thread
+      // reports its rows while they are in its cache (block hooks,
+      // model/hooks.hpp). A smaller one stays one GEMM, as before.
       const index_t n = x.dim(0);
       const int threads = dx->size() >= 32768 ? static_cast<int>(std::min<index_t>(num_threads(), n)) : 1;
       const auto w = weight_.value.matrix();
