@@ -49,6 +49,11 @@ class Rng {
     return result;
   }
 
+  // Skips `count` draws of next_u64.
+  void discard(std::uint64_t count) {
+    for (std::uint64_t i = 0; i < count; ++i) next_u64();
+  }
+
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
   double uniform(double low, double high) { return low + (high - low) * uniform(); }

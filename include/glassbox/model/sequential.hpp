@@ -296,6 +296,11 @@ class Sequential {
   const HookContext& context() const { return context_; }
   void set_epoch(int epoch) { context_.epoch = epoch; }
   void set_batch(long long batch) { context_.batch = batch; }
+  // Data-parallel training (train::fit with replicas) tells every layer where
+  // this replica's samples lie in the global batch; null ends it.
+  void set_batch_shard(const BatchShard* shard) {
+    for (auto& l : layers_) l->set_batch_shard(shard);
+  }
   long long training_steps() const { return training_steps_; }
   void set_training_steps(long long steps) {
     if (steps < 0) throw Error(fmt::format("Sequential::set_training_steps: {} is negative", steps));

@@ -40,7 +40,19 @@ class Dropout : public Layer<T> {
     const double keep = 1.0 - static_cast<double>(rate_);
     const T scale = T(1) / static_cast<T>(keep);
     mask_.resize(x.shape());
+    // In data-parallel training, the draws of this replica's samples within
+    // the global batch's (layer.hpp, BatchShard).
+    const BatchShard* shard = this->batch_shard();
+    const index_t batch = x.dim(0);
+    const auto per_sample = static_cast<std::uint64_t>(batch == 0 ? 0 : x.size() / batch);
+    if (shard) {
+      if (shard->count != batch || shard->first + shard->count > shard->global)
+        throw Error(fmt::format("{}: batch of {} samples, but its shard is samples [{}, {}) of {}", this->name(), batch,
+                                shard->first, shard->first + shard->count, shard->global));
+      rng_.discard(static_cast<std::uint64_t>(shard->first) * per_sample);
+    }
     for (T& m : mask_) m = rng_.uniform() < keep ? scale : T(0);
+    if (shard) rng_.discard(static_cast<std::uint64_t>(shard->global - shard->first - shard->count) * per_sample);
     y.flat() = x.flat() * mask_.flat();
   }
 

@@ -57,6 +57,17 @@ class BlockSink {
   virtual void done(index_t first, index_t last) = 0;
 };
 
+// Where this replica's samples lie in the global batch of a data-parallel
+// training step (train/replicas.hpp): samples [first, first + count) of
+// `global`. A layer whose training forward draws random numbers per sample
+// (Dropout) draws what one process training on the global batch would draw
+// for those samples, so that data-parallel training equals it.
+struct BatchShard {
+  index_t first = 0;
+  index_t count = 0;
+  index_t global = 0;
+};
+
 template <class T>
 class Layer {
  public:
@@ -107,6 +118,12 @@ class Layer {
     for (Layer<T>* child : children()) child->set_in_model(in_model);
   }
   bool in_model() const { return in_model_; }
+  // Set by train::fit for data-parallel training, null otherwise; the shard
+  // must outlive the passes it is set for.
+  void set_batch_shard(const BatchShard* shard) {
+    batch_shard_ = shard;
+    for (Layer<T>* child : children()) child->set_batch_shard(shard);
+  }
 
   // Set by Sequential for each backward pass; see the contract above.
   bool parameter_grads_wanted() const { return parameter_grads_wanted_; }
@@ -137,6 +154,7 @@ class Layer {
       child.backward(x, y, dy, dx);
   }
   void set_own_name(std::string name) { name_ = std::move(name); }
+  const BatchShard* batch_shard() const { return batch_shard_; }
   // A forward (backward) that finishes its output (input gradient) sample by
   // sample inside a parallel loop reports each finished block of samples
   // [first, last), from the thread that wrote it, so that observers read it
@@ -159,6 +177,7 @@ class Layer {
   ChildRunner<T>* child_runner_ = nullptr;
   BlockSink* output_block_sink_ = nullptr;
   BlockSink* input_grad_block_sink_ = nullptr;
+  const BatchShard* batch_shard_ = nullptr;
   bool in_model_ = false;
 };
 

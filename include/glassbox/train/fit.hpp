@@ -7,6 +7,10 @@
 // reports through callbacks and a progress bar, evaluates the validation data
 // after every epoch, and returns the History. A non-finite loss stops training
 // with a glassbox::Error naming the epoch and batch.
+//
+// Data-parallel training is the same loop with FitOptions::replicas set (see
+// train/replicas.hpp; dist::DataParallel runs it over MPI): batch_size is then
+// the batch of each replica, and the global batch replicas x batch_size.
 
 #include <fmt/format.h>
 
@@ -23,6 +27,7 @@
 #include "glassbox/train/callback.hpp"
 #include "glassbox/train/history.hpp"
 #include "glassbox/train/progress_bar.hpp"
+#include "glassbox/train/replicas.hpp"
 
 namespace glassbox::train {
 
@@ -38,14 +43,17 @@ struct FitOptions {
   // the epochs before it are replayed, so the batches are those an unbroken
   // run would have seen.
   int initial_epoch = 0;
-  index_t batch_size = 32;
+  index_t batch_size = 32;  // per replica when `replicas` is set
   bool shuffle = true;
   std::uint64_t seed = 0;                   // drives the shuffling
   const Tensor<T>* validation_x = nullptr;  // both or neither
   const Tensor<T>* validation_y = nullptr;
   Verbosity verbosity = Verbosity::progress;
   std::FILE* log_stream = stderr;
-  std::vector<Callback*> callbacks;
+  std::vector<Callback*> callbacks;  // with replicas: run on rank 0 only
+  // Data-parallel training: this process's replica of the job (every replica
+  // calls fit with the same data and options). Null: one process.
+  Replicas<T>* replicas = nullptr;
 };
 
 struct Evaluation {
@@ -69,33 +77,138 @@ inline std::string format_metrics(double loss, double accuracy, const char* pref
 }
 }  // namespace detail
 
-// Mean loss and accuracy over (x, y) in eval mode.
+// Mean loss and accuracy over (x, y) in eval mode. With replicas, each
+// replica evaluates its contiguous share of (x, y) and the sums are combined.
 template <class T>
 Evaluation evaluate(Sequential<T>& model, const nn::Loss<T>& loss, const Tensor<T>& x, const Tensor<T>& y,
-                    index_t batch_size = 256) {
+                    index_t batch_size = 256, Replicas<T>* replicas = nullptr) {
   detail::check_dataset("evaluate", x, y);
   if (batch_size <= 0) throw Error(fmt::format("evaluate: batch_size must be positive, got {}", batch_size));
   const index_t n = x.dim(0);
   if (n == 0) throw Error("evaluate: empty dataset");
+  const index_t ranks = replicas ? replicas->size() : 1;
+  const index_t rank = replicas ? replicas->rank() : 0;
+  const index_t first = rank * n / ranks, last = (rank + 1) * n / ranks;
   Tensor<T> bx, by;
-  double loss_sum = 0;
-  nn::Tally tally;
-  for (index_t start = 0; start < n; start += batch_size) {
-    const index_t count = std::min(batch_size, n - start);
+  double sums[3] = {0, 0, 0};  // loss x samples, correct, total
+  for (index_t start = first; start < last; start += batch_size) {
+    const index_t count = std::min(batch_size, last - start);
     copy_rows(x, start, count, bx);
     copy_rows(y, start, count, by);
-    model.set_batch(start / batch_size);
+    model.set_batch((start - first) / batch_size);
     const Tensor<T>& out = model.forward(bx, Mode::eval);
-    loss_sum += static_cast<double>(loss.forward(out, by, nullptr)) * static_cast<double>(count);
+    sums[0] += static_cast<double>(loss.forward(out, by, nullptr)) * static_cast<double>(count);
     const nn::Tally t = loss.tally(out, by);
-    tally.correct += t.correct;
-    tally.total += t.total;
+    sums[1] += static_cast<double>(t.correct);
+    sums[2] += static_cast<double>(t.total);
   }
+  if (replicas) replicas->sum(sums, 3);
   Evaluation e;
-  e.loss = loss_sum / static_cast<double>(n);
-  if (tally.total > 0) e.accuracy = static_cast<double>(tally.correct) / static_cast<double>(tally.total);
+  e.loss = sums[0] / static_cast<double>(n);
+  if (sums[2] > 0) e.accuracy = sums[1] / sums[2];
   return e;
 }
+
+namespace detail {
+// The training loop of one process, or of one replica of a data-parallel job.
+template <class T>
+History fit_loop(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss<T>& loss, const Tensor<T>& x,
+                 const Tensor<T>& y, const FitOptions<T>& options) {
+  Replicas<T>* const replicas = options.replicas;
+  const index_t ranks = replicas ? replicas->size() : 1;
+  const index_t rank = replicas ? replicas->rank() : 0;
+  const index_t n = x.dim(0);
+  // min() also keeps the index arithmetic from overflowing.
+  const index_t global_batch = std::min(std::min(options.batch_size, n) * ranks, n);
+  const long long steps = (n + global_batch - 1) / global_batch;
+  std::vector<index_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), index_t{0});
+  Rng shuffle_rng(options.seed);
+  Tensor<T> bx, by, grad;
+  History history;
+  static const std::vector<Callback*> none;
+  const auto& callbacks = rank == 0 ? options.callbacks : none;
+  const bool verbose = rank == 0 && options.verbosity != Verbosity::silent;
+  BatchShard shard;
+  if (replicas) model.set_batch_shard(&shard);
+  for (Callback* c : callbacks) c->on_train_begin();
+  bool stop = false;
+
+  if (options.shuffle)
+    for (int epoch = 0; epoch < options.initial_epoch; ++epoch) shuffle_rng.shuffle(order.begin(), order.end());
+  for (int epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
+    const auto start = std::chrono::steady_clock::now();
+    for (Callback* c : callbacks) c->on_epoch_begin(epoch);
+    if (options.shuffle) shuffle_rng.shuffle(order.begin(), order.end());
+    ProgressBar bar(epoch, options.epochs, steps, verbose ? options.log_stream : nullptr);
+    double loss_sum = 0;
+    index_t seen = 0;
+    double correct = 0, total = 0;
+    long long step = 0;
+    for (; step < steps && !stop; ++step) {
+      for (Callback* c : callbacks) c->on_batch_begin(step);
+      // This replica's share of the global batch (all of it in one process).
+      const index_t batch_first = step * global_batch;
+      const index_t batch_count = std::min(global_batch, n - batch_first);
+      shard.first = rank * batch_count / ranks;
+      shard.count = (rank + 1) * batch_count / ranks - shard.first;
+      shard.global = batch_count;
+      if (replicas) replicas->begin_batch(shard);
+      double batch_sums[3] = {0, 0, 0};  // loss x samples, correct, total
+      if (shard.count > 0) {
+        const auto first = order.begin() + batch_first + shard.first;
+        gather_rows(x, first, first + shard.count, bx);
+        gather_rows(y, first, first + shard.count, by);
+        model.set_epoch(epoch);
+        model.set_batch(step);
+        const Tensor<T>& out = model.forward(bx, Mode::train);
+        const T batch_loss = loss.forward(out, by, &grad);
+        if (!std::isfinite(static_cast<double>(batch_loss)))
+          throw Error(fmt::format("fit: loss became {} at epoch {}, batch {}", batch_loss, epoch + 1, step + 1));
+        const nn::Tally t = loss.tally(out, by);
+        model.backward(grad);
+        batch_sums[0] = static_cast<double>(batch_loss) * static_cast<double>(shard.count);
+        batch_sums[1] = static_cast<double>(t.correct);
+        batch_sums[2] = static_cast<double>(t.total);
+      }
+      if (replicas) replicas->finish_batch(batch_sums, 3);
+      optimizer.step();
+
+      loss_sum += batch_sums[0];
+      seen += batch_count;
+      correct += batch_sums[1];
+      total += batch_sums[2];
+      BatchLogs logs{step, batch_sums[0] / static_cast<double>(batch_count),
+                     total > 0 ? correct / total : not_measured};
+      for (Callback* c : callbacks) {
+        c->on_batch_end(logs);
+        stop = stop || c->stop_training();
+      }
+      if (replicas) stop = replicas->agree(stop);
+      bar.update(step + 1, format_metrics(loss_sum / static_cast<double>(seen), logs.accuracy));
+    }
+    if (replicas) replicas->end_epoch(model);
+
+    EpochLogs logs;
+    logs.epoch = epoch;
+    logs.loss = loss_sum / static_cast<double>(seen);
+    if (total > 0) logs.accuracy = correct / total;
+    std::string metrics = format_metrics(logs.loss, logs.accuracy);
+    if (options.validation_x) {
+      const Evaluation v = evaluate(model, loss, *options.validation_x, *options.validation_y, 256, replicas);
+      logs.val_loss = v.loss;
+      logs.val_accuracy = v.accuracy;
+      metrics += format_metrics(v.loss, v.accuracy, "val_");
+    }
+    logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    bar.finish(metrics);
+    history.epochs.push_back(logs);
+    for (Callback* c : callbacks) c->on_epoch_end(logs);
+  }
+  for (Callback* c : callbacks) c->on_train_end(history);
+  return history;
+}
+}  // namespace detail
 
 template <class T>
 History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss<T>& loss, const Tensor<T>& x,
@@ -109,84 +222,26 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
   if ((options.validation_x == nullptr) != (options.validation_y == nullptr))
     throw Error("fit: give both validation_x and validation_y, or neither");
   if (options.validation_x) detail::check_dataset("fit (validation)", *options.validation_x, *options.validation_y);
-  const index_t n = x.dim(0);
-  if (n == 0) throw Error("fit: empty dataset");
-
-  const index_t batch_size = std::min(options.batch_size, n);  // also keeps the index arithmetic from overflowing
-  const long long steps = (n + batch_size - 1) / batch_size;
-  std::vector<index_t> order(static_cast<std::size_t>(n));
-  std::iota(order.begin(), order.end(), index_t{0});
-  Rng shuffle_rng(options.seed);
-  Tensor<T> bx, by, grad;
-  History history;
-  const auto& callbacks = options.callbacks;
-  for (Callback* c : callbacks) c->on_train_begin();
-  bool stop = false;
-
-  if (options.shuffle)
-    for (int epoch = 0; epoch < options.initial_epoch; ++epoch) shuffle_rng.shuffle(order.begin(), order.end());
-  for (int epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
-    const auto start = std::chrono::steady_clock::now();
-    for (Callback* c : callbacks) c->on_epoch_begin(epoch);
-    if (options.shuffle) shuffle_rng.shuffle(order.begin(), order.end());
-    ProgressBar bar(epoch, options.epochs, steps,
-                    options.verbosity == Verbosity::silent ? nullptr : options.log_stream);
-    double loss_sum = 0;
-    index_t seen = 0;
-    nn::Tally tally;
-    long long step = 0;
-    for (; step < steps && !stop; ++step) {
-      for (Callback* c : callbacks) c->on_batch_begin(step);
-      const auto first = order.begin() + step * batch_size;
-      const auto last = order.begin() + std::min<index_t>((step + 1) * batch_size, n);
-      gather_rows(x, first, last, bx);
-      gather_rows(y, first, last, by);
-      model.set_epoch(epoch);
-      model.set_batch(step);
-      const Tensor<T>& out = model.forward(bx, Mode::train);
-      const T batch_loss = loss.forward(out, by, &grad);
-      if (!std::isfinite(static_cast<double>(batch_loss)))
-        throw Error(fmt::format("fit: loss became {} at epoch {}, batch {}", batch_loss, epoch + 1, step + 1));
-      const nn::Tally t = loss.tally(out, by);
-      model.backward(grad);
-      optimizer.step();
-
-      loss_sum += static_cast<double>(batch_loss) * static_cast<double>(bx.dim(0));
-      seen += bx.dim(0);
-      tally.correct += t.correct;
-      tally.total += t.total;
-      BatchLogs logs{
-          step, static_cast<double>(batch_loss),
-          tally.total ? static_cast<double>(tally.correct) / static_cast<double>(tally.total) : not_measured};
-      for (Callback* c : callbacks) {
-        c->on_batch_end(logs);
-        stop = stop || c->stop_training();
-      }
-      bar.update(step + 1, detail::format_metrics(loss_sum / static_cast<double>(seen), logs.accuracy));
-    }
-
-    EpochLogs logs;
-    logs.epoch = epoch;
-    logs.loss = loss_sum / static_cast<double>(seen);
-    if (tally.total) logs.accuracy = static_cast<double>(tally.correct) / static_cast<double>(tally.total);
-    std::string metrics = detail::format_metrics(logs.loss, logs.accuracy);
-    if (options.validation_x) {
-      const Evaluation v = evaluate(model, loss, *options.validation_x, *options.validation_y);
-      logs.val_loss = v.loss;
-      logs.val_accuracy = v.accuracy;
-      metrics += detail::format_metrics(v.loss, v.accuracy, "val_");
-    }
-    logs.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    bar.finish(metrics);
-    history.epochs.push_back(logs);
-    for (Callback* c : callbacks) c->on_epoch_end(logs);
+  if (x.dim(0) == 0) throw Error("fit: empty dataset");
+  Replicas<T>* const replicas = options.replicas;
+  if (!replicas) return detail::fit_loop(model, optimizer, loss, x, y, options);
+  struct ShardScope {
+    Sequential<T>& model;
+    ~ShardScope() { model.set_batch_shard(nullptr); }
+  } scope{model};
+  replicas->begin(model, optimizer);  // fails on every replica alike, or on none
+  // A replica that fails tells the others, which would otherwise wait for it.
+  try {
+    return detail::fit_loop(model, optimizer, loss, x, y, options);
+  } catch (const std::exception& e) {
+    replicas->fail(e.what());
+    throw;
   }
-  for (Callback* c : callbacks) c->on_train_end(history);
-  return history;
 }
 
 GLASSBOX_PRECOMPILED_INSTANCE(Evaluation evaluate<float>(Sequential<float>&, const nn::Loss<float>&,
-                                                         const Tensor<float>&, const Tensor<float>&, index_t))
+                                                         const Tensor<float>&, const Tensor<float>&, index_t,
+                                                         Replicas<float>*))
 GLASSBOX_PRECOMPILED_INSTANCE(History fit<float>(Sequential<float>&, optim::Optimizer<float>&, const nn::Loss<float>&,
                                                  const Tensor<float>&, const Tensor<float>&, const FitOptions<float>&))
 }  // namespace glassbox::train
