@@ -12,6 +12,11 @@ install(DIRECTORY include/glassbox DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 # The precompiled-instance sources (README, "Compile times"), for users who add them to their own target.
 install(FILES src/instances_nn.cpp src/instances_inspect.cpp DESTINATION ${CMAKE_INSTALL_DATADIR}/glassbox/src)
 install(EXPORT glassboxTargets NAMESPACE glassbox:: DESTINATION ${GLASSBOX_CMAKE_DIR})
+# glassbox::dist in a file of its own: the package config loads it only where MPI is found.
+if(GLASSBOX_WITH_MPI)
+  install(TARGETS glassbox_dist EXPORT glassboxDistTargets)
+  install(EXPORT glassboxDistTargets NAMESPACE glassbox:: DESTINATION ${GLASSBOX_CMAKE_DIR})
+endif()
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/glassboxConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/glassboxConfig.cmake

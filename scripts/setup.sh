@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages glassbox needs, only those missing.
-#   scripts/setup.sh [build] [tests] [npm] [bench] [fuzz] [fashion]     (no argument: build)
+#   scripts/setup.sh [build] [tests] [mpi] [npm] [bench] [fuzz] [fashion]     (no argument: build)
 # As root it runs apt-get; otherwise it names the packages to install.
 set -euo pipefail
 
 declare -A groups=(
   [build]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev"
   # python3-onnx and python3-torch check the ONNX export (tests/onnx_check.py).
-  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz chromium python3-onnx python3-torch"
+  # Open MPI runs the data-parallel tests (glassbox::dist) under mpirun.
+  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz chromium python3-onnx python3-torch
+           libopenmpi-dev openmpi-bin"
+  [mpi]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev libopenmpi-dev openmpi-bin"
   [fuzz]="cmake clang libclang-rt-14-dev libeigen3-dev libfmt-dev"
   [fashion]="dataset-fashion-mnist"
   [npm]="npm ca-certificates"
@@ -17,7 +20,7 @@ declare -A groups=(
 )
 wanted=""
 for group in "${@:-build}"; do
-  [[ -n "${groups[$group]:-}" ]] || { echo "setup.sh: unknown group '$group' (build, tests, npm, bench, fuzz, fashion)" >&2; exit 2; }
+  [[ -n "${groups[$group]:-}" ]] || { echo "setup.sh: unknown group '$group' (build, tests, mpi, npm, bench, fuzz, fashion)" >&2; exit 2; }
   # An npm installed outside Debian's packages (nodesource, nvm) serves as well;
   # Debian's npm package would conflict with its nodejs.
   [[ "$group" == npm ]] && command -v npm >/dev/null && continue

@@ -1,0 +1,202 @@
+// Data-parallel training on MPI (dist/). Run by ctest as
+//   mpirun -np 2 test_dist
+// Every rank runs every case, in the same order: the cases are collective.
+// Each rank also trains the single-process reference itself, so no case
+// needs a third process.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <glassbox/dist/data_parallel.hpp>
+#include <glassbox/dist/environment.hpp>
+#include <glassbox/glassbox.hpp>
+
+#include "support.hpp"
+
+using namespace glassbox;
+
+namespace {
+
+dist::Communicator& world() {
+  static dist::Communicator comm;
+  return comm;
+}
+
+// The seed CNN, or a model with Dropout, from a fixed seed.
+Sequential<float> seed_cnn(index_t dense_out = 10) {
+  Sequential<float> model(Shape{1, 28, 28}, 5);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(32 * 13 * 13, dense_out);
+  return model;
+}
+Sequential<float> dropout_mlp() {
+  Sequential<float> model(Shape{1, 28, 28}, 9);
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(784, 64);
+  model.add<nn::ReLU<float>>();
+  model.add<nn::Dropout<float>>(0.3f);
+  model.add<nn::Dense<float>>(64, 10);
+  return model;
+}
+
+// 999 images: 31 global batches of 32 and a last one of 7 (3 and 4 samples
+// on two ranks).
+const io::Mnist<float>& subset() {
+  static const io::Mnist<float> data = [] {
+    io::Mnist<float> d = io::load_mnist<float>(test::data_path("mnist-subset"));
+    Tensor<float> x, y;
+    copy_rows(d.train_images, 0, 999, x);
+    copy_rows(d.train_labels, 0, 999, y);
+    d.train_images = std::move(x);
+    d.train_labels = std::move(y);
+    return d;
+  }();
+  return data;
+}
+
+// Largest |a - b| over all parameters, relative to the largest |a|.
+double parameter_difference(Sequential<float>& a, Sequential<float>& b) {
+  const auto pa = a.parameters(), pb = b.parameters();
+  REQUIRE(pa.size() == pb.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    REQUIRE(pa[i]->value.shape() == pb[i]->value.shape());
+    for (index_t k = 0; k < pa[i]->value.size(); ++k) {
+      diff = std::max(diff, std::abs(double(pa[i]->value[k]) - double(pb[i]->value[k])));
+      scale = std::max(scale, std::abs(double(pa[i]->value[k])));
+    }
+  }
+  return diff / scale;
+}
+
+// Whether every rank holds bit for bit the same parameters.
+bool same_on_every_rank(Sequential<float>& model) {
+  std::uint64_t hash = 0;
+  for (const Parameter<float>* p : model.parameters())
+    hash ^= dist::detail::fnv1a(std::string(reinterpret_cast<const char*>(p->value.data()),
+                                            static_cast<std::size_t>(p->value.size()) * sizeof(float))) +
+            0x9e3779b97f4a7c15ULL + (hash << 6) + (hash >> 2);
+  const auto all = world().gather_all(&hash, 1);
+  return std::all_of(all.begin(), all.end(), [&](std::uint64_t h) { return h == all[0]; });
+}
+
+template <class MakeModel, class MakeOptimizer>
+void check_equivalence(MakeModel make_model, MakeOptimizer make_optimizer, int epochs, double bound) {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  train::FitOptions<float> options = test::quiet_fit<float>(epochs, 32);
+  options.seed = 11;
+
+  Sequential<float> single = make_model();
+  auto single_optimizer = make_optimizer(single);
+  const train::History reference = train::fit(single, *single_optimizer, loss, d.train_images, d.train_labels, options);
+
+  Sequential<float> replica = make_model();
+  // A different start on rank 1: DataParallel must give it rank 0's.
+  if (world().rank() == 1)
+    for (Parameter<float>* p : replica.parameters()) p->value.flat().setConstant(0.5f);
+  auto optimizer = make_optimizer(replica);
+  dist::DataParallel<float> replicas(world());
+  options.batch_size = 32 / world().size();
+  options.replicas = &replicas;
+  const train::History history = train::fit(replica, *optimizer, loss, d.train_images, d.train_labels, options);
+
+  CHECK(single_optimizer->steps() == 32 * epochs);
+  CHECK(optimizer->steps() == single_optimizer->steps());
+  CHECK(same_on_every_rank(replica));
+  const double difference = parameter_difference(single, replica);
+  INFO("rank " << world().rank() << ": largest parameter difference " << difference << " of the largest parameter");
+  CHECK(difference < bound);
+  // The History is the global batch's on every rank.
+  REQUIRE(history.epochs.size() == reference.epochs.size());
+  for (std::size_t e = 0; e < history.epochs.size(); ++e) {
+    CHECK(history.epochs[e].loss == Approx(reference.epochs[e].loss).epsilon(1e-4));
+    CHECK(history.epochs[e].accuracy == Approx(reference.epochs[e].accuracy).epsilon(1e-3));
+  }
+}
+
+}  // namespace
+
+// Rank r's gradient is the mean over its share; the average weighted by the
+// shares is the global batch's mean, summed in another order. After 64 steps
+// the parameters agree to float rounding carried through the updates.
+TEST_CASE("two ranks at batch 16 train the seed CNN as one process at batch 32 (Adam)", "[dist][equivalence]") {
+  check_equivalence([] { return seed_cnn(); },
+                    [](Sequential<float>& m) { return std::make_unique<optim::Adam<float>>(m.parameters(), 1e-3f); }, 2,
+                    1e-5);
+}
+
+TEST_CASE("two ranks at batch 16 train the seed CNN as one process at batch 32 (SGD, momentum)",
+          "[dist][equivalence]") {
+  check_equivalence([] { return seed_cnn(); },
+                    [](Sequential<float>& m) {
+                      optim::SGD<float>::Options o;
+                      o.momentum = 0.9f;
+                      return std::make_unique<optim::SGD<float>>(m.parameters(), 0.01f, o);
+                    },
+                    2, 1e-5);
+}
+
+// Each rank draws the dropout masks of its own samples of the global batch.
+TEST_CASE("data-parallel training with Dropout equals one process", "[dist][equivalence]") {
+  check_equivalence([] { return dropout_mlp(); },
+                    [](Sequential<float>& m) { return std::make_unique<optim::Adam<float>>(m.parameters(), 1e-3f); }, 2,
+                    1e-5);
+}
+
+TEST_CASE("sharded evaluation equals evaluation of the whole set", "[dist]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  Sequential<float> model = seed_cnn();
+  dist::DataParallel<float> replicas(world());
+  const train::Evaluation whole = train::evaluate(model, loss, d.test_images, d.test_labels, 64);
+  const train::Evaluation sharded = train::evaluate(model, loss, d.test_images, d.test_labels, 64, &replicas);
+  CHECK(sharded.loss == Approx(whole.loss).epsilon(1e-6));
+  CHECK(sharded.accuracy == whole.accuracy);
+}
+
+TEST_CASE("ranks that built different models are refused, naming the rank and the layer", "[dist]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  Sequential<float> model = seed_cnn(world().rank() == 1 ? 12 : 10);
+  optim::Adam<float> adam(model.parameters(), 1e-3f);
+  dist::DataParallel<float> replicas(world());
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 16);
+  options.replicas = &replicas;
+  CHECK_THROWS_WITH(train::fit(model, adam, loss, d.train_images, d.train_labels, options),
+                    Catch::Contains("model on rank 1 differs from rank 0's from layer 3"));
+  CHECK(adam.steps() == 0);
+}
+
+TEST_CASE("rank 0's early stop ends training on every rank", "[dist]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  Sequential<float> model = seed_cnn();
+  optim::Adam<float> adam(model.parameters(), 1e-3f);
+  dist::DataParallel<float> replicas(world());
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 16);
+  options.replicas = &replicas;
+  struct StopAfter5 : train::Callback {
+    long long batches = 0;
+    void on_batch_end(const train::BatchLogs&) override { ++batches; }
+    bool stop_training() const override { return batches >= 5; }
+  } stop;
+  if (world().rank() == 0) options.callbacks.push_back(&stop);
+  train::fit(model, adam, loss, d.train_images, d.train_labels, options);
+  CHECK(adam.steps() == 5);
+  CHECK(stop.batches == (world().rank() == 0 ? 5 : 0));  // callbacks run on rank 0 only
+}
+
+int main(int argc, char** argv) {
+  dist::Environment mpi(argc, argv);
+  world();
+  Catch::Session session;
+  if (const int rc = session.applyCommandLine(argc, argv)) return rc;
+  const int failures = session.run();
+  // Every rank's verdict decides the exit code of each.
+  int failed = failures > 0 ? 1 : 0;
+  world().max(&failed, 1);
+  return failed;
+}
