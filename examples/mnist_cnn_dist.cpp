@@ -1,0 +1,125 @@
+// The seed CNN trained data-parallel on MPI: the same model, optimizer and
+// data as mnist_cnn, over any number of processes, on one host or many.
+//
+//   mpirun -np 2 mnist_cnn_dist [MNIST_DIR] [EPOCHS] [RUN_DIR] [BATCH_PER_RANK]
+//   (data/mnist, 5, runs/seed_cnn_dist-<date>-<time>, 32 / ranks: a global batch of 32 as the seed CNN's)
+//
+// Every rank loads the data set and builds the model; dist::DataParallel
+// gives every rank rank 0's parameters, shards each global batch, and
+// averages the gradients with non-blocking allreduces that overlap backward.
+// Rank 0 alone prints progress and writes RUN_DIR: the checkpoint, the
+// TensorBoard events and report.html (model and training curves). Test
+// accuracy is evaluated sharded over the ranks. Each rank runs
+// cores / ranks-on-its-host threads unless GLASSBOX_NUM_THREADS says otherwise.
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <glassbox/dist/data_parallel.hpp>
+#include <glassbox/dist/environment.hpp>
+#include <glassbox/glassbox.hpp>
+#include <glassbox/viz/html_report.hpp>
+#include <glassbox/viz/tensorboard.hpp>
+#include <memory>
+#include <string>
+
+int main(int argc, char** argv) {
+  using namespace glassbox;
+  dist::Environment mpi(argc, argv);  // first: ends MPI (or the failed job) last
+  int rank = -1;
+  try {
+    dist::Communicator world;
+    rank = world.rank();
+    const bool lead = rank == 0;
+    const std::string dir = argc > 1 ? argv[1] : "data/mnist";
+    const int epochs = argc > 2 ? std::atoi(argv[2]) : 5;
+    std::string run = argc > 3 ? argv[3] : "";
+    if (run.empty()) {  // rank 0's clock names the run, on every rank
+      std::int64_t now = std::time(nullptr);
+      world.broadcast(&now, 1);
+      const std::time_t t = static_cast<std::time_t>(now);
+      std::tm local{};
+      localtime_r(&t, &local);
+      char text[32];
+      std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
+      run = std::string("runs/seed_cnn_dist-") + text;
+    }
+    const index_t batch = argc > 4 ? std::atol(argv[4]) : std::max(1, 32 / world.size());
+
+    io::Mnist<float> data = io::load_mnist<float>(dir);
+    Sequential<float> model(Shape{1, 28, 28}, /*seed=*/1);
+    nn::Conv2D<float>::Options relu;
+    relu.activation = nn::Activation::relu;
+    model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
+    model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+    model.add<nn::Flatten<float>>();
+    model.add<nn::Dense<float>>(32 * 13 * 13, 10);
+    if (lead) {
+      std::printf(
+          "MNIST from %s: %td training and %td test images; %d ranks x %d thread(s), batch %td per rank "
+          "(global %td)\n%s",
+          dir.c_str(), data.train_images.dim(0), data.test_images.dim(0), world.size(), num_threads(), batch,
+          batch * world.size(), model.summary().c_str());
+      std::fflush(stdout);
+    }
+    inspect::NanWatch<float> nan_watch(model);  // on every rank: a NaN stops the job, naming its rank
+
+    optim::Adam<float> adam(model.parameters(), 1e-3f);
+    nn::SoftmaxCrossEntropy<float> loss;
+    dist::DataParallel<float> replicas(world);
+    train::FitOptions<float> options;
+    options.epochs = epochs;
+    options.batch_size = batch;
+    options.seed = 7;
+    options.validation_x = &data.test_images;
+    options.validation_y = &data.test_labels;
+    options.replicas = &replicas;
+    // Callbacks run on rank 0 only: so does the TensorBoard writer.
+    std::unique_ptr<viz::TensorBoardWriter> tensorboard;
+    std::unique_ptr<viz::TensorBoardLogger<float>> tensorboard_logger;
+    if (lead) {
+      tensorboard = std::make_unique<viz::TensorBoardWriter>(run + "/tensorboard");
+      tensorboard_logger =
+          std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, nullptr, nullptr, &adam);
+      options.callbacks = {tensorboard_logger.get()};
+    }
+
+    const auto start = std::chrono::steady_clock::now();
+    const train::History history = train::fit(model, adam, loss, data.train_images, data.train_labels, options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const train::Evaluation test = train::evaluate(model, loss, data.test_images, data.test_labels, 256, &replicas);
+
+    // How long each rank waited for gradients after its backward, as a share of training.
+    double waited = replicas.wait_seconds();
+    double longest = waited;
+    world.max(&longest, 1);
+    world.sum(&waited, 1);
+    if (!lead) return 0;
+    for (const train::EpochLogs& e : history.epochs)
+      std::printf("epoch %d: loss %.4f, accuracy %.2f%%, validation accuracy %.2f%% (%.1f s)\n", e.epoch + 1, e.loss,
+                  100.0 * e.accuracy, 100.0 * e.val_accuracy, e.seconds);
+    const double samples = static_cast<double>(data.train_images.dim(0)) * static_cast<double>(history.epochs.size());
+    std::printf(
+        "Training took %.1f s on %d ranks: %.0f samples/s; waiting for gradients %.1f%% of it (mean over "
+        "ranks; longest %.1f%%), %zu bytes in %zu bucket(s) per step\n",
+        seconds, world.size(), samples / seconds, 100.0 * waited / world.size() / seconds, 100.0 * longest / seconds,
+        replicas.gradient_bytes(), replicas.bucket_count());
+    std::printf("Test loss %.4f, test accuracy %.2f%%\n", test.loss, 100.0 * test.accuracy);
+
+    std::filesystem::create_directories(run);
+    io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()));
+    tensorboard->flush();
+    viz::HtmlReport page(fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()));
+    page.add_model(model);
+    page.add_history(history);
+    page.write(run + "/report.html");
+    std::printf("Run: %s/report.html, checkpoint.gbck, tensorboard/\n", run.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());
+    mpi.fail();
+    return 1;
+  }
+}
