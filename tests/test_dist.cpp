@@ -31,6 +31,20 @@ Sequential<float> seed_cnn(index_t dense_out = 10) {
   model.add<nn::Dense<float>>(32 * 13 * 13, dense_out);
   return model;
 }
+Sequential<float> batch_norm_cnn() {
+  Sequential<float> model(Shape{1, 28, 28}, 13);
+  // No bias before BatchNorm, which cancels it: its gradient would be
+  // rounding noise, which Adam scales up to full steps.
+  nn::Conv2D<float>::Options no_bias;
+  no_bias.bias = false;
+  model.add<nn::Conv2D<float>>(1, 8, nn::Size2{3, 3}, no_bias);
+  model.add<nn::BatchNorm<float>>(8);
+  model.add<nn::ReLU<float>>();
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(8 * 13 * 13, 10);
+  return model;
+}
 Sequential<float> dropout_mlp() {
   Sequential<float> model(Shape{1, 28, 28}, 9);
   model.add<nn::Flatten<float>>();
@@ -56,27 +70,36 @@ const io::Mnist<float>& subset() {
   return data;
 }
 
-// Largest |a - b| over all parameters, relative to the largest |a|.
-double parameter_difference(Sequential<float>& a, Sequential<float>& b) {
-  const auto pa = a.parameters(), pb = b.parameters();
-  REQUIRE(pa.size() == pb.size());
+// The tensors a model's training changes: parameters, then buffers.
+std::vector<const Tensor<float>*> state_of(Sequential<float>& model) {
+  std::vector<const Tensor<float>*> all;
+  for (const Parameter<float>* p : model.parameters()) all.push_back(&p->value);
+  for (std::size_t i = 0; i < model.size(); ++i)
+    for (const auto& [name, tensor] : model.layer(i).buffers()) all.push_back(tensor);
+  return all;
+}
+
+// Largest |a - b| over all parameters and buffers, relative to the largest |a|.
+double state_difference(Sequential<float>& a, Sequential<float>& b) {
+  const auto sa = state_of(a), sb = state_of(b);
+  REQUIRE(sa.size() == sb.size());
   double diff = 0, scale = 0;
-  for (std::size_t i = 0; i < pa.size(); ++i) {
-    REQUIRE(pa[i]->value.shape() == pb[i]->value.shape());
-    for (index_t k = 0; k < pa[i]->value.size(); ++k) {
-      diff = std::max(diff, std::abs(double(pa[i]->value[k]) - double(pb[i]->value[k])));
-      scale = std::max(scale, std::abs(double(pa[i]->value[k])));
+  for (std::size_t i = 0; i < sa.size(); ++i) {
+    REQUIRE(sa[i]->shape() == sb[i]->shape());
+    for (index_t k = 0; k < sa[i]->size(); ++k) {
+      diff = std::max(diff, std::abs(double((*sa[i])[k]) - double((*sb[i])[k])));
+      scale = std::max(scale, std::abs(double((*sa[i])[k])));
     }
   }
   return diff / scale;
 }
 
-// Whether every rank holds bit for bit the same parameters.
+// Whether every rank holds bit for bit the same parameters and buffers.
 bool same_on_every_rank(Sequential<float>& model) {
   std::uint64_t hash = 0;
-  for (const Parameter<float>* p : model.parameters())
-    hash ^= dist::detail::fnv1a(std::string(reinterpret_cast<const char*>(p->value.data()),
-                                            static_cast<std::size_t>(p->value.size()) * sizeof(float))) +
+  for (const Tensor<float>* t : state_of(model))
+    hash ^= dist::detail::fnv1a(std::string(reinterpret_cast<const char*>(t->data()),
+                                            static_cast<std::size_t>(t->size()) * sizeof(float))) +
             0x9e3779b97f4a7c15ULL + (hash << 6) + (hash >> 2);
   const auto all = world().gather_all(&hash, 1);
   return std::all_of(all.begin(), all.end(), [&](std::uint64_t h) { return h == all[0]; });
@@ -106,8 +129,8 @@ void check_equivalence(MakeModel make_model, MakeOptimizer make_optimizer, int e
   CHECK(single_optimizer->steps() == 32 * epochs);
   CHECK(optimizer->steps() == single_optimizer->steps());
   CHECK(same_on_every_rank(replica));
-  const double difference = parameter_difference(single, replica);
-  INFO("rank " << world().rank() << ": largest parameter difference " << difference << " of the largest parameter");
+  const double difference = state_difference(single, replica);
+  INFO("rank " << world().rank() << ": largest difference " << difference << " of the largest value");
   CHECK(difference < bound);
   // The History is the global batch's on every rank.
   REQUIRE(history.epochs.size() == reference.epochs.size());
@@ -144,6 +167,55 @@ TEST_CASE("data-parallel training with Dropout equals one process", "[dist][equi
   check_equivalence([] { return dropout_mlp(); },
                     [](Sequential<float>& m) { return std::make_unique<optim::Adam<float>>(m.parameters(), 1e-3f); }, 2,
                     1e-5);
+}
+
+// BatchNorm sums its statistics over the ranks (SyncBatchNorm): the same
+// normalisation, gradients and running statistics as one process.
+TEST_CASE("data-parallel training with BatchNorm equals one process", "[dist][equivalence]") {
+  check_equivalence([] { return batch_norm_cnn(); },
+                    [](Sequential<float>& m) { return std::make_unique<optim::Adam<float>>(m.parameters(), 1e-3f); }, 2,
+                    1e-5);
+}
+
+TEST_CASE("without synchronised BatchNorm, running statistics are averaged over the ranks each epoch", "[dist]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  Sequential<float> model = batch_norm_cnn();
+  optim::Adam<float> adam(model.parameters(), 1e-3f);
+  dist::DataParallel<float>::Options o;
+  o.sync_batch_norm = false;
+  dist::DataParallel<float> replicas(world(), o);
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 16);
+  options.replicas = &replicas;
+  train::fit(model, adam, loss, d.train_images, d.train_labels, options);
+  CHECK(same_on_every_rank(model));
+  // Each rank normalised with its own half of each batch: the running mean
+  // differs from one process's, but not by much.
+  Sequential<float> single = batch_norm_cnn();
+  optim::Adam<float> single_adam(single.parameters(), 1e-3f);
+  train::FitOptions<float> single_options = test::quiet_fit<float>(1, 32);
+  train::fit(single, single_adam, loss, d.train_images, d.train_labels, single_options);
+  const auto& mine = dynamic_cast<nn::BatchNorm<float>&>(model.layer(1)).running_mean();
+  const auto& theirs = dynamic_cast<nn::BatchNorm<float>&>(single.layer(1)).running_mean();
+  const double difference = test::relative_error(mine, theirs);
+  CHECK(difference > 1e-6);
+  CHECK(difference < 0.2);
+}
+
+TEST_CASE("synchronised BatchNorm refuses a last batch that leaves a rank without samples", "[dist]") {
+  const io::Mnist<float>& d = subset();
+  Tensor<float> x, y;
+  copy_rows(d.train_images, 0, 993, x);  // 31 batches of 32 and one of 1
+  copy_rows(d.train_labels, 0, 993, y);
+  nn::SoftmaxCrossEntropy<float> loss;
+  Sequential<float> model = batch_norm_cnn();
+  optim::Adam<float> adam(model.parameters(), 1e-3f);
+  dist::DataParallel<float> replicas(world());
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 16);
+  options.replicas = &replicas;
+  CHECK_THROWS_WITH(train::fit(model, adam, loss, x, y, options),
+                    Catch::Contains("1 of 993 samples, leaves some of the 2 ranks without samples") &&
+                        Catch::Contains("batch_norm_1"));
 }
 
 TEST_CASE("sharded evaluation equals evaluation of the whole set", "[dist]") {

@@ -20,10 +20,12 @@
 //   communication overlaps the rest of backward. Each rank weights its
 //   gradient by its share of the global batch, so a short last batch split
 //   unevenly still gives the global batch's mean.
-// - BatchNorm running statistics (every layer buffer) are averaged over the
-//   ranks at the end of each epoch; within a step each rank normalises with
-//   its own batch's statistics (as DistributedDataParallel does without
-//   SyncBatchNorm).
+// - BatchNorm normalises with the global batch's statistics, summed over the
+//   ranks inside its forward and backward (as torch.nn.SyncBatchNorm;
+//   nn/batch_norm.hpp), so that training equals one process's. With
+//   Options::sync_batch_norm off, each rank normalises with its own share's
+//   statistics (as DistributedDataParallel without SyncBatchNorm), and the
+//   running statistics (every layer buffer) are averaged at each epoch's end.
 // - A rank that fails makes the others fail with an error naming it
 //   (dist::Communicator).
 
@@ -89,6 +91,8 @@ class DataParallel final : public train::Replicas<T> {
     // 5.5% of step time waiting with one bucket, 2.9% with two).
     std::size_t bucket_bytes = std::size_t(4) << 20;
     std::size_t first_bucket_bytes = std::size_t(64) << 10;
+    // BatchNorm with the global batch's statistics (see the top).
+    bool sync_batch_norm = true;
   };
 
   explicit DataParallel(Communicator& comm) : DataParallel(comm, Options{}) {}
@@ -100,12 +104,26 @@ class DataParallel final : public train::Replicas<T> {
   int rank() const override { return comm_.rank(); }
   int size() const override { return comm_.size(); }
 
-  void begin(Sequential<T>& model, optim::Optimizer<T>& optimizer) override {
+  void begin(Sequential<T>& model, optim::Optimizer<T>& optimizer, index_t samples, index_t global_batch) override {
     check_architecture(model);
+    // A rank without samples runs no forward, so it could not take part in
+    // the sums a synchronised BatchNorm makes there.
+    std::string synced;
+    for (std::size_t i = 0; i < model.size() && options_.sync_batch_norm && synced.empty(); ++i)
+      synced = first_batch_norm(model.layer(i));
+    const index_t last = samples % global_batch;
+    if (!synced.empty() && last != 0 && last < comm_.size())
+      throw Error(fmt::format(
+          "dist::DataParallel: the last batch of each epoch, {} of {} samples, leaves some of the {} ranks without "
+          "samples, and {} sums its batch statistics over every rank; choose a batch size that leaves at least one "
+          "sample per rank in the last batch, or set Options::sync_batch_norm to false",
+          last, samples, comm_.size(), synced));
     broadcast_state(model, optimizer);
     build_buckets(model, optimizer);
     wait_seconds_ = 0;
   }
+
+  ReplicaSum* batch_statistics() override { return options_.sync_batch_norm ? this : nullptr; }
 
   void begin_batch(const BatchShard& shard) override {
     weight_ = static_cast<T>(static_cast<double>(shard.count) / static_cast<double>(shard.global));
@@ -142,6 +160,7 @@ class DataParallel final : public train::Replicas<T> {
   void sum(double* values, std::size_t count) override { comm_.sum(values, count); }
 
   void end_epoch(Sequential<T>& model) override {
+    if (options_.sync_batch_norm) return;  // the running statistics are already the global batches'
     const T scale = T(1) / static_cast<T>(comm_.size());
     for (std::size_t i = 0; i < model.size(); ++i)
       for (auto& [name, tensor] : model.layer(i).buffers()) {
@@ -175,6 +194,14 @@ class DataParallel final : public train::Replicas<T> {
     bool started = false;
     MPI_Request request = MPI_REQUEST_NULL;
   };
+
+  // The name of the first BatchNorm in `layer` (itself or inside), or "".
+  static std::string first_batch_norm(Layer<T>& layer) {
+    if (dynamic_cast<nn::BatchNorm<T>*>(&layer)) return layer.name();
+    for (Layer<T>* child : layer.children())
+      if (std::string name = first_batch_norm(*child); !name.empty()) return name;
+    return {};
+  }
 
   void check_architecture(Sequential<T>& model) {
     std::vector<std::uint64_t> mine{model.size(), 0};

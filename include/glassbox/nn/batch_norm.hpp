@@ -6,6 +6,12 @@
 // (the variance term unbiased, n / (n - 1)); eval mode uses the running
 // statistics. Learnable scale `weight` (ones) and shift `bias` (zeros). Note
 // that Keras' momentum is PyTorch's 1 - momentum.
+//
+// In data-parallel training whose BatchShard carries replicas (layer.hpp),
+// training normalises with the statistics of the whole global batch, summed
+// over the replicas (as torch.nn.SyncBatchNorm), so that it equals one
+// process training on that batch: two sums per forward (the channel sums,
+// then the squared deviations from the global mean) and one per backward.
 
 #include <fmt/format.h>
 
@@ -73,23 +79,33 @@ class BatchNorm : public Layer<T> {
     mean_.resize(Shape{features_});
     inv_std_.resize(Shape{features_});
     if (training_) {
-      const index_t count = l.n * l.spatial;
+      ReplicaSum* replicas = synced();
+      const index_t count = (replicas ? this->batch_shard()->global : l.n) * l.spatial;
       if (count < 2)
         throw Error(fmt::format("{}: training needs more than one value per channel, got input {}", this->name(),
                                 x.shape().str()));
+      // Two passes, each summed over the replicas when synchronised.
+      std::vector<double>& sums = sums_;  // kept: no allocation per batch
+      sums.assign(static_cast<std::size_t>(features_), 0.0);
+      for (index_t c = 0; c < features_; ++c)
+        for_channel(l, c, [&](index_t i) { sums[static_cast<std::size_t>(c)] += static_cast<double>(x[i]); });
+      if (replicas) replicas->sum(sums.data(), sums.size());
       for (index_t c = 0; c < features_; ++c) {
-        double sum = 0, sum_sq = 0;
-        for_channel(l, c, [&](index_t i) { sum += static_cast<double>(x[i]); });
-        const double mean = sum / static_cast<double>(count);
+        const double mean = sums[static_cast<std::size_t>(c)] / static_cast<double>(count);
+        mean_[c] = static_cast<T>(mean);
+        double sum_sq = 0;
         for_channel(l, c, [&](index_t i) {
           const double d = static_cast<double>(x[i]) - mean;
           sum_sq += d * d;
         });
-        const double var = sum_sq / static_cast<double>(count);
-        mean_[c] = static_cast<T>(mean);
+        sums[static_cast<std::size_t>(c)] = sum_sq;
+      }
+      if (replicas) replicas->sum(sums.data(), sums.size());
+      for (index_t c = 0; c < features_; ++c) {
+        const double var = sums[static_cast<std::size_t>(c)] / static_cast<double>(count);
         inv_std_[c] = static_cast<T>(1.0 / std::sqrt(var + static_cast<double>(options_.eps)));
         const T m = options_.momentum;
-        running_mean_[c] = (T(1) - m) * running_mean_[c] + m * static_cast<T>(mean);
+        running_mean_[c] = (T(1) - m) * running_mean_[c] + m * mean_[c];
         running_var_[c] = (T(1) - m) * running_var_[c] +
                           m * static_cast<T>(var * static_cast<double>(count) / static_cast<double>(count - 1));
       }
@@ -105,10 +121,19 @@ class BatchNorm : public Layer<T> {
     }
   }
 
+  // Synchronised (see the top): this replica's dy is d(its own mean loss)/dy,
+  // 1 / share times the global batch's. The parameter gradients stay this
+  // replica's sums (the replicas' weighted average is the global one), while
+  // dx needs the global sums of dy and dy * xhat, each replica weighting its
+  // own by its share; dividing them by the local count gives dx in the
+  // replica's own units.
   void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
     const Layout l = layout(x.shape());
     const T count = static_cast<T>(l.n * l.spatial);
     if (dx) dx->resize(x.shape());
+    std::vector<double>& global = sums_;  // per channel: sum of dy, sum of dy * xhat
+    ReplicaSum* replicas = training_ && dx ? synced() : nullptr;
+    global.assign(2 * static_cast<std::size_t>(features_), 0.0);
     for (index_t c = 0; c < features_; ++c) {
       T sum_dy = 0, sum_dy_xhat = 0;
       const T mean = mean_[c], inv_std = inv_std_[c];
@@ -120,10 +145,22 @@ class BatchNorm : public Layer<T> {
         weight_.grad[c] = sum_dy_xhat;
         bias_.grad[c] = sum_dy;
       }
-      if (!dx) continue;
+      global[2 * static_cast<std::size_t>(c)] = static_cast<double>(sum_dy);
+      global[2 * static_cast<std::size_t>(c) + 1] = static_cast<double>(sum_dy_xhat);
+    }
+    if (!dx) return;
+    if (replicas) {
+      const BatchShard& shard = *this->batch_shard();
+      const double share = static_cast<double>(shard.count) / static_cast<double>(shard.global);
+      for (double& v : global) v *= share;
+      replicas->sum(global.data(), global.size());
+    }
+    for (index_t c = 0; c < features_; ++c) {
+      const T inv_std = inv_std_[c], mean = mean_[c];
       const T g = weight_.value[c] * inv_std;
       if (training_) {  // the batch statistics depend on x too
-        const T mean_dy = sum_dy / count, mean_dy_xhat = sum_dy_xhat / count;
+        const T mean_dy = static_cast<T>(global[2 * static_cast<std::size_t>(c)]) / count;
+        const T mean_dy_xhat = static_cast<T>(global[2 * static_cast<std::size_t>(c) + 1]) / count;
         for_channel(l, c,
                     [&](index_t i) { (*dx)[i] = g * (dy[i] - mean_dy - (x[i] - mean) * inv_std * mean_dy_xhat); });
       } else {
@@ -135,6 +172,12 @@ class BatchNorm : public Layer<T> {
   std::vector<Parameter<T>*> parameters() override { return {&weight_, &bias_}; }
 
  private:
+  // What the global batch's statistics are summed through, or null.
+  ReplicaSum* synced() const {
+    const BatchShard* shard = this->batch_shard();
+    return shard ? shard->replicas : nullptr;
+  }
+
   struct Layout {
     index_t n, spatial;  // element (s, c, k) at (s * features + c) * spatial + k
   };
@@ -153,6 +196,7 @@ class BatchNorm : public Layer<T> {
   Parameter<T> weight_, bias_;
   Tensor<T> running_mean_, running_var_;
   Tensor<T> mean_, inv_std_;  // statistics the last forward normalised with
+  std::vector<double> sums_;  // per-channel sums, summed over replicas when synchronised
   bool training_ = false;
 };
 

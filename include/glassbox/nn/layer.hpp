@@ -57,15 +57,25 @@ class BlockSink {
   virtual void done(index_t first, index_t last) = 0;
 };
 
+// Sums values over the replicas of a data-parallel training step, for a
+// layer whose training pass needs statistics of the whole global batch.
+class ReplicaSum {
+ public:
+  virtual ~ReplicaSum() = default;
+  virtual void sum(double* values, std::size_t count) = 0;
+};
+
 // Where this replica's samples lie in the global batch of a data-parallel
 // training step (train/replicas.hpp): samples [first, first + count) of
-// `global`. A layer whose training forward draws random numbers per sample
-// (Dropout) draws what one process training on the global batch would draw
-// for those samples, so that data-parallel training equals it.
+// `global`. Layers use it so that data-parallel training equals one process
+// training on the global batch: Dropout draws what that process would draw
+// for these samples; BatchNorm, when `replicas` is set, normalises with the
+// global batch's statistics (as SyncBatchNorm).
 struct BatchShard {
   index_t first = 0;
   index_t count = 0;
   index_t global = 0;
+  ReplicaSum* replicas = nullptr;
 };
 
 template <class T>

@@ -110,6 +110,12 @@ Evaluation evaluate(Sequential<T>& model, const nn::Loss<T>& loss, const Tensor<
 }
 
 namespace detail {
+// Samples per step over all replicas; min() also keeps the index arithmetic
+// from overflowing.
+inline index_t global_batch_size(index_t batch_size, index_t samples, index_t replicas) {
+  return std::min(std::min(batch_size, samples) * replicas, samples);
+}
+
 // The training loop of one process, or of one replica of a data-parallel job.
 template <class T>
 History fit_loop(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss<T>& loss, const Tensor<T>& x,
@@ -118,8 +124,7 @@ History fit_loop(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn:
   const index_t ranks = replicas ? replicas->size() : 1;
   const index_t rank = replicas ? replicas->rank() : 0;
   const index_t n = x.dim(0);
-  // min() also keeps the index arithmetic from overflowing.
-  const index_t global_batch = std::min(std::min(options.batch_size, n) * ranks, n);
+  const index_t global_batch = detail::global_batch_size(options.batch_size, n, ranks);
   const long long steps = (n + global_batch - 1) / global_batch;
   std::vector<index_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), index_t{0});
@@ -130,7 +135,10 @@ History fit_loop(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn:
   const auto& callbacks = rank == 0 ? options.callbacks : none;
   const bool verbose = rank == 0 && options.verbosity != Verbosity::silent;
   BatchShard shard;
-  if (replicas) model.set_batch_shard(&shard);
+  if (replicas) {
+    shard.replicas = replicas->batch_statistics();
+    model.set_batch_shard(&shard);
+  }
   for (Callback* c : callbacks) c->on_train_begin();
   bool stop = false;
 
@@ -229,7 +237,9 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
     Sequential<T>& model;
     ~ShardScope() { model.set_batch_shard(nullptr); }
   } scope{model};
-  replicas->begin(model, optimizer);  // fails on every replica alike, or on none
+  // Fails on every replica alike, or on none.
+  replicas->begin(model, optimizer, x.dim(0),
+                  detail::global_batch_size(options.batch_size, x.dim(0), replicas->size()));
   // A replica that fails tells the others, which would otherwise wait for it.
   try {
     return detail::fit_loop(model, optimizer, loss, x, y, options);

@@ -9,7 +9,8 @@
 // a global batch is size() x batch_size samples of it, and replica r trains
 // on its r-th share (a last, shorter batch is split as evenly as it goes, so
 // a replica may get none). fit calls, in this order:
-//   begin(model, optimizer)            once, before the first epoch
+//   begin(model, optimizer, samples, global batch), batch_statistics()
+//                                      once, before the first epoch
 //   per global batch: begin_batch(share) before the forward (also when the
 //     share is empty), then, after the backward (or none for an empty share),
 //     finish_batch(metrics), which leaves every parameter's grad the mean
@@ -29,15 +30,19 @@
 namespace glassbox::train {
 
 template <class T>
-class Replicas {
+class Replicas : public ReplicaSum {
  public:
-  virtual ~Replicas() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
   // Makes every replica start from rank 0's parameters, buffers and random
-  // generators, after checking that all replicas built the same model.
-  virtual void begin(Sequential<T>& model, optim::Optimizer<T>& optimizer) = 0;
+  // generators, after checking that all replicas built the same model and
+  // can train it on `samples` per epoch in global batches of `global_batch`.
+  // An error here is thrown on every replica alike.
+  virtual void begin(Sequential<T>& model, optim::Optimizer<T>& optimizer, index_t samples, index_t global_batch) = 0;
+  // What layers that need the global batch's statistics sum through
+  // (BatchShard::replicas), or null for each replica's own statistics.
+  virtual ReplicaSum* batch_statistics() = 0;
   // This replica's share of the next global batch (shard.count may be 0).
   virtual void begin_batch(const BatchShard& shard) = 0;
   // Averages the gradients of the batch begun last over the global batch, and
@@ -46,7 +51,7 @@ class Replicas {
   // Rank 0's flag, on every replica.
   virtual bool agree(bool flag_on_rank_0) = 0;
   // Sums values in place over the replicas (sharded evaluation).
-  virtual void sum(double* values, std::size_t count) = 0;
+  void sum(double* values, std::size_t count) override = 0;
   virtual void end_epoch(Sequential<T>& model) = 0;
   // This replica is leaving fit with an error: tell the others, which then
   // stop with an error naming this rank instead of waiting for it.
