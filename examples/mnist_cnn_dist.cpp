@@ -7,9 +7,11 @@
 // Every rank loads the data set and builds the model; dist::DataParallel
 // gives every rank rank 0's parameters, shards each global batch, and
 // averages the gradients with non-blocking allreduces that overlap backward.
-// Rank 0 alone prints progress and writes RUN_DIR: the checkpoint, the
-// TensorBoard events and report.html (model and training curves). Test
-// accuracy is evaluated sharded over the ranks. Each rank runs
+// ActivationStats records every 50 steps, merged over the ranks: each record
+// describes the global batch, as one process's would. Rank 0 alone prints
+// progress and writes RUN_DIR: the checkpoint, activation_stats.{csv,json},
+// the TensorBoard events and report.html (model, training curves, activation
+// histograms). Test accuracy is evaluated sharded over the ranks. Each rank runs
 // cores / ranks-on-its-host threads unless GLASSBOX_NUM_THREADS says otherwise.
 
 #include <chrono>
@@ -65,10 +67,14 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     inspect::NanWatch<float> nan_watch(model);  // on every rank: a NaN stops the job, naming its rank
+    inspect::ActivationStatsOptions stats_options;
+    stats_options.schedule.every = 50;
+    inspect::ActivationStats<float> stats(model, stats_options);
 
     optim::Adam<float> adam(model.parameters(), 1e-3f);
     nn::SoftmaxCrossEntropy<float> loss;
     dist::DataParallel<float> replicas(world);
+    replicas.merge_records(stats);
     train::FitOptions<float> options;
     options.epochs = epochs;
     options.batch_size = batch;
@@ -81,8 +87,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<viz::TensorBoardLogger<float>> tensorboard_logger;
     if (lead) {
       tensorboard = std::make_unique<viz::TensorBoardWriter>(run + "/tensorboard");
-      tensorboard_logger =
-          std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, nullptr, nullptr, &adam);
+      tensorboard_logger = std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, &stats, nullptr, &adam);
       options.callbacks = {tensorboard_logger.get()};
     }
 
@@ -107,15 +112,24 @@ int main(int argc, char** argv) {
         seconds, world.size(), samples / seconds, 100.0 * waited / world.size() / seconds, 100.0 * longest / seconds,
         replicas.gradient_bytes(), replicas.bucket_count());
     std::printf("Test loss %.4f, test accuracy %.2f%%\n", test.loss, 100.0 * test.accuracy);
+    for (const auto& series : stats.all()) {
+      const inspect::ActivationRecord& r = series.records.back();
+      std::printf("%-14s step %lld, %td values of the global batch: mean %.4f, std %.4f, zeros %.1f%%, dead %.1f%%\n",
+                  series.name.c_str(), r.context.step, r.count, r.mean, r.std, 100 * r.zero_fraction,
+                  100 * r.dead_fraction);
+    }
 
     std::filesystem::create_directories(run);
     io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()));
     tensorboard->flush();
     viz::HtmlReport page(fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()));
-    page.add_model(model);
+    page.add_model(model, &stats);
     page.add_history(history);
+    page.add_activation_stats(stats);
     page.write(run + "/report.html");
-    std::printf("Run: %s/report.html, checkpoint.gbck, tensorboard/\n", run.c_str());
+    stats.write_csv(run + "/activation_stats.csv");
+    stats.write_json(run + "/activation_stats.json");
+    std::printf("Run: %s/report.html, checkpoint.gbck, activation_stats.{csv,json}, tensorboard/\n", run.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());

@@ -218,6 +218,74 @@ TEST_CASE("synchronised BatchNorm refuses a last batch that leaves a rank withou
                         Catch::Contains("batch_norm_1"));
 }
 
+// With a learning rate of 0 both runs see the same values, split otherwise.
+TEST_CASE("ActivationStats merged over the ranks equal one process's records of the global batch",
+          "[dist][recorders]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  inspect::ActivationStatsOptions o;
+  o.schedule.every = 3;
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 32);
+
+  Sequential<float> single = seed_cnn();
+  inspect::ActivationStats<float> reference(single, o);
+  optim::SGD<float> frozen(single.parameters(), 0.0f);
+  train::fit(single, frozen, loss, d.train_images, d.train_labels, options);
+
+  Sequential<float> replica = seed_cnn();
+  inspect::ActivationStats<float> stats(replica, o);
+  optim::SGD<float> replica_frozen(replica.parameters(), 0.0f);
+  dist::DataParallel<float> replicas(world());
+  replicas.merge_records(stats);
+  options.batch_size = 16;
+  options.replicas = &replicas;
+  train::fit(replica, replica_frozen, loss, d.train_images, d.train_labels, options);
+
+  REQUIRE(stats.all().size() == reference.all().size());
+  std::size_t records = 0;
+  for (std::size_t l = 0; l < reference.all().size(); ++l) {
+    const auto& want = reference.all()[l];
+    const auto& got = stats.all()[l];
+    REQUIRE(got.name == want.name);
+    REQUIRE(got.records.size() == want.records.size());
+    for (std::size_t i = 0; i < want.records.size(); ++i, ++records) {
+      const inspect::ActivationRecord& a = got.records[i];
+      const inspect::ActivationRecord& b = want.records[i];
+      INFO(want.name << ", step " << b.context.step);
+      CHECK(a.context.step == b.context.step);
+      CHECK(a.count == b.count);
+      CHECK(a.mean == Approx(b.mean).epsilon(1e-9).margin(1e-12));
+      CHECK(a.std == Approx(b.std).epsilon(1e-9));
+      CHECK(a.min == b.min);
+      CHECK(a.max == b.max);
+      CHECK(a.zero_fraction == b.zero_fraction);
+      CHECK(a.dead_fraction == b.dead_fraction);
+      CHECK(a.nonfinite_fraction == b.nonfinite_fraction);
+      CHECK(a.histogram.low == b.histogram.low);
+      CHECK(a.histogram.high == b.histogram.high);
+      REQUIRE(a.histogram.counts.size() == b.histogram.counts.size());
+      // Outputs of up to histogram_values values are binned whole: the same
+      // counts. Larger ones bin a strided sample of the same size, not the
+      // same values: close in shape.
+      double total_a = 0, total_b = 0, l1 = 0;
+      for (std::size_t k = 0; k < a.histogram.counts.size(); ++k) {
+        total_a += double(a.histogram.counts[k]);
+        total_b += double(b.histogram.counts[k]);
+      }
+      for (std::size_t k = 0; k < a.histogram.counts.size(); ++k)
+        l1 += std::abs(double(a.histogram.counts[k]) / total_a - double(b.histogram.counts[k]) / total_b);
+      if (b.count <= o.histogram_values)
+        CHECK(a.histogram.counts == b.histogram.counts);
+      else
+        CHECK(l1 < 0.05);
+      CHECK(total_a == Approx(total_b).epsilon(0.02));
+    }
+  }
+  CHECK(records == 4 * 11);  // 4 layers, steps 0, 3, ..., 30
+  // Some units are dead in one rank's half of a batch but not in the whole.
+  CHECK(stats.series("conv2d_1").records.back().dead_fraction > 0);
+}
+
 TEST_CASE("sharded evaluation equals evaluation of the whole set", "[dist]") {
   const io::Mnist<float>& d = subset();
   nn::SoftmaxCrossEntropy<float> loss;

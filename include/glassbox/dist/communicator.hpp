@@ -142,12 +142,9 @@ class Communicator {
   }
   template <class V>
   void max(V* values, std::size_t count) {
-    MPI_Request request = MPI_REQUEST_NULL;
-    detail::check(
-        MPI_Iallreduce(MPI_IN_PLACE, values, int_count(count), detail::datatype<V>(), MPI_MAX, data_, &request),
-        "MPI_Iallreduce");
-    wait(request, "MPI_Iallreduce");
+    reduce(values, count, MPI_MAX);
   }
+  void bit_or(std::uint64_t* values, std::size_t count) { reduce(values, count, MPI_BOR); }
   // Rank `root`'s values, on every rank (in pieces of at most INT_MAX).
   template <class V>
   void broadcast(V* values, std::size_t count, int root = 0) {
@@ -210,6 +207,14 @@ class Communicator {
   }
 
  private:
+  template <class V>
+  void reduce(V* values, std::size_t count, MPI_Op op) {
+    MPI_Request request = MPI_REQUEST_NULL;
+    detail::check(MPI_Iallreduce(MPI_IN_PLACE, values, int_count(count), detail::datatype<V>(), op, data_, &request),
+                  "MPI_Iallreduce");
+    wait(request, "MPI_Iallreduce");
+  }
+
   static int int_count(std::size_t count) {
     if (count > static_cast<std::size_t>(INT_MAX))
       throw Error(fmt::format("dist: {} values in one message (at most {})", count, INT_MAX));

@@ -26,6 +26,9 @@
 //   Options::sync_batch_norm off, each rank normalises with its own share's
 //   statistics (as DistributedDataParallel without SyncBatchNorm), and the
 //   running statistics (every layer buffer) are averaged at each epoch's end.
+// - Recorders given to merge_records() (ActivationStats) report the global
+//   batch: after each step's gradients, before callbacks run, their records
+//   of the step are merged over the ranks (inspect/record.hpp).
 // - A rank that fails makes the others fail with an error naming it
 //   (dist::Communicator).
 
@@ -40,6 +43,7 @@
 #include <vector>
 
 #include "glassbox/dist/communicator.hpp"
+#include "glassbox/inspect/record.hpp"
 #include "glassbox/io/checkpoint.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/train/replicas.hpp"
@@ -81,7 +85,7 @@ std::string layer_fingerprint(Layer<T>& layer) {
 }  // namespace detail
 
 template <class T>
-class DataParallel final : public train::Replicas<T> {
+class DataParallel final : public train::Replicas<T>, public inspect::RecordReducer {
  public:
   struct Options {
     // Gradients are sent in buckets of about this many bytes. The first (the
@@ -100,6 +104,19 @@ class DataParallel final : public train::Replicas<T> {
     if (options_.bucket_bytes < sizeof(T) || options_.first_bucket_bytes < sizeof(T))
       throw Error("dist::DataParallel: bucket sizes must hold at least one value");
   }
+
+  // Merges the recorder's records of each training step over the ranks
+  // (for as long as this object lives; the recorder must outlive it).
+  void merge_records(inspect::MergeableRecorder& recorder) {
+    recorder.set_merging(true);
+    recorders_.push_back(&recorder);
+  }
+
+  ~DataParallel() override {
+    for (inspect::MergeableRecorder* r : recorders_) r->set_merging(false);
+  }
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
 
   int rank() const override { return comm_.rank(); }
   int size() const override { return comm_.size(); }
@@ -139,7 +156,10 @@ class DataParallel final : public train::Replicas<T> {
     armed_ = false;
     for (Bucket& b : buckets_)
       if (!b.started) start(b);  // parameters no backward hook reported (or no samples here)
-    MPI_Request metrics_request = comm_.start_sum(metrics, count);
+    // The metrics, then each recorder's count of records to merge.
+    sums_.assign(metrics, metrics + count);
+    for (const inspect::MergeableRecorder* r : recorders_) sums_.push_back(static_cast<double>(r->pending()));
+    MPI_Request metrics_request = comm_.start_sum(sums_.data(), sums_.size());
     const auto start = std::chrono::steady_clock::now();
     for (Bucket& b : buckets_) {
       comm_.wait(b.request, "gradient allreduce");
@@ -149,6 +169,17 @@ class DataParallel final : public train::Replicas<T> {
     }
     comm_.wait(metrics_request, "metrics allreduce");
     wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::copy(sums_.begin(), sums_.begin() + static_cast<std::ptrdiff_t>(count), metrics);
+    for (std::size_t i = 0; i < recorders_.size(); ++i) {
+      const double total = sums_[count + i], mine = static_cast<double>(recorders_[i]->pending());
+      if (total == 0) continue;
+      if (total != mine * comm_.size())
+        throw Error(
+            fmt::format("dist::DataParallel: this rank has {} records of the step to merge, the ranks {} "
+                        "in all (a rank without samples records nothing)",
+                        mine, total));
+      recorders_[i]->merge_pending(*this);
+    }
   }
 
   bool agree(bool flag_on_rank_0) override {
@@ -158,6 +189,8 @@ class DataParallel final : public train::Replicas<T> {
   }
 
   void sum(double* values, std::size_t count) override { comm_.sum(values, count); }
+  void max(double* values, std::size_t count) override { comm_.max(values, count); }
+  void bit_or(std::uint64_t* values, std::size_t count) override { comm_.bit_or(values, count); }
 
   void end_epoch(Sequential<T>& model) override {
     if (options_.sync_batch_norm) return;  // the running statistics are already the global batches'
@@ -338,6 +371,8 @@ class DataParallel final : public train::Replicas<T> {
   T weight_ = T(1);
   bool armed_ = false;
   double wait_seconds_ = 0;
+  std::vector<inspect::MergeableRecorder*> recorders_;
+  std::vector<double> sums_;  // metrics and counts of records to merge
 };
 
 }  // namespace glassbox::dist

@@ -417,6 +417,13 @@ struct SummaryScratch {
     r.dead_fraction = static_cast<double>(dead_units<T>(alive, units)) / static_cast<double>(units);
   }
 
+  // After finish(): the threads' alive words merged, or null (see AliveWord).
+  const AliveWord<T>* merged_alive() const {
+    for (const ThreadSummary<T>& t : threads)
+      if (t.started) return t.alive.data();
+    return nullptr;
+  }
+
   index_t rows_done() const {
     index_t done = 0;
     for (const ThreadSummary<T>& t : threads) done += t.rows;
@@ -533,8 +540,16 @@ void fill_histogram(const T* values, index_t n, const ActivationStatsOptions& o,
 
 }  // namespace detail
 
+// In data-parallel training (dist::DataParallel), the records of a training
+// step first describe this replica's share of the global batch; merged
+// (merge_pending, see inspect/record.hpp), they describe the global batch:
+// counts, moments, min and max, zeros and dead units exactly (a unit is dead
+// when it is zero on every replica), and histograms over the global range.
+// A large output's histogram bins every k-th run of values, k chosen for
+// the global batch, on each replica: a sample the size one process takes,
+// though not the same values. Records of eval passes stay per replica.
 template <class T>
-class ActivationStats {
+class ActivationStats : public MergeableRecorder {
  public:
   using Options = ActivationStatsOptions;
 
@@ -616,7 +631,57 @@ class ActivationStats {
   void write_csv(const std::string& path) const { write_text_file(path, to_csv()); }
   void write_json(const std::string& path) const { write_text_file(path, to_json()); }
 
+  std::size_t pending() const override { return pending_.size(); }
+  void set_merging(bool on) override {
+    merging_ = on;
+    pending_.clear();
+  }
+  void merge_pending(RecordReducer& reducer) override;
+
  private:
+  // What merging a share's record needs beyond the record itself.
+  struct Share {
+    std::size_t series;                  // index in series_; the record is that series' newest
+    std::optional<std::size_t> copy_of;  // a reshape: the merged record of that share
+    index_t units = 0;                   // per sample, when dead units are counted
+    std::vector<std::uint64_t> alive;    // the alive words (AliveWord), as they lie in memory
+    std::vector<T> sample;               // what the histogram bins
+  };
+
+  // The size the output would have for the global batch.
+  static index_t global_size(const Layer<T>& layer, index_t size) {
+    const BatchShard* shard = layer.batch_shard();
+    return shard && shard->count > 0 ? size / shard->count * shard->global : size;
+  }
+
+  void keep_share(const ForwardEvent<T>& e, bool reshaped, index_t every) {
+    Share share{series_.size(), std::nullopt, 0, {}, {}};
+    for (std::size_t i = 0; i < series_.size(); ++i)
+      if (series_[i].name == e.name) share.series = i;
+    if (reshaped) {
+      for (std::size_t i = pending_.size(); i-- > 0 && !share.copy_of;)
+        if (series_[pending_[i].series].layer_index == e.index - 1) share.copy_of = i;
+      pending_.push_back(std::move(share));
+      return;
+    }
+    if (e.output.rank() >= 2 && e.output.dim(0) > 0) {
+      if (const detail::AliveWord<T>* alive = scratch_.merged_alive()) {
+        share.units = scratch_.units;
+        using Word = detail::AliveWord<T>;
+        const std::size_t units = static_cast<std::size_t>(share.units);
+        const std::size_t per = static_cast<std::size_t>(detail::units_per_alive_word<T>);
+        const std::size_t bytes = (units + per - 1) / per * sizeof(Word);
+        share.alive.assign((bytes + 7) / 8, 0);
+        std::memcpy(share.alive.data(), alive, bytes);
+      }
+    }
+    if (every == 1)
+      share.sample.assign(e.output.begin(), e.output.end());
+    else
+      share.sample = scratch_.sample;
+    pending_.push_back(std::move(share));
+  }
+
   void record(const ForwardEvent<T>& e) {
     if (!options_.schedule.due(e)) return;
     ActivationRecord r;
@@ -624,10 +689,11 @@ class ActivationStats {
                           same_pass(stream_.context, e) && scratch_.n == e.output.size() &&
                           scratch_.rows_done() == scratch_.rows;
     stream_.armed = false;
-    if (const ActivationRecord* same = reshaped_from_previous(e)) {
+    const ActivationRecord* same = reshaped_from_previous(e);
+    const index_t every = histogram_every(global_size(e.layer, e.output.size()));
+    if (same) {
       r = *same;  // the same values in another shape: the same statistics
     } else {
-      const index_t every = histogram_every(e.output.size());
       if (streamed)
         scratch_.finish(e.output.rank() >= 2, r);
       else
@@ -640,6 +706,8 @@ class ActivationStats {
     r.layer = e.name;
     r.layer_index = e.index;
     r.context = e;
+    const bool share = merging_ && e.mode == Mode::train && e.layer.batch_shard() && options_.capacity > 0;
+    if (share) keep_share(e, same != nullptr, every);
     series_for(series_, e.name, e.index).push(std::move(r), options_.capacity);
   }
 
@@ -652,7 +720,7 @@ class ActivationStats {
     if (!options_.schedule.due(e) || e.layer.reshapes_only()) return;
     const Shape out = e.layer.output_shape(e.input.shape());
     if (out.rank() < 2 || out.size() < min_block_values) return;
-    scratch_.begin(out, num_threads(), histogram_every(out.size()));
+    scratch_.begin(out, num_threads(), histogram_every(global_size(e.layer, out.size())));
     stream_ = {true, e.index, e.depth, e};
   }
 
@@ -691,7 +759,95 @@ class ActivationStats {
   detail::SummaryScratch<T> scratch_;
   Stream stream_;
   std::vector<HookHandle> handles_;
+  bool merging_ = false;
+  std::vector<Share> pending_;
 };
+
+// Two rounds over the replicas: the counts, sums, extremes and alive words;
+// then the squared deviations from the global mean and the histogram counts
+// over the global range.
+template <class T>
+void ActivationStats<T>::merge_pending(RecordReducer& reducer) {
+  const std::size_t k = pending_.size();
+  std::vector<double> sums(5 * k, 0.0), extremes(2 * k, -std::numeric_limits<double>::infinity());
+  std::vector<double> finite(k, 0.0);  // this replica's finite values per share
+  std::vector<std::uint64_t> alive;
+  auto local = [&](const Share& s) -> ActivationRecord& { return series_[s.series].records.back(); };
+  for (std::size_t i = 0; i < k; ++i) {
+    const Share& s = pending_[i];
+    if (s.copy_of) continue;
+    const ActivationRecord& r = local(s);
+    const double n = static_cast<double>(r.count);
+    const double nonfinite = std::round(r.nonfinite_fraction * n);
+    finite[i] = n - nonfinite;
+    double* v = &sums[5 * i];
+    v[0] = n;
+    v[1] = finite[i];
+    v[2] = finite[i] > 0 ? r.mean * finite[i] : 0.0;
+    v[3] = std::round(r.zero_fraction * n);
+    v[4] = nonfinite;
+    if (finite[i] > 0) {
+      extremes[2 * i] = r.max;
+      extremes[2 * i + 1] = -r.min;
+    }
+    alive.insert(alive.end(), s.alive.begin(), s.alive.end());
+  }
+  reducer.sum(sums.data(), sums.size());
+  reducer.max(extremes.data(), extremes.size());
+  if (!alive.empty()) reducer.bit_or(alive.data(), alive.size());
+
+  std::vector<ActivationRecord> merged(k);
+  std::vector<double> second;
+  std::size_t offset = 0;
+  for (std::size_t i = 0; i < k; ++i) {
+    const Share& s = pending_[i];
+    if (s.copy_of) continue;
+    const ActivationRecord& r = local(s);
+    ActivationRecord& g = merged[i];
+    const double* v = &sums[5 * i];
+    g.count = static_cast<index_t>(v[0]);
+    g.zero_fraction = v[0] > 0 ? v[3] / v[0] : 0;
+    g.nonfinite_fraction = v[0] > 0 ? v[4] / v[0] : 0;
+    if (v[1] > 0) {
+      g.mean = v[2] / v[1];
+      g.max = extremes[2 * i];
+      g.min = -extremes[2 * i + 1];
+    }
+    if (s.units > 0) {
+      const auto* words = reinterpret_cast<const detail::AliveWord<T>*>(alive.data() + offset);
+      g.dead_fraction = static_cast<double>(detail::dead_units<T>(words, s.units)) / static_cast<double>(s.units);
+    }
+    offset += s.alive.size();
+    // This replica's squared deviations from the global mean (Chan et al.).
+    const double n = finite[i], d = n > 0 ? r.mean - g.mean : 0.0;
+    second.push_back(n > 0 ? r.std * r.std * n + n * d * d : 0.0);
+    detail::fill_histogram(s.sample.data(), static_cast<index_t>(s.sample.size()), options_, g);
+    for (const std::uint64_t c : g.histogram.counts) second.push_back(static_cast<double>(c));
+    second.push_back(static_cast<double>(g.histogram.below));
+    second.push_back(static_cast<double>(g.histogram.above));
+  }
+  reducer.sum(second.data(), second.size());
+
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < k; ++i) {
+    const Share& s = pending_[i];
+    ActivationRecord& r = local(s);
+    ActivationRecord& g = merged[i];
+    if (s.copy_of) {
+      g = merged[*s.copy_of];  // the same values in another shape
+    } else {
+      const double n = sums[5 * i + 1];
+      if (n > 0) g.std = std::sqrt(second[at] / n);
+      ++at;
+      for (std::uint64_t& c : g.histogram.counts) c = static_cast<std::uint64_t>(second[at++]);
+      g.histogram.below = static_cast<std::uint64_t>(second[at++]);
+      g.histogram.above = static_cast<std::uint64_t>(second[at++]);
+    }
+    static_cast<RecordSource&>(g) = r;
+    r = g;
+  }
+  pending_.clear();
+}
 
 GLASSBOX_PRECOMPILED_INSTANCE(class ActivationStats<float>)
 }  // namespace glassbox::inspect

@@ -86,6 +86,30 @@ const Series<Record>& find_series(const std::vector<Series<Record>>& all, const 
   throw Error(fmt::format("{}: nothing recorded for '{}'", who, name));
 }
 
+// Combines values over the replicas of a data-parallel job, for recorders
+// that report the global batch (dist::DataParallel is one).
+class RecordReducer : public virtual ReplicaSum {
+ public:
+  virtual void max(double* values, std::size_t count) = 0;
+  virtual void bit_or(std::uint64_t* values, std::size_t count) = 0;
+};
+
+// A recorder whose records of a data-parallel training step first cover this
+// replica's share of the global batch, until merge_pending() combines every
+// replica's shares into the global batch's records. dist::DataParallel
+// merges the recorders it is given after each step, before callbacks run.
+class MergeableRecorder {
+ public:
+  virtual ~MergeableRecorder() = default;
+  // Records of shares made since the last merge (the same on every replica).
+  virtual std::size_t pending() const = 0;
+  // Every replica calls this together; afterwards the records are the
+  // global batch's.
+  virtual void merge_pending(RecordReducer& reducer) = 0;
+  // Whether to keep what merging needs (off: records stay per replica).
+  virtual void set_merging(bool on) = 0;
+};
+
 // Tensors of at least this many values are read block by block through block
 // hooks (model/hooks.hpp) where the layer reports blocks; smaller ones are
 // read whole, after the layer, at about the same cost.

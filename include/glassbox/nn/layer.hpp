@@ -134,6 +134,7 @@ class Layer {
     batch_shard_ = shard;
     for (Layer<T>* child : children()) child->set_batch_shard(shard);
   }
+  const BatchShard* batch_shard() const { return batch_shard_; }
 
   // Set by Sequential for each backward pass; see the contract above.
   bool parameter_grads_wanted() const { return parameter_grads_wanted_; }
@@ -164,7 +165,6 @@ class Layer {
       child.backward(x, y, dy, dx);
   }
   void set_own_name(std::string name) { name_ = std::move(name); }
-  const BatchShard* batch_shard() const { return batch_shard_; }
   // A forward (backward) that finishes its output (input gradient) sample by
   // sample inside a parallel loop reports each finished block of samples
   // [first, last), from the thread that wrote it, so that observers read it

@@ -30,7 +30,7 @@
 namespace glassbox::train {
 
 template <class T>
-class Replicas : public ReplicaSum {
+class Replicas : public virtual ReplicaSum {
  public:
   virtual int rank() const = 0;
   virtual int size() const = 0;
