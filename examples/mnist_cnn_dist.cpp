@@ -7,11 +7,13 @@
 // Every rank loads the data set and builds the model; dist::DataParallel
 // gives every rank rank 0's parameters, shards each global batch, and
 // averages the gradients with non-blocking allreduces that overlap backward.
-// ActivationStats records every 50 steps, merged over the ranks: each record
-// describes the global batch, as one process's would. Rank 0 alone prints
-// progress and writes RUN_DIR: the checkpoint, activation_stats.{csv,json},
-// the TensorBoard events and report.html (model, training curves, activation
-// histograms). Test accuracy is evaluated sharded over the ranks. Each rank runs
+// ActivationStats and GradientFlow record every 50 steps, merged over the
+// ranks: each record describes the global batch, as one process's would, and
+// each parameter's record also holds every rank's own gradient norm before
+// averaging. Rank 0 alone prints progress and the per-layer table after each
+// epoch, and writes RUN_DIR: the checkpoint, {activation_stats,
+// gradient_flow}.{csv,json}, the TensorBoard events and report.html. Test
+// accuracy is evaluated sharded over the ranks. Each rank runs
 // cores / ranks-on-its-host threads unless GLASSBOX_NUM_THREADS says otherwise.
 
 #include <chrono>
@@ -70,11 +72,15 @@ int main(int argc, char** argv) {
     inspect::ActivationStatsOptions stats_options;
     stats_options.schedule.every = 50;
     inspect::ActivationStats<float> stats(model, stats_options);
+    inspect::GradientFlowOptions flow_options;
+    flow_options.schedule.every = 50;
+    inspect::GradientFlow<float> flow(model, flow_options);
 
     optim::Adam<float> adam(model.parameters(), 1e-3f);
     nn::SoftmaxCrossEntropy<float> loss;
     dist::DataParallel<float> replicas(world);
     replicas.merge_records(stats);
+    replicas.merge_records(flow);
     train::FitOptions<float> options;
     options.epochs = epochs;
     options.batch_size = batch;
@@ -82,13 +88,23 @@ int main(int argc, char** argv) {
     options.validation_x = &data.test_images;
     options.validation_y = &data.test_labels;
     options.replicas = &replicas;
-    // Callbacks run on rank 0 only: so does the TensorBoard writer.
+    // Callbacks run on rank 0 only: so do the table and the TensorBoard writer.
+    train::LambdaCallback table;
+    table.epoch_end = [&](const train::EpochLogs& e) {
+      std::printf("after epoch %d (newest records of the global batch, step %lld):\n%s", e.epoch + 1,
+                  stats.all().front().records.back().context.step, inspect::layer_table(stats, flow).c_str());
+      const inspect::ParameterGradientRecord& dense = flow.parameter("dense_1.weight").records.back();
+      std::printf("  dense_1.weight gradient norm %.4g averaged; before averaging, by rank:", dense.grad_norm);
+      for (const double n : dense.rank_grad_norms) std::printf(" %.4g", n);
+      std::printf("\n");
+      std::fflush(stdout);
+    };
     std::unique_ptr<viz::TensorBoardWriter> tensorboard;
     std::unique_ptr<viz::TensorBoardLogger<float>> tensorboard_logger;
     if (lead) {
       tensorboard = std::make_unique<viz::TensorBoardWriter>(run + "/tensorboard");
-      tensorboard_logger = std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, &stats, nullptr, &adam);
-      options.callbacks = {tensorboard_logger.get()};
+      tensorboard_logger = std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, &stats, &flow, &adam);
+      options.callbacks = {&table, tensorboard_logger.get()};
     }
 
     const auto start = std::chrono::steady_clock::now();
@@ -112,24 +128,22 @@ int main(int argc, char** argv) {
         seconds, world.size(), samples / seconds, 100.0 * waited / world.size() / seconds, 100.0 * longest / seconds,
         replicas.gradient_bytes(), replicas.bucket_count());
     std::printf("Test loss %.4f, test accuracy %.2f%%\n", test.loss, 100.0 * test.accuracy);
-    for (const auto& series : stats.all()) {
-      const inspect::ActivationRecord& r = series.records.back();
-      std::printf("%-14s step %lld, %td values of the global batch: mean %.4f, std %.4f, zeros %.1f%%, dead %.1f%%\n",
-                  series.name.c_str(), r.context.step, r.count, r.mean, r.std, 100 * r.zero_fraction,
-                  100 * r.dead_fraction);
-    }
 
     std::filesystem::create_directories(run);
     io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()));
     tensorboard->flush();
     viz::HtmlReport page(fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()));
-    page.add_model(model, &stats);
+    page.add_model(model, &stats, &flow);
     page.add_history(history);
     page.add_activation_stats(stats);
+    page.add_gradient_flow(flow);
     page.write(run + "/report.html");
     stats.write_csv(run + "/activation_stats.csv");
     stats.write_json(run + "/activation_stats.json");
-    std::printf("Run: %s/report.html, checkpoint.gbck, activation_stats.{csv,json}, tensorboard/\n", run.c_str());
+    flow.write_csv(run + "/gradient_flow.csv");
+    flow.write_json(run + "/gradient_flow.json");
+    std::printf("Run: %s/report.html, checkpoint.gbck, {activation_stats,gradient_flow}.{csv,json}, tensorboard/\n",
+                run.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());

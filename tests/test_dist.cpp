@@ -286,6 +286,72 @@ TEST_CASE("ActivationStats merged over the ranks equal one process's records of 
   CHECK(stats.series("conv2d_1").records.back().dead_fraction > 0);
 }
 
+// Without shuffling, global batch s is samples [32s, 32s + 32): rank r's
+// share is the 16 samples one process at batch 16 takes at step 2s + r.
+TEST_CASE("GradientFlow merged over the ranks equals one process's records, with each rank's own norms",
+          "[dist][recorders]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 32);
+  options.shuffle = false;
+  inspect::GradientFlowOptions every3;
+  every3.schedule.every = 3;
+
+  Sequential<float> single = seed_cnn();
+  inspect::GradientFlow<float> reference(single, every3);
+  optim::SGD<float> frozen(single.parameters(), 0.0f);
+  train::fit(single, frozen, loss, d.train_images, d.train_labels, options);
+
+  Sequential<float> halves = seed_cnn();
+  inspect::GradientFlow<float> per_half(halves);
+  optim::SGD<float> frozen_halves(halves.parameters(), 0.0f);
+  options.batch_size = 16;
+  train::fit(halves, frozen_halves, loss, d.train_images, d.train_labels, options);
+
+  Sequential<float> replica = seed_cnn();
+  inspect::GradientFlow<float> flow(replica, every3);
+  optim::SGD<float> replica_frozen(replica.parameters(), 0.0f);
+  dist::DataParallel<float> replicas(world());
+  replicas.merge_records(flow);
+  options.replicas = &replicas;
+  train::fit(replica, replica_frozen, loss, d.train_images, d.train_labels, options);
+
+  REQUIRE(flow.layers().size() == reference.layers().size());
+  for (std::size_t l = 0; l < reference.layers().size(); ++l) {
+    const auto& want = reference.layers()[l].records;
+    const auto& got = flow.layers()[l].records;
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      INFO(reference.layers()[l].name << ", step " << want[i].context.step);
+      CHECK(got[i].norm == Approx(want[i].norm).epsilon(1e-5));
+      CHECK(got[i].max_abs == Approx(want[i].max_abs).epsilon(1e-5));
+    }
+  }
+  REQUIRE(flow.parameters().size() == reference.parameters().size());
+  std::size_t checked = 0;
+  for (std::size_t p = 0; p < reference.parameters().size(); ++p) {
+    const auto& want = reference.parameters()[p].records;
+    const auto& got = flow.parameters()[p].records;
+    const auto& half = per_half.parameters()[p].records;
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < want.size(); ++i, ++checked) {
+      const long long step = want[i].context.step;
+      INFO(want[i].parameter << ", step " << step);
+      CHECK(got[i].grad_norm == Approx(want[i].grad_norm).epsilon(1e-5));
+      CHECK(got[i].grad_max_abs == Approx(want[i].grad_max_abs).epsilon(1e-5));
+      CHECK(got[i].weight_norm == Approx(want[i].weight_norm).epsilon(1e-6));
+      REQUIRE(got[i].rank_grad_norms.size() == 2);
+      for (std::size_t r = 0; r < 2; ++r)
+        CHECK(got[i].rank_grad_norms[r] ==
+              Approx(half[static_cast<std::size_t>(2 * step) + r].grad_norm).epsilon(1e-5));
+      // The halves' gradients differ, and their average is the global one.
+      CHECK(got[i].rank_grad_norms[0] != got[i].rank_grad_norms[1]);
+    }
+  }
+  CHECK(checked == 2 * 2 * 11);  // conv and dense weight and bias, steps 0, 3, ..., 30
+  CHECK(flow.alert_count() == reference.alert_count());
+}
+
 TEST_CASE("sharded evaluation equals evaluation of the whole set", "[dist]") {
   const io::Mnist<float>& d = subset();
   nn::SoftmaxCrossEntropy<float> loss;

@@ -26,7 +26,7 @@
 //   Options::sync_batch_norm off, each rank normalises with its own share's
 //   statistics (as DistributedDataParallel without SyncBatchNorm), and the
 //   running statistics (every layer buffer) are averaged at each epoch's end.
-// - Recorders given to merge_records() (ActivationStats) report the global
+// - Recorders given to merge_records() (ActivationStats, GradientFlow) report the global
 //   batch: after each step's gradients, before callbacks run, their records
 //   of the step are merged over the ranks (inspect/record.hpp).
 // - A rank that fails makes the others fail with an error naming it
@@ -191,6 +191,9 @@ class DataParallel final : public train::Replicas<T>, public inspect::RecordRedu
   void sum(double* values, std::size_t count) override { comm_.sum(values, count); }
   void max(double* values, std::size_t count) override { comm_.max(values, count); }
   void bit_or(std::uint64_t* values, std::size_t count) override { comm_.bit_or(values, count); }
+  std::vector<double> gather(const double* values, std::size_t count) override {
+    return comm_.gather_all(values, count);
+  }
 
   void end_epoch(Sequential<T>& model) override {
     if (options_.sync_batch_norm) return;  // the running statistics are already the global batches'

@@ -11,6 +11,15 @@
 // (1e3) is flagged on its record and reported by alerts(), naming the layer or
 // parameter. Only training passes are recorded (schedule.eval is ignored:
 // backward passes of evaluations, such as saliency, are not training).
+//
+// In data-parallel training (dist::DataParallel), a step's records first
+// describe this replica's share of the global batch; merged (merge_pending,
+// inspect/record.hpp), they describe the global batch as one process's would:
+// the gradient wrt a layer's output over every replica's samples (each
+// replica's in the units of the global mean loss), and each parameter's
+// gradient as averaged over the replicas, with each replica's own gradient
+// norm before averaging beside it (rank_grad_norms), where a diverging rank
+// shows. Alerts are raised on the merged records.
 
 #include <fmt/format.h>
 
@@ -50,6 +59,9 @@ struct ParameterGradientRecord : RecordSource {
   double weight_norm = 0;
   double update_ratio = std::numeric_limits<double>::quiet_NaN();
   GradientHealth health = GradientHealth::ok;
+  // Data-parallel training: by rank, the L2 norm of each replica's own
+  // gradient (of its share's mean loss) before averaging; empty otherwise.
+  std::vector<double> rank_grad_norms;
 };
 
 struct GradientAlert {
@@ -70,7 +82,7 @@ struct GradientFlowOptions {
 };
 
 template <class T>
-class GradientFlow {
+class GradientFlow : public MergeableRecorder {
  public:
   using Options = GradientFlowOptions;
 
@@ -121,16 +133,20 @@ class GradientFlow {
   // and kind "parameter".
   std::string to_csv() const {
     std::string s =
-        fmt::format("kind,{},parameter,grad_norm,grad_max_abs,weight_norm,update_ratio,health\n", source_csv_header());
+        fmt::format("kind,{},parameter,grad_norm,grad_max_abs,weight_norm,update_ratio,health,rank_grad_norms\n",
+                    source_csv_header());
     for (const auto& series : layers_)
       for (const LayerGradientRecord& r : series.records)
-        s += fmt::format("layer,{},,{},{},,,{}\n", source_csv(r), number_text(r.norm), number_text(r.max_abs),
+        s += fmt::format("layer,{},,{},{},,,{},\n", source_csv(r), number_text(r.norm), number_text(r.max_abs),
                          health_name(r.health));
     for (const auto& series : parameters_)
-      for (const ParameterGradientRecord& r : series.records)
-        s += fmt::format("parameter,{},{},{},{},{},{},{}\n", source_csv(r), r.parameter, number_text(r.grad_norm),
+      for (const ParameterGradientRecord& r : series.records) {
+        std::string ranks;
+        for (const double n : r.rank_grad_norms) ranks += (ranks.empty() ? "" : ";") + number_text(n);
+        s += fmt::format("parameter,{},{},{},{},{},{},{},{}\n", source_csv(r), r.parameter, number_text(r.grad_norm),
                          number_text(r.grad_max_abs), number_text(r.weight_norm), number_text(r.update_ratio),
-                         health_name(r.health));
+                         health_name(r.health), ranks);
+      }
     return s;
   }
 
@@ -153,12 +169,14 @@ class GradientFlow {
                        json_string(parameters_[i].name), parameters_[i].layer_index, parameters_[i].dropped);
       bool first = true;
       for (const ParameterGradientRecord& r : parameters_[i].records) {
+        std::string ranks;
+        for (const double n : r.rank_grad_norms) ranks += (ranks.empty() ? "" : ",") + json_number(n);
         s += fmt::format(
             "{}{{{},\"parameter\":{},\"grad_norm\":{},\"grad_max_abs\":{},\"weight_norm\":{},\"update_ratio\":{},"
-            "\"health\":\"{}\"}}",
+            "\"health\":\"{}\",\"rank_grad_norms\":[{}]}}",
             first ? "" : ",", source_json(r), json_string(r.parameter), json_number(r.grad_norm),
-            json_number(r.grad_max_abs), json_number(r.weight_norm), json_number(r.update_ratio),
-            health_name(r.health));
+            json_number(r.grad_max_abs), json_number(r.weight_norm), json_number(r.update_ratio), health_name(r.health),
+            ranks);
         first = false;
       }
       s += "]}";
@@ -172,7 +190,24 @@ class GradientFlow {
   void write_csv(const std::string& path) const { write_text_file(path, to_csv()); }
   void write_json(const std::string& path) const { write_text_file(path, to_json()); }
 
+  std::size_t pending() const override { return shares_.size(); }
+  void set_merging(bool on) override {
+    merging_ = on;
+    shares_.clear();
+  }
+  void merge_pending(RecordReducer& reducer) override;
+
  private:
+  // A record of this replica's share, to merge: a layer's (with the share's
+  // weight in the global batch) or a parameter's.
+  struct Share {
+    const Parameter<T>* parameter;  // null for a layer record
+    std::size_t series;
+    double weight;
+  };
+  // Whether a record of this pass is a share to merge.
+  bool sharing(const LayerEvent<T>& e) const { return merging_ && e.layer.batch_shard() && options_.capacity > 0; }
+
   struct PendingUpdate {
     const Parameter<T>* parameter = nullptr;
     std::size_t series = 0;
@@ -339,8 +374,15 @@ class GradientFlow {
     if (reshaped_.valid) reshaped_ = {true, e.index - 1, e, m};
     r.norm = m.norm;
     r.max_abs = m.max_abs;
-    r.health = check(e.name, " wrt its output", e, r.norm);
-    series_for(layers_, e.name, e.index).push(std::move(r), options_.capacity);
+    const bool share = sharing(e);
+    if (!share) r.health = check(e.name, " wrt its output", e, r.norm);  // else once merged
+    Series<LayerGradientRecord>& series = series_for(layers_, e.name, e.index);
+    series.push(std::move(r), options_.capacity);
+    if (share) {
+      const BatchShard& shard = *e.layer.batch_shard();
+      shares_.push_back({nullptr, static_cast<std::size_t>(&series - layers_.data()),
+                         static_cast<double>(shard.count) / static_cast<double>(shard.global)});
+    }
   }
 
   void record_parameter(const ParamGradEvent<T>& e) {
@@ -363,10 +405,12 @@ class GradientFlow {
     r.grad_norm = scan.grad.norm;
     r.grad_max_abs = scan.grad.max_abs;
     r.weight_norm = scan.weight_norm;
-    r.health = check(e.parameter.name, "", e, r.grad_norm);
+    const bool share = sharing(e);
+    if (!share) r.health = check(e.parameter.name, "", e, r.grad_norm);  // else once merged
     Series<ParameterGradientRecord>& series = series_for(parameters_, e.parameter.name, e.index);
     series.push(std::move(r), options_.capacity);
     if (update) update->series = static_cast<std::size_t>(&series - parameters_.data());
+    if (share) shares_.push_back({&e.parameter, static_cast<std::size_t>(&series - parameters_.data()), 1.0});
   }
 
   // What one thread measured of a streamed gradient; a cache line of its own.
@@ -470,7 +514,52 @@ class GradientFlow {
   std::vector<GradientAlert> alerts_;
   std::uint64_t alert_count_ = 0;
   std::vector<HookHandle> handles_;
+  bool merging_ = false;
+  std::vector<Share> shares_;
 };
+
+// A replica's gradient wrt a layer's output is d(its share's mean loss)/dy,
+// 1 / weight times the global batch's for its samples: the global norm is
+// sqrt(sum over replicas of (weight x norm)^2), the global max the largest
+// weight x max. A parameter's gradient has been averaged over the replicas
+// by now (DataParallel merges after averaging): it is measured again.
+template <class T>
+void GradientFlow<T>::merge_pending(RecordReducer& reducer) {
+  std::vector<double> squares, largest, own;
+  for (const Share& s : shares_) {
+    if (s.parameter) {
+      own.push_back(parameters_[s.series].records.back().grad_norm);
+    } else {
+      const LayerGradientRecord& r = layers_[s.series].records.back();
+      squares.push_back(s.weight * s.weight * r.norm * r.norm);
+      largest.push_back(s.weight * r.max_abs);
+    }
+  }
+  reducer.sum(squares.data(), squares.size());
+  reducer.max(largest.data(), largest.size());
+  const std::vector<double> by_rank = reducer.gather(own.data(), own.size());
+  const std::size_t ranks = own.empty() ? 0 : by_rank.size() / own.size();
+  std::size_t layer = 0, parameter = 0;
+  for (const Share& s : shares_) {
+    if (s.parameter) {
+      ParameterGradientRecord& r = parameters_[s.series].records.back();
+      const Magnitude m = magnitude(s.parameter->grad);
+      r.grad_norm = m.norm;
+      r.grad_max_abs = m.max_abs;
+      r.rank_grad_norms.resize(ranks);
+      for (std::size_t k = 0; k < ranks; ++k) r.rank_grad_norms[k] = by_rank[k * own.size() + parameter];
+      r.health = check(r.parameter, "", r.context, r.grad_norm);
+      ++parameter;
+    } else {
+      LayerGradientRecord& r = layers_[s.series].records.back();
+      r.norm = std::sqrt(squares[layer]);
+      r.max_abs = largest[layer];
+      r.health = check(r.layer, " wrt its output", r.context, r.norm);
+      ++layer;
+    }
+  }
+  shares_.clear();
+}
 
 GLASSBOX_PRECOMPILED_INSTANCE(class GradientFlow<float>)
 }  // namespace glassbox::inspect

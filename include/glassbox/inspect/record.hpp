@@ -92,6 +92,8 @@ class RecordReducer : public virtual ReplicaSum {
  public:
   virtual void max(double* values, std::size_t count) = 0;
   virtual void bit_or(std::uint64_t* values, std::size_t count) = 0;
+  // Every replica's `count` values, in replica order.
+  virtual std::vector<double> gather(const double* values, std::size_t count) = 0;
 };
 
 // A recorder whose records of a data-parallel training step first cover this
