@@ -130,7 +130,9 @@ int main(int argc, char** argv) {
     std::printf("Test loss %.4f, test accuracy %.2f%%\n", test.loss, 100.0 * test.accuracy);
 
     std::filesystem::create_directories(run);
-    io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()));
+    // With the run's shape: a resumed run that would batch differently is refused (README).
+    io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()),
+                        io::RunShape{world.size(), batch * world.size()});
     tensorboard->flush();
     viz::HtmlReport page(fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()));
     page.add_model(model, &stats, &flow);

@@ -155,6 +155,27 @@ TEST_CASE("checkpoint: a round trip keeps architecture, parameters, masks, buffe
   }
 }
 
+TEST_CASE("checkpoint: the run's shape (ranks, global batch) round-trips; version 1 files load as one process",
+          "[checkpoint]") {
+  Sequential<float> model = test::every_kind_model();
+  const std::string path = scratch("run_shape") + "/model.gbck";
+  optim::Optimizer<float>* none = nullptr;
+  io::save_checkpoint(model, path, none, 0, io::RunShape{4, 64});
+  const io::Checkpoint<float> c = io::load_checkpoint<float>(path);
+  CHECK(c.run.world_size == 4);
+  CHECK(c.run.global_batch == 64);
+  io::save_checkpoint(model, path);
+  CHECK(io::load_checkpoint<float>(path).run.world_size == 1);
+  CHECK(io::load_checkpoint<float>(path).run.global_batch == 0);
+  CHECK_THROWS_WITH(io::save_checkpoint(model, path, none, 0, io::RunShape{0, 64}),
+                    Catch::Contains("run shape 0 ranks"));
+  // Written by version 1, before the run shape existed.
+  const io::Checkpoint<float> old =
+      io::load_checkpoint<float>(test::data_path("fuzz/seeds/checkpoint/every_kind_sgd.gbck"));
+  CHECK(old.run.world_size == 1);
+  CHECK(old.run.global_batch == 0);
+}
+
 TEST_CASE("checkpoint: training resumed from a checkpoint is bit-identical to unbroken training", "[checkpoint]") {
   const int threads = num_threads();
   set_num_threads(1);
@@ -222,7 +243,7 @@ TEST_CASE("checkpoint: every corruption is an error naming the file, the section
     glassbox::put<std::uint32_t>(bad, 0);  // keeps the header intact, appends garbage
     CHECK_THAT(error_of(bad), Catch::Contains("bytes after the last section"));
     bad = good;
-    const std::uint32_t newer = 2;
+    const std::uint32_t newer = io::checkpoint_format::version + 1;
     std::memcpy(bad.data() + 8, &newer, 4);
     const std::uint32_t crc = glassbox::crc32c(bad.data(), 20);
     std::memcpy(bad.data() + 20, &crc, 4);

@@ -352,6 +352,48 @@ TEST_CASE("GradientFlow merged over the ranks equals one process's records, with
   CHECK(flow.alert_count() == reference.alert_count());
 }
 
+// The global batch (32) decides the batches, whatever the ranks: a
+// checkpoint of 2 ranks at 16 continues on one process at 32.
+TEST_CASE("a checkpoint of 2 ranks resumes exactly on one process; another global batch is refused",
+          "[dist][equivalence]") {
+  const io::Mnist<float>& d = subset();
+  nn::SoftmaxCrossEntropy<float> loss;
+  train::FitOptions<float> options = test::quiet_fit<float>(2, 16);
+  options.seed = 11;
+
+  Sequential<float> straight = seed_cnn();
+  optim::Adam<float> adam(straight.parameters(), 1e-3f);
+  dist::DataParallel<float> replicas(world());
+  options.replicas = &replicas;
+  train::fit(straight, adam, loss, d.train_images, d.train_labels, options);
+
+  Sequential<float> first = seed_cnn();
+  optim::Adam<float> first_adam(first.parameters(), 1e-3f);
+  options.epochs = 1;
+  train::fit(first, first_adam, loss, d.train_images, d.train_labels, options);
+  const std::string path = "dist_resume.gbck";  // in the test's directory, shared by the ranks
+  if (world().rank() == 0) io::save_checkpoint(first, path, &first_adam, 1, io::RunShape{world().size(), 32});
+  world().barrier();
+  io::Checkpoint<float> c = io::load_checkpoint<float>(path);
+  CHECK(c.run.world_size == 2);
+  CHECK(c.run.global_batch == 32);
+
+  train::FitOptions<float> resumed = test::quiet_fit<float>(2, 32);
+  resumed.seed = 11;
+  resumed.initial_epoch = static_cast<int>(c.epochs_completed);
+  resumed.resumed_global_batch = c.run.global_batch;
+  train::fit(c.model, *c.optimizer, loss, d.train_images, d.train_labels, resumed);
+  CHECK(c.optimizer->steps() == adam.steps());
+  const double difference = state_difference(straight, c.model);
+  INFO("largest difference " << difference << " of the largest value");
+  CHECK(difference < 1e-5);
+
+  resumed.batch_size = 8;
+  resumed.replicas = &replicas;
+  CHECK_THROWS_WITH(train::fit(c.model, *c.optimizer, loss, d.train_images, d.train_labels, resumed),
+                    Catch::Contains("global batch of 32; 2 replica(s) x batch_size 8 make 16"));
+}
+
 TEST_CASE("sharded evaluation equals evaluation of the whole set", "[dist]") {
   const io::Mnist<float>& d = subset();
   nn::SoftmaxCrossEntropy<float> loss;

@@ -188,6 +188,14 @@ TEST_CASE("fit rejects inconsistent data and stops on a non-finite loss") {
   half.validation_x = &x;
   CHECK_THROWS_WITH(train::fit(model, sgd, bce, xor_inputs(), xor_targets(), half),
                     Contains("both validation_x and validation_y"));
+  train::FitOptions<float> resumed = test::quiet_fit<float>(1, 2);
+  resumed.resumed_global_batch = 4;  // the run being resumed took the 4 samples at once
+  CHECK_THROWS_WITH(train::fit(model, sgd, bce, xor_inputs(), xor_targets(), resumed),
+                    Contains("trained with a global batch of 4; 1 replica(s) x batch_size 2 make 2"));
+  CHECK(sgd.steps() == 0);
+  resumed.batch_size = 4;
+  train::fit(model, sgd, bce, xor_inputs(), xor_targets(), resumed);
+  CHECK(sgd.steps() == 1);
   Tensor<float> bad = xor_inputs();
   bad[0] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH(train::fit(model, sgd, bce, bad, xor_targets(), test::quiet_fit<float>(1, 4)),

@@ -26,7 +26,8 @@
 //   STAT: i64 training steps, i64 epochs completed, the model's Rng state;
 //     u32 layer count; per layer u32 buffer count, per buffer name, shape,
 //     values; u32 generator count, each Rng state (4 u64, u8 has spare
-//     normal, f64 spare): the layer's own and its children's, in order.
+//     normal, f64 spare): the layer's own and its children's, in order;
+//     from version 2, i64 world size and i64 global batch (RunShape).
 //   OPTM (only when an optimizer was saved): kind string, f64 learning rate,
 //     i64 steps, u32 field count, key string + f64 value per field; u32 state
 //     count; per state name string, u32 entries, per entry shape + values
@@ -50,16 +51,26 @@
 
 namespace glassbox::io {
 
+// How the run that saved a checkpoint trained: its data-parallel ranks and
+// its global batch (ranks x per-rank batch; 0: not said). Resuming with
+// another global batch would not continue that run's batches
+// (train::FitOptions::resumed_global_batch refuses it).
+struct RunShape {
+  std::int64_t world_size = 1;
+  std::int64_t global_batch = 0;
+};
+
 template <class T>
 struct Checkpoint {
   Sequential<T> model;
   std::unique_ptr<optim::Optimizer<T>> optimizer;  // null when none was saved
   long long epochs_completed = 0;
+  RunShape run;  // version 1 files: {1, 0}
 };
 
 namespace checkpoint_format {
 inline constexpr char magic[8] = {'\x89', 'G', 'B', 'C', 'K', 'P', 'T', '\n'};
-inline constexpr std::uint32_t version = 1;
+inline constexpr std::uint32_t version = 2;  // 2: STAT ends with the RunShape
 inline constexpr std::size_t header_size = 24;
 inline constexpr std::uint32_t max_layers = 4096;  // in all, blocks' children included
 inline constexpr int max_depth = 8;                // blocks inside blocks
@@ -206,10 +217,13 @@ OptimizerState<T> optimizer_state(optim::Optimizer<T>& optimizer) {
 // The checkpoint as bytes (save_checkpoint writes these).
 template <class T>
 std::string checkpoint_bytes(Sequential<T>& model, optim::Optimizer<T>* optimizer = nullptr,
-                             long long epochs_completed = 0) {
+                             long long epochs_completed = 0, RunShape run = {}) {
   using namespace detail;
   if (!little_endian_machine()) throw Error("save_checkpoint: big-endian machines are not supported");
   if (epochs_completed < 0) throw Error(fmt::format("save_checkpoint: epochs_completed {} < 0", epochs_completed));
+  if (run.world_size < 1 || run.global_batch < 0)
+    throw Error(fmt::format("save_checkpoint: run shape {} ranks, global batch {}: need >= 1 and >= 0", run.world_size,
+                            run.global_batch));
 
   std::string arch;
   put<std::uint8_t>(arch, model.sample_shape().has_value());
@@ -249,6 +263,8 @@ std::string checkpoint_bytes(Sequential<T>& model, optim::Optimizer<T>* optimize
     put<std::uint32_t>(state, static_cast<std::uint32_t>(rngs.size()));
     for (const Rng* rng : rngs) put_rng(state, rng->state());
   }
+  put<std::int64_t>(state, run.world_size);
+  put<std::int64_t>(state, run.global_batch);
 
   std::string optim;
   if (optimizer) {
@@ -290,8 +306,8 @@ std::string checkpoint_bytes(Sequential<T>& model, optim::Optimizer<T>* optimize
 
 template <class T>
 void save_checkpoint(Sequential<T>& model, const std::string& path, optim::Optimizer<T>* optimizer = nullptr,
-                     long long epochs_completed = 0) {
-  write_file_atomically(path, checkpoint_bytes(model, optimizer, epochs_completed));
+                     long long epochs_completed = 0, RunShape run = {}) {
+  write_file_atomically(path, checkpoint_bytes(model, optimizer, epochs_completed, run));
 }
 
 template <class T>
@@ -376,7 +392,7 @@ Checkpoint<T> checkpoint_from_bytes(std::string_view data, const std::string& so
   if (p.left() != 0) throw p.error("end", fmt::format("{} unread bytes", p.left()));
 
   // Everything the architecture sizes is now known to be in the file: build.
-  Checkpoint<T> c{has_sample_shape ? Sequential<T>(sample_shape) : Sequential<T>(), nullptr, 0};
+  Checkpoint<T> c{has_sample_shape ? Sequential<T>(sample_shape) : Sequential<T>(), nullptr, 0, {}};
   for (const LayerSpec& spec : specs) {
     try {
       c.model.add(make_layer<T>(spec, source + ": ARCH"), spec.name);
@@ -432,6 +448,10 @@ Checkpoint<T> checkpoint_from_bytes(std::string_view data, const std::string& so
     for (Rng* rng : rngs) rng->set_state(get_rng(s, "generator"));
   }
   s.section = "STAT";
+  if (version >= 2) {
+    c.run.world_size = s.integer("world size", 1, std::int64_t(1) << 24);
+    c.run.global_batch = s.integer("global batch", 0, std::int64_t(1) << 40);
+  }
   if (s.left() != 0) throw s.error("end", fmt::format("{} unread bytes", s.left()));
 
   if (sections < 4) return c;

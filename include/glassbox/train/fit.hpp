@@ -43,6 +43,10 @@ struct FitOptions {
   // the epochs before it are replayed, so the batches are those an unbroken
   // run would have seen.
   int initial_epoch = 0;
+  // When resuming: the global batch of the run that saved the checkpoint
+  // (io::Checkpoint::run.global_batch). fit refuses another, whose batches
+  // would not be that run's. 0: no check.
+  index_t resumed_global_batch = 0;
   index_t batch_size = 32;  // per replica when `replicas` is set
   bool shuffle = true;
   std::uint64_t seed = 0;                   // drives the shuffling
@@ -232,14 +236,20 @@ History fit(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn::Loss
   if (options.validation_x) detail::check_dataset("fit (validation)", *options.validation_x, *options.validation_y);
   if (x.dim(0) == 0) throw Error("fit: empty dataset");
   Replicas<T>* const replicas = options.replicas;
+  const index_t ranks = replicas ? replicas->size() : 1;
+  const index_t global_batch = detail::global_batch_size(options.batch_size, x.dim(0), ranks);
+  if (options.resumed_global_batch > 0 && options.resumed_global_batch != global_batch)
+    throw Error(fmt::format(
+        "fit: the run being resumed trained with a global batch of {}; {} replica(s) x batch_size {} make {}, whose "
+        "batches would not continue it (set batch_size to {} / replicas, or resumed_global_batch to 0 to train on "
+        "regardless)",
+        options.resumed_global_batch, ranks, options.batch_size, global_batch, options.resumed_global_batch));
   if (!replicas) return detail::fit_loop(model, optimizer, loss, x, y, options);
   struct ShardScope {
     Sequential<T>& model;
     ~ShardScope() { model.set_batch_shard(nullptr); }
   } scope{model};
-  // Fails on every replica alike, or on none.
-  replicas->begin(model, optimizer, x.dim(0),
-                  detail::global_batch_size(options.batch_size, x.dim(0), replicas->size()));
+  replicas->begin(model, optimizer, x.dim(0), global_batch);  // fails on every replica alike, or on none
   // A replica that fails tells the others, which would otherwise wait for it.
   try {
     return detail::fit_loop(model, optimizer, loss, x, y, options);
