@@ -394,6 +394,31 @@ TEST_CASE("a checkpoint of 2 ranks resumes exactly on one process; another globa
                     Catch::Contains("global batch of 32; 2 replica(s) x batch_size 8 make 16"));
 }
 
+// 993 samples: the last global batch is 1 sample, which rank 1 takes alone.
+TEST_CASE("a rank without samples in the last batch still steps with the others", "[dist][equivalence]") {
+  const io::Mnist<float>& d = subset();
+  Tensor<float> x, y;
+  copy_rows(d.train_images, 0, 993, x);
+  copy_rows(d.train_labels, 0, 993, y);
+  nn::SoftmaxCrossEntropy<float> loss;
+  train::FitOptions<float> options = test::quiet_fit<float>(1, 32);
+  Sequential<float> single = seed_cnn();
+  optim::Adam<float> single_adam(single.parameters(), 1e-3f);
+  train::fit(single, single_adam, loss, x, y, options);
+
+  Sequential<float> replica = seed_cnn();
+  optim::Adam<float> adam(replica.parameters(), 1e-3f);
+  dist::DataParallel<float> replicas(world());
+  options.batch_size = 16;
+  options.replicas = &replicas;
+  train::fit(replica, adam, loss, x, y, options);
+  const std::int64_t steps = replica.training_steps();
+  const auto all = world().gather_all(&steps, 1);
+  CHECK(all == std::vector<std::int64_t>{32, 32});
+  CHECK(same_on_every_rank(replica));
+  CHECK(state_difference(single, replica) < 1e-5);
+}
+
 TEST_CASE("sharded evaluation equals evaluation of the whole set", "[dist]") {
   const io::Mnist<float>& d = subset();
   nn::SoftmaxCrossEntropy<float> loss;

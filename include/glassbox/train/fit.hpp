@@ -182,6 +182,8 @@ History fit_loop(Sequential<T>& model, optim::Optimizer<T>& optimizer, const nn:
         batch_sums[0] = static_cast<double>(batch_loss) * static_cast<double>(shard.count);
         batch_sums[1] = static_cast<double>(t.correct);
         batch_sums[2] = static_cast<double>(t.total);
+      } else {
+        model.set_training_steps(model.training_steps() + 1);  // a step all the same, as on the other replicas
       }
       if (replicas) replicas->finish_batch(batch_sums, 3);
       optimizer.step();
