@@ -5,6 +5,8 @@
 //   dist_fault MNIST_DIR kill PATH    rank 0 saves a checkpoint to PATH after every step,
 //                                     and is killed (SIGKILL) at a random moment
 //   dist_fault --check PATH           loads PATH (no MPI job needed)
+//   dist_fault --no-mpi               a Communicator before MPI is initialised: an error
+//   dist_fault --no-thread-support    a Communicator after plain MPI_Init: an error
 // In the first two, rank 0 must stop with an error naming rank 1 rather than
 // wait for it; in the third, the checkpoint must load whatever the moment.
 
@@ -29,6 +31,20 @@ int main(int argc, char** argv) {
       std::printf("checkpoint does not load: %s\n", e.what());
       return 1;
     }
+  if (argc == 2 && (std::strcmp(argv[1], "--no-mpi") == 0 || std::strcmp(argv[1], "--no-thread-support") == 0)) {
+    const bool init = std::strcmp(argv[1], "--no-thread-support") == 0;
+    if (init) MPI_Init(&argc, &argv);
+    int code = 1;
+    try {
+      dist::Communicator world;
+      std::printf("no error\n");
+    } catch (const Error& e) {
+      std::printf("refused: %s\n", e.what());
+      code = 0;
+    }
+    if (init) MPI_Finalize();
+    return code;
+  }
   dist::Environment mpi(argc, argv);
   int rank = -1;
   try {
