@@ -1,5 +1,6 @@
-// The seed CNN trained data-parallel on MPI: the same model, optimizer and
-// data as mnist_cnn, over any number of processes, on one host or many.
+// The seed CNN trained data-parallel on MPI: the same model, optimizer, data,
+// recorders and run directory as mnist_cnn (seed_cnn_run.hpp), over any
+// number of processes, on one host or many.
 //
 //   mpirun -np 2 mnist_cnn_dist [MNIST_DIR] [EPOCHS] [RUN_DIR] [BATCH_PER_RANK]
 //   (data/mnist, 5, runs/seed_cnn_dist-<date>-<time>, 32 / ranks: a global batch of 32 as the seed CNN's)
@@ -7,27 +8,24 @@
 // Every rank loads the data set and builds the model; dist::DataParallel
 // gives every rank rank 0's parameters, shards each global batch, and
 // averages the gradients with non-blocking allreduces that overlap backward.
-// ActivationStats and GradientFlow record every 50 steps, merged over the
-// ranks: each record describes the global batch, as one process's would, and
-// each parameter's record also holds every rank's own gradient norm before
-// averaging. Rank 0 alone prints progress and the per-layer table after each
-// epoch, and writes RUN_DIR: the checkpoint, {activation_stats,
-// gradient_flow}.{csv,json}, the TensorBoard events and report.html. Test
-// accuracy is evaluated sharded over the ranks. Each rank runs
-// cores / ranks-on-its-host threads unless GLASSBOX_NUM_THREADS says otherwise.
+// ActivationStats and GradientFlow are merged over the ranks: each record
+// describes the global batch, as one process's would, and each parameter's
+// record also holds every rank's own gradient norm before averaging. Rank 0
+// alone runs the callbacks (progress, the per-layer table, saliency,
+// TensorBoard) and writes RUN_DIR as mnist_cnn does, plus checkpoint.gbck
+// with the run's shape. Test accuracy is evaluated sharded over the ranks.
+// Each rank runs cores / ranks-on-its-host threads unless
+// GLASSBOX_NUM_THREADS says otherwise.
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <filesystem>
 #include <glassbox/dist/data_parallel.hpp>
 #include <glassbox/dist/environment.hpp>
-#include <glassbox/glassbox.hpp>
-#include <glassbox/viz/html_report.hpp>
-#include <glassbox/viz/tensorboard.hpp>
 #include <memory>
 #include <string>
+
+#include "seed_cnn_run.hpp"
 
 int main(int argc, char** argv) {
   using namespace glassbox;
@@ -40,26 +38,15 @@ int main(int argc, char** argv) {
     const std::string dir = argc > 1 ? argv[1] : "data/mnist";
     const int epochs = argc > 2 ? std::atoi(argv[2]) : 5;
     std::string run = argc > 3 ? argv[3] : "";
-    if (run.empty()) {  // rank 0's clock names the run, on every rank
+    if (run.empty()) {  // rank 0's clock names the run
       std::int64_t now = std::time(nullptr);
       world.broadcast(&now, 1);
-      const std::time_t t = static_cast<std::time_t>(now);
-      std::tm local{};
-      localtime_r(&t, &local);
-      char text[32];
-      std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
-      run = std::string("runs/seed_cnn_dist-") + text;
+      run = "runs/seed_cnn_dist-" + seed_cnn::timestamp(static_cast<std::time_t>(now));
     }
     const index_t batch = argc > 4 ? std::atol(argv[4]) : std::max(1, 32 / world.size());
 
     io::Mnist<float> data = io::load_mnist<float>(dir);
-    Sequential<float> model(Shape{1, 28, 28}, /*seed=*/1);
-    nn::Conv2D<float>::Options relu;
-    relu.activation = nn::Activation::relu;
-    model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
-    model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
-    model.add<nn::Flatten<float>>();
-    model.add<nn::Dense<float>>(32 * 13 * 13, 10);
+    Sequential<float> model = seed_cnn::model();
     if (lead) {
       std::printf(
           "MNIST from %s: %td training and %td test images; %d ranks x %d thread(s), batch %td per rank "
@@ -68,19 +55,13 @@ int main(int argc, char** argv) {
           batch * world.size(), model.summary().c_str());
       std::fflush(stdout);
     }
-    inspect::NanWatch<float> nan_watch(model);  // on every rank: a NaN stops the job, naming its rank
-    inspect::ActivationStatsOptions stats_options;
-    stats_options.schedule.every = 50;
-    inspect::ActivationStats<float> stats(model, stats_options);
-    inspect::GradientFlowOptions flow_options;
-    flow_options.schedule.every = 50;
-    inspect::GradientFlow<float> flow(model, flow_options);
+    seed_cnn::Watch watch(model, data.test_images);  // NanWatch on every rank: a NaN stops the job, naming its rank
 
     optim::Adam<float> adam(model.parameters(), 1e-3f);
     nn::SoftmaxCrossEntropy<float> loss;
     dist::DataParallel<float> replicas(world);
-    replicas.merge_records(stats);
-    replicas.merge_records(flow);
+    replicas.merge_records(watch.stats);
+    replicas.merge_records(watch.flow);
     train::FitOptions<float> options;
     options.epochs = epochs;
     options.batch_size = batch;
@@ -88,12 +69,10 @@ int main(int argc, char** argv) {
     options.validation_x = &data.test_images;
     options.validation_y = &data.test_labels;
     options.replicas = &replicas;
-    // Callbacks run on rank 0 only: so do the table and the TensorBoard writer.
-    train::LambdaCallback table;
-    table.epoch_end = [&](const train::EpochLogs& e) {
-      std::printf("after epoch %d (newest records of the global batch, step %lld):\n%s", e.epoch + 1,
-                  stats.all().front().records.back().context.step, inspect::layer_table(stats, flow).c_str());
-      const inspect::ParameterGradientRecord& dense = flow.parameter("dense_1.weight").records.back();
+    // Callbacks run on rank 0 only: so do these, and the TensorBoard writer.
+    train::LambdaCallback per_rank;
+    per_rank.epoch_end = [&](const train::EpochLogs&) {
+      const inspect::ParameterGradientRecord& dense = watch.flow.parameter("dense_1.weight").records.back();
       std::printf("  dense_1.weight gradient norm %.4g averaged; before averaging, by rank:", dense.grad_norm);
       for (const double n : dense.rank_grad_norms) std::printf(" %.4g", n);
       std::printf("\n");
@@ -103,8 +82,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<viz::TensorBoardLogger<float>> tensorboard_logger;
     if (lead) {
       tensorboard = std::make_unique<viz::TensorBoardWriter>(run + "/tensorboard");
-      tensorboard_logger = std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, &stats, &flow, &adam);
-      options.callbacks = {&table, tensorboard_logger.get()};
+      tensorboard_logger =
+          std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, &watch.stats, &watch.flow, &adam);
+      options.callbacks = {&watch.table, &per_rank, &watch.saliency, tensorboard_logger.get()};
     }
 
     const auto start = std::chrono::steady_clock::now();
@@ -128,24 +108,14 @@ int main(int argc, char** argv) {
         seconds, world.size(), samples / seconds, 100.0 * waited / world.size() / seconds, 100.0 * longest / seconds,
         replicas.gradient_bytes(), replicas.bucket_count());
     std::printf("Test loss %.4f, test accuracy %.2f%%\n", test.loss, 100.0 * test.accuracy);
+    seed_cnn::check_integrated_gradients(model, data.test_images);
 
-    std::filesystem::create_directories(run);
     // With the run's shape: a resumed run that would batch differently is refused (README).
+    std::filesystem::create_directories(run);
     io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()),
                         io::RunShape{world.size(), batch * world.size()});
-    tensorboard->flush();
-    viz::HtmlReport page(fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()));
-    page.add_model(model, &stats, &flow);
-    page.add_history(history);
-    page.add_activation_stats(stats);
-    page.add_gradient_flow(flow);
-    page.write(run + "/report.html");
-    stats.write_csv(run + "/activation_stats.csv");
-    stats.write_json(run + "/activation_stats.json");
-    flow.write_csv(run + "/gradient_flow.csv");
-    flow.write_json(run + "/gradient_flow.json");
-    std::printf("Run: %s/report.html, checkpoint.gbck, {activation_stats,gradient_flow}.{csv,json}, tensorboard/\n",
-                run.c_str());
+    seed_cnn::write_run(run, fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()),
+                        model, watch, history, *tensorboard);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());

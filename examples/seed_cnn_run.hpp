@@ -1,0 +1,204 @@
+#pragma once
+// The seed CNN's run as the main job builds, watches and reports it, shared
+// by mnist_cnn (one process) and mnist_cnn_dist (data-parallel on MPI), so
+// that both write the same run directory:
+//   Conv2D(32, 3x3, relu) -> MaxPool 2x2 -> Flatten -> Dense(10, softmax)
+// ActivationStats and GradientFlow record every 50 steps, NanWatch checks
+// every step, the conv layer's feature maps of 4 test digits and the gradient
+// saliency of 8 (after each epoch) are kept, and a per-layer table is printed
+// after each epoch. write_run() checks Integrated Gradients' completeness on
+// 100 test digits and writes the records as CSV and JSON (schemas in the
+// README), the pictures (PNG, DOT/SVG), report.html and TensorBoard images.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <glassbox/glassbox.hpp>
+#include <glassbox/viz/dot.hpp>
+#include <glassbox/viz/html_report.hpp>
+#include <glassbox/viz/png.hpp>
+#include <glassbox/viz/tensorboard.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace seed_cnn {
+using namespace glassbox;
+
+// Local time as 20261126-081500, for run directory names.
+inline std::string timestamp(std::time_t now = std::time(nullptr)) {
+  std::tm local{};
+  localtime_r(&now, &local);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", &local);
+  return text;
+}
+
+inline Sequential<float> model() {
+  Sequential<float> model(Shape{1, 28, 28}, /*seed=*/1);
+  nn::Conv2D<float>::Options relu;  // Keras' Conv2D(32, (3, 3), activation="relu")
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 32, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(32 * 13 * 13, 10);
+  return model;
+}
+
+inline inspect::ActivationStatsOptions every_50_steps() {
+  inspect::ActivationStatsOptions o;
+  o.schedule.every = 50;
+  return o;
+}
+inline inspect::GradientFlowOptions flow_every_50_steps() {
+  inspect::GradientFlowOptions o;
+  o.schedule.every = 50;
+  return o;
+}
+inline inspect::ActivationCaptureOptions four_feature_maps() {
+  inspect::ActivationCaptureOptions o;
+  o.layers = {"conv2d_1"};
+  o.samples = {0, 1, 2, 3};
+  return o;
+}
+inline Tensor<float> first_rows(const Tensor<float>& x, index_t count) {
+  Tensor<float> rows;
+  copy_rows(x, 0, std::min(count, x.dim(0)), rows);
+  return rows;
+}
+
+// What watches the model while it trains. The saliency recorder and the table
+// are callbacks (in data-parallel training they run on rank 0 only).
+struct Watch {
+  Watch(Sequential<float>& model, const Tensor<float>& test_images)
+      : stats(model, every_50_steps()),
+        flow(model, flow_every_50_steps()),
+        nan_watch(model),
+        feature_maps(model, four_feature_maps()),
+        probe(first_rows(test_images, 8)),
+        saliency(model, probe) {  // each digit's predicted class
+    table.epoch_end = [this](const train::EpochLogs& e) {
+      std::printf("after epoch %d (newest records, step %lld):\n%s", e.epoch + 1,
+                  stats.all().front().records.back().context.step, inspect::layer_table(stats, flow).c_str());
+      for (const inspect::GradientAlert& a : flow.alerts()) std::printf("  alert: %s\n", a.message.c_str());
+      std::fflush(stdout);
+    };
+  }
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+
+  inspect::ActivationStats<float> stats;
+  inspect::GradientFlow<float> flow;
+  inspect::NanWatch<float> nan_watch;
+  inspect::ActivationCapture<float> feature_maps;
+  Tensor<float> probe;  // the test digits whose saliency is recorded
+  inspect::SaliencyRecorder<float> saliency;
+  train::LambdaCallback table;
+};
+
+// The pictures of the report: the model diagram with the newest statistics,
+// the conv filters, the feature maps of the captured digits and the newest
+// saliency maps (see viz/).
+inline void write_pictures(const std::string& dir, Sequential<float>& model, const Watch& w) {
+  viz::write_dot(dir + "/model.dot", model, Shape{}, &w.stats, &w.flow);
+  viz::render_svg(dir + "/model.dot", dir + "/model.svg");  // when Graphviz is installed
+
+  // 32 filters of 3x3, one shared signed scale: red excites, blue inhibits.
+  const Tensor<float>& weight = model.layer("conv2d_1").parameters()[0]->value;
+  viz::Range range{0, 0};
+  for (index_t f = 0; f < weight.dim(0); ++f) {
+    const viz::Range r = viz::range_of(viz::plane(weight, f), /*symmetric=*/true);
+    range = {std::min(range.low, r.low), std::max(range.high, r.high)};
+  }
+  std::vector<viz::Image> filters;
+  for (index_t f = 0; f < weight.dim(0); ++f)
+    filters.push_back(viz::enlarge(viz::heatmap(viz::plane(weight, f), viz::Colormap::diverging, range), 8));
+  viz::write_png(dir + "/filters.png",
+                 viz::with_colour_bar(viz::tile(filters, 8, 4), viz::Colormap::diverging, range, 2));
+
+  // One row per captured digit: the digit, then its 32 feature maps (viridis, one scale per digit).
+  std::vector<viz::Image> rows;
+  for (const inspect::Capture<float>& c : w.feature_maps.captures()) {
+    std::vector<viz::Image> row{viz::enlarge(viz::grayscale(viz::plane(w.probe, c.sample)), 2)};
+    viz::Range r{0, 0};
+    for (index_t m = 0; m < c.value.dim(1); ++m)
+      r.high = std::max(r.high, viz::range_of(viz::plane(c.value, 0, m), false).high);
+    for (index_t m = 0; m < c.value.dim(1); ++m)
+      row.push_back(viz::enlarge(viz::heatmap(viz::plane(c.value, 0, m), viz::Colormap::viridis, r), 2));
+    rows.push_back(
+        viz::with_colour_bar(viz::tile(row, static_cast<index_t>(row.size()), 2), viz::Colormap::viridis, r));
+  }
+  if (!rows.empty()) viz::write_png(dir + "/feature_maps.png", viz::tile(rows, 1, 6));
+
+  // The newest saliency of each probe digit, signed, over the digit.
+  if (!w.saliency.records().empty()) {
+    const Tensor<float>& maps = w.saliency.records().back().saliency;
+    std::vector<viz::Image> cells;
+    for (index_t d = 0; d < maps.dim(0); ++d) {
+      const viz::Image digit = viz::grayscale(viz::plane(w.probe, d));
+      cells.push_back(viz::enlarge(digit, 4));
+      cells.push_back(viz::enlarge(viz::overlay(digit, viz::heatmap(viz::plane(maps, d), true), 0.7), 4));
+    }
+    viz::write_png(dir + "/saliency.png", viz::tile(cells, 4, 4));
+  }
+}
+
+// How faithful is Integrated Gradients here? Completeness says the
+// attributions sum to F(x) - F(baseline); the delta is what is missing.
+inline void check_integrated_gradients(Sequential<float>& model, const Tensor<float>& test_images) {
+  const Tensor<float> digits = first_rows(test_images, 100);
+  inspect::IntegratedGradients<float> ig(model);  // 50 Gauss-Legendre steps, zero baseline
+  ig.attribute(digits);                           // for each digit's predicted class
+  const Tensor<float> at_digits = model.forward(digits);
+  const std::vector<index_t> classes = inspect::predicted_classes(at_digits);
+  const Tensor<float> at_zero = model.forward(Tensor<float>(Shape{1, 1, 28, 28}, 0.0f));
+  double sum = 0, worst = 0;
+  for (index_t n = 0; n < digits.dim(0); ++n) {
+    const double gap = static_cast<double>(at_digits.matrix()(n, classes[static_cast<std::size_t>(n)]) -
+                                           at_zero.matrix()(0, classes[static_cast<std::size_t>(n)]));
+    const double relative = std::abs(ig.convergence_delta()[static_cast<std::size_t>(n)]) / std::abs(gap);
+    sum += relative;
+    worst = std::max(worst, relative);
+  }
+  std::printf(
+      "Integrated gradients (50 steps) on %td test digits: mean |delta| / |F(x) - F(0)| = %.3f%%, worst %.3f%%\n",
+      digits.dim(0), 100 * sum / static_cast<double>(digits.dim(0)), 100 * worst);
+}
+
+// The run directory: pictures, report.html, the records as CSV and JSON, and
+// the pictures in TensorBoard too.
+inline void write_run(const std::string& dir, const std::string& title, Sequential<float>& model, const Watch& w,
+                      const train::History& history, viz::TensorBoardWriter& tensorboard) {
+  std::filesystem::create_directories(dir);
+  write_pictures(dir, model, w);
+  for (const char* picture : {"filters", "saliency"})
+    tensorboard.add_image(picture, viz::read_png(dir + "/" + picture + ".png"), model.training_steps());
+  tensorboard.flush();
+
+  viz::HtmlReport page(title);
+  page.add_model(model, &w.stats, &w.flow);
+  page.add_history(history);
+  page.add_activation_stats(w.stats);
+  page.add_gradient_flow(w.flow);
+  page.add_pictures("What the network learned",
+                    {{"conv2d_1 filters (red excites, blue inhibits)", viz::read_png(dir + "/filters.png")},
+                     {"gradient saliency over test digits", viz::read_png(dir + "/saliency.png")}});
+  page.add_pictures("Feature maps of conv2d_1",
+                    {{"4 test digits, 32 maps each", viz::read_png(dir + "/feature_maps.png")}});
+  page.write(dir + "/report.html");
+  w.stats.write_csv(dir + "/activation_stats.csv");
+  w.stats.write_json(dir + "/activation_stats.json");
+  w.flow.write_csv(dir + "/gradient_flow.csv");
+  w.flow.write_json(dir + "/gradient_flow.json");
+  w.saliency.write_json(dir + "/saliency.json");
+  w.feature_maps.write_json(dir + "/feature_maps.json");
+  std::printf(
+      "Report: %s/report.html; data: {activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json; "
+      "pictures: "
+      "model.dot%s, filters.png, feature_maps.png, saliency.png; TensorBoard: tensorboard/\n",
+      dir.c_str(), std::filesystem::exists(dir + "/model.svg") ? ", model.svg" : "");
+}
+
+}  // namespace seed_cnn
