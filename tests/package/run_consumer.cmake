@@ -14,7 +14,7 @@ else()
   set(configure_args -DGLASSBOX_SOURCE_DIR=${SOURCE_DIR})
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -G ${GENERATOR}
-                        -DCMAKE_BUILD_TYPE=Release ${configure_args}
+                        -DCMAKE_BUILD_TYPE=Release -DEXPECT_DIST=${EXPECT_DIST} ${configure_args}
                 RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "configuring the consumer failed (${rc})")
