@@ -394,6 +394,31 @@ TEST_CASE("a checkpoint of 2 ranks resumes exactly on one process; another globa
                     Catch::Contains("global batch of 32; 2 replica(s) x batch_size 8 make 16"));
 }
 
+// Where the reduction order is that of one process (one rank: its own sums),
+// data-parallel training is that process's, bit for bit.
+TEST_CASE("data-parallel training on one rank is bit-identical to fit without replicas", "[dist][equivalence]") {
+  MPI_Comm alone;
+  MPI_Comm_split(MPI_COMM_WORLD, world().rank(), 0, &alone);
+  {
+    dist::Communicator one(alone);
+    REQUIRE(one.size() == 1);
+    const io::Mnist<float>& d = subset();
+    nn::SoftmaxCrossEntropy<float> loss;
+    train::FitOptions<float> options = test::quiet_fit<float>(1, 32);
+    Sequential<float> single = batch_norm_cnn();
+    optim::Adam<float> single_adam(single.parameters(), 1e-3f);
+    train::fit(single, single_adam, loss, d.train_images, d.train_labels, options);
+
+    Sequential<float> replica = batch_norm_cnn();
+    optim::Adam<float> adam(replica.parameters(), 1e-3f);
+    dist::DataParallel<float> replicas(one);
+    options.replicas = &replicas;
+    train::fit(replica, adam, loss, d.train_images, d.train_labels, options);
+    CHECK(state_difference(single, replica) == 0);
+  }
+  MPI_Comm_free(&alone);
+}
+
 // 993 samples: the last global batch is 1 sample, which rank 1 takes alone.
 TEST_CASE("a rank without samples in the last batch still steps with the others", "[dist][equivalence]") {
   const io::Mnist<float>& d = subset();
