@@ -180,7 +180,10 @@ class Communicator {
   void fail(const std::string& what) noexcept {
     if (detail::job_failed().exchange(true)) return;
     detail::failed_here() = true;
-    const std::string message = what.substr(0, max_message);
+    // Kept until the process ends: the sends below may still read it after
+    // this returns (their requests are freed, not waited for).
+    static std::string message;
+    message = what.substr(0, max_message);
     for (int r = 0; r < size_; ++r) {
       if (r == rank_) continue;
       // Small messages go out eagerly: no need to wait for the receiver.
