@@ -274,10 +274,13 @@ TEST_CASE("ActivationStats merged over the ranks equal one process's records of 
       }
       for (std::size_t k = 0; k < a.histogram.counts.size(); ++k)
         l1 += std::abs(double(a.histogram.counts[k]) / total_a - double(b.histogram.counts[k]) / total_b);
-      if (b.count <= o.histogram_values)
+      if (b.count <= o.histogram_values) {
         CHECK(a.histogram.counts == b.histogram.counts);
-      else
+        CHECK(a.histogram.zeros == b.histogram.zeros);
+      } else {
         CHECK(l1 < 0.05);
+        CHECK(double(a.histogram.zeros) / total_a == Approx(b.zero_fraction).margin(0.05));
+      }
       CHECK(total_a == Approx(total_b).epsilon(0.02));
     }
   }

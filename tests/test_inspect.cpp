@@ -156,6 +156,7 @@ TEST_CASE("ActivationStats records the statistics of each layer's output", "[ins
     CHECK(r.histogram.counts == counts);
     CHECK(r.histogram.below == below);
     CHECK(r.histogram.above == above);
+    CHECK(r.histogram.zeros == static_cast<std::uint64_t>(zeros));  // every value is binned here
   }
   // The ReLU of this model really has zeros, so the check above is not vacuous.
   CHECK(stats.series("relu_1").records.back().zero_fraction > 0.1);
@@ -183,6 +184,8 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     std::uint64_t binned = 0;
     for (auto c : r.histogram.counts) binned += c;
     CHECK(binned == 6);
+    CHECK(r.histogram.zeros == 3);  // all of the first bin, [0, 0.5)
+    CHECK(r.histogram.counts.front() == 3);
     CHECK(r.histogram.low == 0.0);
     CHECK(r.histogram.high == 5.0);
     CHECK(r.histogram.counts.back() == 1);  // the max falls in the last bin
@@ -225,10 +228,16 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
     CHECK(r.count == 4096);
     CHECK(r.mean == all.mean);
     std::vector<std::uint64_t> expected(10, 0);
+    std::uint64_t sampled_zeros = 0;
     for (index_t run : {0, 64, 128, 192})
-      for (index_t i = run * 16; i < run * 16 + 16; ++i)
+      for (index_t i = run * 16; i < run * 16 + 16; ++i) {
         ++expected[std::min<std::size_t>(9, static_cast<std::size_t>(x.data()[i] * 10 / 9))];
+        sampled_zeros += x.data()[i] == 0;
+      }
     CHECK(r.histogram.counts == expected);
+    CHECK(r.histogram.zeros == sampled_zeros);  // the sampled runs' zeros, not the 410 of all values
+    CHECK(sampled_zeros == 6);
+    CHECK(all.histogram.zeros == 410);
   }
   SECTION("the sampled runs cross rows and threads, and the last one may be short") {
     // Runs are counted from the start of the tensor, whatever the row width;
@@ -265,6 +274,7 @@ TEST_CASE("ActivationStats: non-finite values, large means, adaptive bins", "[in
       std::fill(expected.begin(), expected.end(), 0);
       for (float v : x) ++expected[std::min<std::size_t>(9, static_cast<std::size_t>((v - low) * scale))];
       CHECK(a.histogram.counts == expected);
+      CHECK(a.histogram.zeros == 0);
     }
   }
   SECTION("a large mean does not swamp the std (float data, 10,000 values)") {
@@ -493,6 +503,65 @@ TEST_CASE("SaliencyRecorder records every k steps and after each epoch, without 
   // Recording between optimizer steps leaves training exactly as it was.
   for (std::size_t i = 0; i < plain.parameters().size(); ++i)
     CHECK((plain.parameters()[i]->value.flat() - watched.parameters()[i]->value.flat()).cwiseAbs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("ParameterHistograms records each parameter's values and last gradients before training and per epoch",
+          "[inspect]") {
+  Rng rng(19);
+  const Tensor<double> x = random_tensor(Shape{12, 6}, rng), y = random_tensor(Shape{12, 3}, rng);
+  nn::MSELoss<double> loss;
+  Sequential<double> model = mlp();
+  optim::SGD<double> sgd(model.parameters(), 0.1);
+  ParameterHistogramsOptions options;
+  options.bins = 7;
+  ParameterHistograms<double> params(model, options);
+  train::FitOptions<double> o = quiet_fit<double>(2, 4);  // 3 steps per epoch
+  o.callbacks = {&params};
+  const Tensor<double> initial = model.parameters()[0]->value;
+  train::fit(model, sgd, loss, x, y, o);
+
+  REQUIRE(params.all().size() == model.parameters().size());
+  const auto& weight = params.series(model.parameters()[0]->name);
+  REQUIRE(weight.records.size() == 3);  // before training, after epochs 1 and 2
+  std::vector<long long> steps;
+  std::vector<int> epochs;
+  for (const auto& r : weight.records) {
+    steps.push_back(r.steps_taken);
+    epochs.push_back(r.epochs_done);
+  }
+  CHECK(steps == std::vector<long long>{0, 3, 6});
+  CHECK(epochs == std::vector<int>{0, 1, 2});
+  CHECK(weight.records.front().grad.count == 0);  // no gradient before the first step
+
+  // The histogram of the initial weights, binned by hand.
+  const ValueSummary& first = weight.records.front().value;
+  CHECK(first.count == initial.size());
+  CHECK(first.min == initial.flat().minCoeff());
+  CHECK(first.max == initial.flat().maxCoeff());
+  CHECK(first.mean == Approx(initial.flat().mean()).epsilon(1e-12));
+  std::vector<std::uint64_t> counts(7, 0);
+  for (const double v : initial)
+    ++counts[std::min<std::size_t>(6, static_cast<std::size_t>((v - first.min) * 7 / (first.max - first.min)))];
+  CHECK(first.histogram.counts == counts);
+
+  // After training: the values now, and the last step's gradient.
+  const Parameter<double>& p = *model.parameters()[0];
+  const ParameterHistogramRecord& last = weight.records.back();
+  CHECK(last.value.max == p.value.flat().maxCoeff());
+  CHECK(last.grad.count == p.grad.size());
+  CHECK(last.grad.min == p.grad.flat().minCoeff());
+  CHECK(last.grad.std == Approx(std::sqrt((p.grad.flat().array() - p.grad.flat().mean()).square().mean())));
+  CHECK(last.value.max != first.max);  // training moved the weights
+
+  CHECK(JsonChecker(params.to_json()).valid());
+  const std::string csv = params.to_csv();
+  CHECK(csv.rfind("layer,layer_index,mode,step,epoch,batch,steps_taken,epochs_done,value_count,value_mean,", 0) == 0);
+  CHECK(line_count(csv) == 1 + 3 * model.parameters().size());
+  CHECK_THAT(csv, Contains(fmt::format(",0,0,{},{},", initial.size(), number_text(first.mean))));
+  CHECK_THROWS_WITH(params.series("nope"), Contains("ParameterHistograms") && Contains("nope"));
+  ParameterHistogramsOptions bad;
+  bad.bins = 0;
+  CHECK_THROWS_WITH(ParameterHistograms<double>(model, bad), Contains("bins"));
 }
 
 TEST_CASE("NanWatch names the layer, the tensor and the step of the first non-finite value", "[inspect]") {

@@ -18,6 +18,7 @@
 #include "glassbox/inspect/layer_attribution.hpp"
 #include "glassbox/inspect/layer_table.hpp"
 #include "glassbox/inspect/nan_watch.hpp"
+#include "glassbox/inspect/parameter_histograms.hpp"
 #include "glassbox/inspect/permutation_importance.hpp"
 #include "glassbox/inspect/record.hpp"
 #include "glassbox/inspect/recurrent_stats.hpp"

@@ -29,6 +29,7 @@
 
 #include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
+#include "glassbox/inspect/histogram.hpp"
 #include "glassbox/inspect/record.hpp"
 
 // AVX-512 builds summarize float outputs with the pass below that keeps one
@@ -42,14 +43,6 @@
 
 namespace glassbox::inspect {
 
-struct Histogram {
-  double low = 0;  // bins split [low, high] evenly; the last bin includes high
-  double high = 0;
-  std::vector<std::uint64_t> counts;
-  std::uint64_t below = 0;  // finite values outside a fixed range
-  std::uint64_t above = 0;
-};
-
 struct ActivationRecord : RecordSource {
   index_t count = 0;  // values in the output tensor
   double mean = std::numeric_limits<double>::quiet_NaN();
@@ -61,9 +54,6 @@ struct ActivationRecord : RecordSource {
   double nonfinite_fraction = 0;
   Histogram histogram;
 };
-
-// Keeps a record's histogram (and the ring of `capacity` of them) bounded.
-constexpr int max_histogram_bins = 4096;
 
 struct ActivationStatsOptions {
   Schedule schedule;               // default: every training step
@@ -458,84 +448,9 @@ void summarize(const Tensor<T>& y, ActivationRecord& r, index_t every, SummarySc
   scratch.finish(y.rank() >= 2, r);
 }
 
-// Bins the n values into r.histogram. Slots are computed 16 values at a time
-// in a vectorisable loop: 0 below the range, 1..bins the bins, bins + 1
-// above, bins + 2 non-finite. Each of the 16 positions has its own tally, so
-// that repeated slots (all the zeros after a ReLU) do not make each increment
-// wait for the one before; the increments (about 2.5 cycles each) are most of
-// the cost.
 template <class T>
 void fill_histogram(const T* values, index_t n, const ActivationStatsOptions& o, ActivationRecord& r) {
-  Histogram& h = r.histogram;
-  if (o.bins <= 0) return;
-  h.counts.assign(static_cast<std::size_t>(o.bins), 0);
-  if (o.range) {
-    h.low = o.range->first;
-    h.high = o.range->second;
-  } else if (!std::isnan(r.min)) {
-    h.low = r.min;
-    h.high = r.max > r.min ? r.max : r.min + 1;  // one value: one bin of width 1/bins above it
-  } else {
-    return;  // no finite value to bin
-  }
-  constexpr int lanes = static_cast<int>(histogram_run);
-  const int bins = o.bins, slots = bins + 3;
-  const T low = static_cast<T>(h.low), scale = static_cast<T>(bins / (h.high - h.low));
-  const T bins_t = static_cast<T>(bins);
-  // Selects rather than branches, so that the loop below vectorises (a branch
-  // on the sign of each value is mispredicted half the time after a ReLU).
-  auto slot_of = [low, scale, bins_t](T v) {
-    T q = (v - low) * scale;
-    q = q < T(0) ? T(-1) : q;
-    q = q >= bins_t ? (q == bins_t ? bins_t - 1 : bins_t) : q;
-    q = std::abs(v) <= std::numeric_limits<T>::max() ? q : bins_t + 1;
-    return static_cast<int>(q) + 1;
-  };
-  // Large samples are split over the threads; the sample's halves were
-  // gathered by the same threads, so each bins what is in its own cache.
-  const int parts = n >= 8192 ? num_threads() : 1;
-  std::vector<std::vector<std::uint64_t>> part_totals(static_cast<std::size_t>(parts));
-  parallel_for(parts, parts, [&](std::ptrdiff_t part) {
-    std::vector<std::uint32_t> lane_tallies(static_cast<std::size_t>(lanes * slots));
-    std::uint32_t* __restrict tally = lane_tallies.data();  // __restrict: the stores do not move `values`
-    std::vector<std::uint64_t>& total = part_totals[static_cast<std::size_t>(part)];
-    total.assign(static_cast<std::size_t>(slots), 0);
-    const index_t first = n * part / parts / lanes * lanes;
-    const index_t last = part + 1 == parts ? n : n * (part + 1) / parts / lanes * lanes;
-    // 32-bit tallies are cheaper to increment; they are flushed well before they could wrap.
-    constexpr index_t block = index_t{1} << 31;
-    for (index_t begin = first; begin < last; begin += block) {
-      const index_t end = std::min(last, begin + block);
-      index_t i = begin;
-      for (; i + lanes <= end; i += lanes) {
-        int slot[lanes];
-#ifdef _OPENMP
-#pragma omp simd
-#endif
-        for (int j = 0; j < lanes; ++j) slot[j] = slot_of(values[i + j]) + j * slots;
-        for (int j = 0; j < lanes; ++j) ++tally[slot[j]];
-      }
-      for (; i < end; ++i) ++tally[slot_of(values[i])];
-      for (int lane = 0; lane < lanes; ++lane)
-        for (int slot = 0; slot < slots; ++slot) {
-          total[static_cast<std::size_t>(slot)] += tally[lane * slots + slot];
-          tally[lane * slots + slot] = 0;
-        }
-    }
-  });
-  std::vector<std::uint64_t>& total = part_totals[0];
-  for (int part = 1; part < parts; ++part)
-    for (int slot = 0; slot < slots; ++slot)
-      total[static_cast<std::size_t>(slot)] +=
-          part_totals[static_cast<std::size_t>(part)][static_cast<std::size_t>(slot)];
-  std::copy(total.begin() + 1, total.begin() + 1 + bins, h.counts.begin());
-  h.below = total[0];
-  h.above = total[static_cast<std::size_t>(bins) + 1];
-  if (!o.range) {  // an adaptive range holds every finite value: outside it is rounding
-    h.counts.front() += h.below;
-    h.counts.back() += h.above;
-    h.below = h.above = 0;
-  }
+  fill_histogram(values, n, o.bins, o.range, r.min, r.max, r.histogram);
 }
 
 }  // namespace detail
@@ -592,14 +507,14 @@ class ActivationStats : public MergeableRecorder {
   std::string to_csv() const {
     std::string s = fmt::format(
         "{},count,mean,std,min,max,zero_fraction,dead_fraction,nonfinite_fraction,hist_low,hist_high,hist_below,"
-        "hist_above,hist_counts\n",
+        "hist_above,hist_zeros,hist_counts\n",
         source_csv_header());
     for (const auto& series : series_)
       for (const ActivationRecord& r : series.records) {
-        s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", source_csv(r), r.count, number_text(r.mean),
+        s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", source_csv(r), r.count, number_text(r.mean),
                          number_text(r.std), number_text(r.min), number_text(r.max), number_text(r.zero_fraction),
                          number_text(r.dead_fraction), number_text(r.nonfinite_fraction), number_text(r.histogram.low),
-                         number_text(r.histogram.high), r.histogram.below, r.histogram.above,
+                         number_text(r.histogram.high), r.histogram.below, r.histogram.above, r.histogram.zeros,
                          fmt::join(r.histogram.counts, ";"));
       }
     return s;
@@ -616,11 +531,11 @@ class ActivationStats : public MergeableRecorder {
         s += fmt::format(
             "{}{{{},\"count\":{},\"mean\":{},\"std\":{},\"min\":{},\"max\":{},\"zero_fraction\":{},"
             "\"dead_fraction\":{},\"nonfinite_fraction\":{},\"histogram\":{{\"low\":{},\"high\":{},\"below\":{},"
-            "\"above\":{},\"counts\":[{}]}}}}",
+            "\"above\":{},\"zeros\":{},\"counts\":[{}]}}}}",
             first ? "" : ",", source_json(r), r.count, json_number(r.mean), json_number(r.std), json_number(r.min),
             json_number(r.max), json_number(r.zero_fraction), json_number(r.dead_fraction),
             json_number(r.nonfinite_fraction), json_number(r.histogram.low), json_number(r.histogram.high),
-            r.histogram.below, r.histogram.above, fmt::join(r.histogram.counts, ","));
+            r.histogram.below, r.histogram.above, r.histogram.zeros, fmt::join(r.histogram.counts, ","));
         first = false;
       }
       s += "]}";
@@ -825,6 +740,7 @@ void ActivationStats<T>::merge_pending(RecordReducer& reducer) {
     for (const std::uint64_t c : g.histogram.counts) second.push_back(static_cast<double>(c));
     second.push_back(static_cast<double>(g.histogram.below));
     second.push_back(static_cast<double>(g.histogram.above));
+    second.push_back(static_cast<double>(g.histogram.zeros));
   }
   reducer.sum(second.data(), second.size());
 
@@ -842,6 +758,7 @@ void ActivationStats<T>::merge_pending(RecordReducer& reducer) {
       for (std::uint64_t& c : g.histogram.counts) c = static_cast<std::uint64_t>(second[at++]);
       g.histogram.below = static_cast<std::uint64_t>(second[at++]);
       g.histogram.above = static_cast<std::uint64_t>(second[at++]);
+      g.histogram.zeros = static_cast<std::uint64_t>(second[at++]);
     }
     static_cast<RecordSource&>(g) = r;
     r = g;
