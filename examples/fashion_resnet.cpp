@@ -149,6 +149,7 @@ int main(int argc, char** argv) try {
   std::printf("The residual CNN beats the seed CNN: %.2f%% vs %.2f%% -> %s\n", 100 * resnet_accuracy,
               100 * seed_accuracy, resnet_accuracy > seed_accuracy ? "met" : "not met");
   resnet_flow.write_csv(run_dir + "/resnet_gradient_flow.csv");
+  report.add_model<float>(resnet, nullptr, &resnet_flow);  // the diagram draws each block beside its shortcut
   report.add_history(resnet_history);
   report.add_gradient_flow(resnet_flow);
 

@@ -8,8 +8,9 @@
 // Introspection while it trains (seed_cnn_run.hpp, shared with
 // mnist_cnn_dist): ActivationStats and GradientFlow record every 50 steps,
 // NanWatch checks every step, and a per-layer table is printed after each
-// epoch. Saliency maps of 8 test digits (after each epoch) and the conv
-// layer's feature maps of 4 test digits are kept too. At the end it checks
+// epoch. Saliency maps of 8 test digits (after each epoch), the conv layer's
+// feature maps of 4 test digits and histograms of every parameter (before
+// training and after each epoch) are kept too. At the end it checks
 // Integrated Gradients' completeness on 100 test digits, and the records go
 // to RUN_DIR as CSV and JSON (schemas in the README), with pictures (PNG,
 // DOT/SVG), report.html and TensorBoard event files in RUN_DIR/tensorboard.
@@ -36,7 +37,7 @@ int main(int argc, char** argv) try {
   Sequential<float> model = seed_cnn::model();
   std::printf("%s", model.summary().c_str());
   std::fflush(stdout);  // before the progress bar starts on stderr
-  seed_cnn::Watch watch(model, data.test_images);
+  seed_cnn::Watch watch(model, data.test_images, data.test_labels);
 
   optim::Adam<float> adam(model.parameters(), 1e-3f);
   nn::SoftmaxCrossEntropy<float> loss;
@@ -48,7 +49,8 @@ int main(int argc, char** argv) try {
   options.validation_y = &data.test_labels;
   viz::TensorBoardWriter tensorboard(report + "/tensorboard");  // tensorboard --logdir report/tensorboard
   viz::TensorBoardLogger<float> tensorboard_logger(tensorboard, model, &watch.stats, &watch.flow, &adam);
-  options.callbacks = {&watch.table, &watch.saliency, &tensorboard_logger};
+  options.callbacks = watch.callbacks();
+  options.callbacks.push_back(&tensorboard_logger);
 
   const auto start = std::chrono::steady_clock::now();
   const train::History history = train::fit(model, adam, loss, data.train_images, data.train_labels, options);

@@ -11,7 +11,7 @@
 // ActivationStats and GradientFlow are merged over the ranks: each record
 // describes the global batch, as one process's would, and each parameter's
 // record also holds every rank's own gradient norm before averaging. Rank 0
-// alone runs the callbacks (progress, the per-layer table, saliency,
+// alone runs the callbacks (progress, the per-layer table, saliency, parameter histograms,
 // TensorBoard) and writes RUN_DIR as mnist_cnn does, plus checkpoint.gbck
 // with the run's shape. Test accuracy is evaluated sharded over the ranks.
 // Each rank runs cores / ranks-on-its-host threads unless
@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
           batch * world.size(), model.summary().c_str());
       std::fflush(stdout);
     }
-    seed_cnn::Watch watch(model, data.test_images);  // NanWatch on every rank: a NaN stops the job, naming its rank
+    seed_cnn::Watch watch(model, data.test_images,
+                          data.test_labels);  // NanWatch on every rank: a NaN stops the job, naming its rank
 
     optim::Adam<float> adam(model.parameters(), 1e-3f);
     nn::SoftmaxCrossEntropy<float> loss;
@@ -84,7 +85,9 @@ int main(int argc, char** argv) {
       tensorboard = std::make_unique<viz::TensorBoardWriter>(run + "/tensorboard");
       tensorboard_logger =
           std::make_unique<viz::TensorBoardLogger<float>>(*tensorboard, model, &watch.stats, &watch.flow, &adam);
-      options.callbacks = {&watch.table, &per_rank, &watch.saliency, tensorboard_logger.get()};
+      options.callbacks = watch.callbacks();
+      options.callbacks.push_back(&per_rank);
+      options.callbacks.push_back(tensorboard_logger.get());
     }
 
     const auto start = std::chrono::steady_clock::now();

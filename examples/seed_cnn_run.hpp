@@ -47,14 +47,19 @@ inline Sequential<float> model() {
   return model;
 }
 
+// Every record of a run of up to 100 epochs is kept (1,875 steps an epoch;
+// about 0.5 KB a record); report.html subsamples what it shows.
+constexpr std::size_t records_kept = 4000;
 inline inspect::ActivationStatsOptions every_50_steps() {
   inspect::ActivationStatsOptions o;
   o.schedule.every = 50;
+  o.capacity = records_kept;
   return o;
 }
 inline inspect::GradientFlowOptions flow_every_50_steps() {
   inspect::GradientFlowOptions o;
   o.schedule.every = 50;
+  o.capacity = records_kept;
   return o;
 }
 inline inspect::ActivationCaptureOptions four_feature_maps() {
@@ -69,15 +74,18 @@ inline Tensor<float> first_rows(const Tensor<float>& x, index_t count) {
   return rows;
 }
 
-// What watches the model while it trains. The saliency recorder and the table
-// are callbacks (in data-parallel training they run on rank 0 only).
+// What watches the model while it trains. The saliency recorder, the
+// parameter histograms and the table are callbacks (in data-parallel training
+// they run on rank 0 only): callbacks() lists them for FitOptions.
 struct Watch {
-  Watch(Sequential<float>& model, const Tensor<float>& test_images)
+  Watch(Sequential<float>& model, const Tensor<float>& test_images, const Tensor<float>& test_labels)
       : stats(model, every_50_steps()),
         flow(model, flow_every_50_steps()),
         nan_watch(model),
         feature_maps(model, four_feature_maps()),
+        parameters(model),
         probe(first_rows(test_images, 8)),
+        probe_labels(first_rows(test_labels, 8)),
         saliency(model, probe) {  // each digit's predicted class
     table.epoch_end = [this](const train::EpochLogs& e) {
       std::printf("after epoch %d (newest records, step %lld):\n%s", e.epoch + 1,
@@ -89,19 +97,29 @@ struct Watch {
   Watch(const Watch&) = delete;
   Watch& operator=(const Watch&) = delete;
 
+  std::vector<train::Callback*> callbacks() { return {&table, &saliency, &parameters}; }
+
   inspect::ActivationStats<float> stats;
   inspect::GradientFlow<float> flow;
   inspect::NanWatch<float> nan_watch;
   inspect::ActivationCapture<float> feature_maps;
+  inspect::ParameterHistograms<float> parameters;
   Tensor<float> probe;  // the test digits whose saliency is recorded
+  Tensor<float> probe_labels;
   inspect::SaliencyRecorder<float> saliency;
   train::LambdaCallback table;
 };
 
-// The pictures of the report: the model diagram with the newest statistics,
-// the conv filters, the feature maps of the captured digits and the newest
-// saliency maps (see viz/).
-inline void write_pictures(const std::string& dir, Sequential<float>& model, const Watch& w) {
+// The pictures of the run, each as a file and as captioned figures for the
+// report: the conv filters, the feature maps of the captured digits and the
+// newest saliency maps (see viz/). The model diagram goes to model.dot (and
+// model.svg with Graphviz).
+struct Pictures {
+  std::vector<std::pair<std::string, viz::Image>> filters, feature_maps, saliency;
+};
+
+inline Pictures write_pictures(const std::string& dir, Sequential<float>& model, const Watch& w) {
+  Pictures pictures;
   viz::write_dot(dir + "/model.dot", model, Shape{}, &w.stats, &w.flow);
   viz::render_svg(dir + "/model.dot", dir + "/model.svg");  // when Graphviz is installed
 
@@ -114,35 +132,54 @@ inline void write_pictures(const std::string& dir, Sequential<float>& model, con
   }
   std::vector<viz::Image> filters;
   for (index_t f = 0; f < weight.dim(0); ++f)
-    filters.push_back(viz::enlarge(viz::heatmap(viz::plane(weight, f), viz::Colormap::diverging, range), 8));
-  viz::write_png(dir + "/filters.png",
-                 viz::with_colour_bar(viz::tile(filters, 8, 4), viz::Colormap::diverging, range, 2));
+    filters.push_back(viz::enlarge(viz::heatmap(viz::plane(weight, f), viz::Colormap::diverging, range), 12));
+  const viz::Image filter_grid = viz::with_colour_bar(viz::tile(filters, 8, 4), viz::Colormap::diverging, range, 2);
+  viz::write_png(dir + "/filters.png", filter_grid);
+  pictures.filters.emplace_back(
+      fmt::format("The {} learned 3x3 filters of conv2d_1, 8 per row; one shared scale, red excites, blue inhibits",
+                  weight.dim(0)),
+      filter_grid);
 
-  // One row per captured digit: the digit, then its 32 feature maps (viridis, one scale per digit).
+  // Per captured digit: the digit, then its 32 feature maps (viridis, one scale per digit).
   std::vector<viz::Image> rows;
   for (const inspect::Capture<float>& c : w.feature_maps.captures()) {
-    std::vector<viz::Image> row{viz::enlarge(viz::grayscale(viz::plane(w.probe, c.sample)), 2)};
+    std::vector<viz::Image> cells{viz::enlarge(viz::grayscale(viz::plane(w.probe, c.sample)), 2)};
     viz::Range r{0, 0};
     for (index_t m = 0; m < c.value.dim(1); ++m)
       r.high = std::max(r.high, viz::range_of(viz::plane(c.value, 0, m), false).high);
     for (index_t m = 0; m < c.value.dim(1); ++m)
-      row.push_back(viz::enlarge(viz::heatmap(viz::plane(c.value, 0, m), viz::Colormap::viridis, r), 2));
-    rows.push_back(
-        viz::with_colour_bar(viz::tile(row, static_cast<index_t>(row.size()), 2), viz::Colormap::viridis, r));
+      cells.push_back(viz::enlarge(viz::heatmap(viz::plane(c.value, 0, m), viz::Colormap::viridis, r), 2));
+    rows.push_back(viz::tile(cells, 11, 2));  // the digit and 32 maps: 3 rows of 11
+    pictures.feature_maps.emplace_back(
+        fmt::format("Test digit #{} (a {}), then its {} feature maps (viridis, 0 to {:.3g})", c.sample,
+                    static_cast<int>(w.probe_labels[c.sample]), c.value.dim(1), r.high),
+        rows.back());
   }
-  if (!rows.empty()) viz::write_png(dir + "/feature_maps.png", viz::tile(rows, 1, 6));
+  if (!rows.empty()) viz::write_png(dir + "/feature_maps.png", viz::tile(rows, 1, 8));
 
   // The newest saliency of each probe digit, signed, over the digit.
   if (!w.saliency.records().empty()) {
-    const Tensor<float>& maps = w.saliency.records().back().saliency;
+    const inspect::SaliencyRecord<float>& newest = w.saliency.records().back();
+    const Tensor<float> logits = model.forward(w.probe);
     std::vector<viz::Image> cells;
-    for (index_t d = 0; d < maps.dim(0); ++d) {
+    for (index_t d = 0; d < newest.saliency.dim(0); ++d) {
       const viz::Image digit = viz::grayscale(viz::plane(w.probe, d));
-      cells.push_back(viz::enlarge(digit, 4));
-      cells.push_back(viz::enlarge(viz::overlay(digit, viz::heatmap(viz::plane(maps, d), true), 0.7), 4));
+      const viz::Image pair =
+          viz::tile({viz::enlarge(digit, 4),
+                     viz::enlarge(viz::overlay(digit, viz::heatmap(viz::plane(newest.saliency, d), true), 0.7), 4)},
+                    2, 2);
+      cells.push_back(pair);
+      const index_t predicted = newest.targets[static_cast<std::size_t>(d)];
+      double denominator = 0;  // softmax of the logits, for the predicted class's probability
+      for (index_t k = 0; k < logits.dim(1); ++k)
+        denominator += std::exp(static_cast<double>(logits.matrix()(d, k) - logits.matrix()(d, predicted)));
+      pictures.saliency.emplace_back(fmt::format("#{}: a {}, predicted {} ({:.1f}%)", d,
+                                                 static_cast<int>(w.probe_labels[d]), predicted, 100 / denominator),
+                                     pair);
     }
     viz::write_png(dir + "/saliency.png", viz::tile(cells, 4, 4));
   }
+  return pictures;
 }
 
 // How faithful is Integrated Gradients here? Completeness says the
@@ -172,7 +209,7 @@ inline void check_integrated_gradients(Sequential<float>& model, const Tensor<fl
 inline void write_run(const std::string& dir, const std::string& title, Sequential<float>& model, const Watch& w,
                       const train::History& history, viz::TensorBoardWriter& tensorboard) {
   std::filesystem::create_directories(dir);
-  write_pictures(dir, model, w);
+  const Pictures pictures = write_pictures(dir, model, w);
   for (const char* picture : {"filters", "saliency"})
     tensorboard.add_image(picture, viz::read_png(dir + "/" + picture + ".png"), model.training_steps());
   tensorboard.flush();
@@ -182,11 +219,13 @@ inline void write_run(const std::string& dir, const std::string& title, Sequenti
   page.add_history(history);
   page.add_activation_stats(w.stats);
   page.add_gradient_flow(w.flow);
-  page.add_pictures("What the network learned",
-                    {{"conv2d_1 filters (red excites, blue inhibits)", viz::read_png(dir + "/filters.png")},
-                     {"gradient saliency over test digits", viz::read_png(dir + "/saliency.png")}});
-  page.add_pictures("Feature maps of conv2d_1",
-                    {{"4 test digits, 32 maps each", viz::read_png(dir + "/feature_maps.png")}});
+  page.add_parameter_histograms(w.parameters);
+  page.add_pictures("Filters", pictures.filters);
+  page.add_pictures("Gradient saliency", pictures.saliency,
+                    "Each test digit, then where a small change would most raise (red) or lower (blue) the score of "
+                    "its predicted class, after the last epoch.");
+  page.add_pictures("Feature maps", pictures.feature_maps,
+                    "What conv2d_1 computes from a digit: each map is one filter's ReLU output.");
   page.write(dir + "/report.html");
   w.stats.write_csv(dir + "/activation_stats.csv");
   w.stats.write_json(dir + "/activation_stats.json");
@@ -194,8 +233,10 @@ inline void write_run(const std::string& dir, const std::string& title, Sequenti
   w.flow.write_json(dir + "/gradient_flow.json");
   w.saliency.write_json(dir + "/saliency.json");
   w.feature_maps.write_json(dir + "/feature_maps.json");
+  w.parameters.write_json(dir + "/parameter_histograms.json");
   std::printf(
-      "Report: %s/report.html; data: {activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json; "
+      "Report: %s/report.html; data: {activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json, "
+      "parameter_histograms.json; "
       "pictures: "
       "model.dot%s, filters.png, feature_maps.png, saliency.png; TensorBoard: tensorboard/\n",
       dir.c_str(), std::filesystem::exists(dir + "/model.svg") ? ", model.svg" : "");

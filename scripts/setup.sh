@@ -8,7 +8,8 @@ declare -A groups=(
   [build]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev"
   # python3-onnx and python3-torch check the ONNX export (tests/onnx_check.py).
   # Open MPI runs the data-parallel tests (glassbox::dist) under mpirun.
-  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz chromium python3-onnx python3-torch
+  # python3-html5lib checks that report.html parses as valid HTML.
+  [tests]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev catch2 graphviz chromium python3-onnx python3-torch python3-html5lib
            libopenmpi-dev openmpi-bin"
   [mpi]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev libopenmpi-dev openmpi-bin"
   [fuzz]="cmake clang libclang-rt-14-dev libeigen3-dev libfmt-dev"

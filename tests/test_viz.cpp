@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "glassbox/viz/diagram.hpp"
 #include "glassbox/viz/dot.hpp"
 #include "glassbox/viz/html_report.hpp"
 #include "glassbox/viz/png.hpp"
@@ -24,6 +25,31 @@ Rgb hex(std::uint32_t v) {
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("glassbox_test_viz_" + name)).string();
+}
+
+// Whether every element of the markup is closed in order (self-closing
+// `<x/>` included), as an XML parser requires of an SVG.
+bool balanced_markup(const std::string& text) {
+  std::vector<std::string> open;
+  for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {
+    const std::size_t end = text.find('>', at);
+    if (end == std::string::npos) return false;
+    const std::string tag = text.substr(at + 1, end - at - 1);
+    if (tag.empty() || tag[0] == '!' || tag[0] == '?') continue;
+    if (tag[0] == '/') {
+      if (open.empty() || open.back() != tag.substr(1)) return false;
+      open.pop_back();
+    } else if (tag.back() != '/') {
+      open.push_back(tag.substr(0, tag.find_first_of(" \t\n")));
+    }
+  }
+  return open.empty();
+}
+
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
 }
 
 // Whether a temporary file of an atomic write of `path` was left behind.
@@ -170,6 +196,81 @@ TEST_CASE("the DOT diagram lists every layer with shape, parameters and live sta
   }
   std::remove(dot_path.c_str());
   std::remove(svg_path.c_str());
+}
+
+TEST_CASE("the SVG diagram: a box per layer with shapes and statistics, residual blocks as branches", "[viz]") {
+  Sequential<float> model(Shape{1, 28, 28}, 1);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 4, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add(std::make_unique<nn::Dense<float>>(676, 10), "<b>&");  // hostile names stay text
+
+  const std::string plain = to_svg_diagram(model);
+  CHECK(plain.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+  CHECK(balanced_markup(plain));
+  CHECK(occurrences(plain, "<g class=\"node\"") == 5);  // the input and 4 layers
+  CHECK_THAT(plain, Contains("<g class=\"node\" data-layer=\"conv2d_1\">"));
+  CHECK_THAT(plain, Contains(">conv2d_1 (conv2d)</text>"));
+  CHECK_THAT(plain, Contains(">(N, 4, 26, 26), 40 parameters</text>"));
+  CHECK_THAT(plain, Contains(">(N, 1, 28, 28)</text>"));  // the input
+  CHECK_THAT(plain, Contains("&lt;b&gt;&amp; (dense)"));
+  CHECK_THAT(plain, !Contains("<b>"));
+  CHECK_THAT(plain, Contains("<polygon"));  // the pooling layer narrows
+  CHECK(occurrences(plain, "marker-end=\"url(#arrow)\"") == 4);
+  CHECK_THAT(plain, !Contains("mean "));
+
+  inspect::ActivationStats<float> stats(model);
+  inspect::GradientFlow<float> flow(model);
+  Rng rng(1);
+  Tensor<float> x(Shape{4, 1, 28, 28}), y(Shape{4}, {1, 2, 3, 4});
+  for (float& v : x) v = static_cast<float>(rng.uniform());
+  nn::SoftmaxCrossEntropy<float> loss;
+  Tensor<float> grad;
+  loss.forward(model.forward(x, Mode::train), y, &grad);
+  model.backward(grad);
+  const std::string live = to_svg_diagram(model, Shape{}, &stats, &flow);
+  CHECK(balanced_markup(live));
+  const inspect::ActivationRecord& conv = stats.series("conv2d_1").records.back();
+  CHECK_THAT(live, Contains(fmt::format(">mean {:.3g}, zeros {:.1f}%, dead {:.1f}%</text>", conv.mean,
+                                        100 * conv.zero_fraction, 100 * conv.dead_fraction)));
+  CHECK_THAT(live,
+             Contains(fmt::format(">|dL/dy| {:.3g} (step 0)</text>", flow.layer("conv2d_1").records.back().norm)));
+
+  // Residual blocks: the body down the middle, the shortcut beside it, "+" where they meet.
+  Sequential<float> net(Shape{4}, 2);
+  nn::Residual<float> identity;
+  identity.add<nn::Dense<float>>(4, 4);
+  identity.add<nn::ReLU<float>>();
+  net.add(std::make_unique<nn::Residual<float>>(std::move(identity)));
+  nn::Residual<float> projected;
+  projected.add<nn::Dense<float>>(4, 6);
+  projected.set_shortcut<nn::Dense<float>>(4, 6);
+  net.add(std::make_unique<nn::Residual<float>>(std::move(projected)));
+  const std::string blocks = to_svg_diagram(net);
+  CHECK(balanced_markup(blocks));
+  CHECK(occurrences(blocks, "<g class=\"block\"") == 2);
+  CHECK_THAT(blocks, Contains("<g class=\"block\" data-layer=\"residual_1\">"));
+  CHECK_THAT(blocks, Contains("data-layer=\"residual_1.dense_1\""));
+  CHECK_THAT(blocks, Contains("data-layer=\"residual_1.relu_1\""));
+  CHECK_THAT(blocks, !Contains("data-layer=\"residual_1.shortcut\""));  // an identity is a line
+  CHECK(occurrences(blocks, ">identity</text>") == 1);
+  CHECK_THAT(blocks, Contains("data-layer=\"residual_2.shortcut\""));  // a projection is a box
+  CHECK_THAT(blocks, Contains(">residual_2.shortcut (dense)</text>"));
+  CHECK(occurrences(blocks, ">+</text>") == 2);
+  CHECK(occurrences(blocks, "<g class=\"node\"") == 1 + 2 + 2);  // input, block 1's body, block 2's body and shortcut
+
+  // Lines too long for a box break after a comma; what still does not fit is cut.
+  CHECK(viz::detail::fitted({"(N, 32, 14, 14), 544 parameters", "x"}, 26) ==
+        std::vector<std::string>{"(N, 32, 14, 14),", "544 parameters", "x"});
+  CHECK(viz::detail::fitted({"residual_2.shortcut_projection (conv2d)"}, 12) ==
+        std::vector<std::string>{"residual_2.~"});
+
+  Sequential<float> shapeless;
+  shapeless.add<nn::Dense<float>>(3, 2);
+  CHECK_THROWS_WITH(to_svg_diagram(shapeless), Contains("pass the input batch shape"));
+  CHECK_THAT(to_svg_diagram(shapeless, Shape{1, 3}), Contains(">(N, 2), 8 parameters</text>"));
 }
 
 TEST_CASE("CRC32C matches the published test vectors", "[viz][tensorboard]") {
@@ -379,6 +480,8 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   train::FitOptions<float> options = test::quiet_fit<float>(2, 8);
   options.validation_x = &x;
   options.validation_y = &y;
+  inspect::ParameterHistograms<float> params(model);
+  options.callbacks = {&params};
   const train::History history = train::fit(model, sgd, ce, x, y, options);
 
   HtmlReport empty("nothing yet");
@@ -390,16 +493,26 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   report.add_history(history);
   report.add_activation_stats(stats);
   report.add_gradient_flow(flow);
-  report.add_pictures("filters", {{"a red pixel", Image(1, 1, {255, 0, 0})}});
+  report.add_parameter_histograms(params);
+  report.add_pictures("filters", {{"a red pixel", Image(1, 1, {255, 0, 0})}}, "what <they> show");
   report.add_table("pruning", {"sparsity", "accuracy"}, {{"90%", "97.76% <best>"}});
   CHECK_THROWS_WITH(report.add_table("bad", {"a", "b"}, {{"1"}}), Contains("'bad': a row of 1 cells under 2 headings"));
   const std::string html = report.html();
-  CHECK_THAT(html, Contains("<h3>pruning</h3><table class=\"results\"><tr><th>sparsity</th><th>accuracy</th></tr>"
-                            "<tr><td>90%</td><td>97.76% &lt;best&gt;</td></tr></table>"));
+  CHECK_THAT(html, Contains("<h3>pruning</h3><div class=\"scroll\"><table class=\"results\"><tr><th>sparsity</th>"
+                            "<th>accuracy</th></tr><tr><td>90%</td><td>97.76% &lt;best&gt;</td></tr></table></div>"));
   CHECK_THAT(html, Contains("<h1>run &lt;1&gt;</h1>"));
-  for (const char* section : {"model", "training", "activations", "gradients", "pictures", "tables"})
+  for (const char* section : {"model", "training", "activations", "gradients", "parameters", "pictures", "tables"})
     CHECK_THAT(html, Contains(fmt::format("<section id=\"{}\">", section)));
   CHECK_THAT(html, Contains("data:image/png;base64," + base64(encode_png(Image(1, 1, {255, 0, 0})))));
+  // The diagram is glassbox's own SVG, whether or not Graphviz is installed.
+  CHECK_THAT(html, Contains("<div class=\"diagram\">" + to_svg_diagram(model, Shape{}, &stats, &flow) + "</div>"));
+  CHECK_THAT(html, Contains("<figure><img alt=\"a red pixel\" width=\"1\" height=\"1\""));
+  CHECK_THAT(html, Contains("<figcaption>a red pixel</figcaption>"));
+  CHECK_THAT(html, Contains("<p class=\"note\">what &lt;they&gt; show</p>"));
+  // The exact zeros of each histogram, for the "exclude exact zeros" toggle.
+  CHECK_THAT(html, Contains(fmt::format("\"zeros\":{},", stats.series("dense_1").records.back().histogram.zeros)));
+  CHECK_THAT(html, Contains("\"parameter\":\"dense_1.weight\",\"records\":[{\"steps_taken\":0,\"epochs_done\":0,"));
+  CHECK_THAT(html, !Contains("subsampled"));  // 4 steps: every one is shown
   CHECK_THAT(html, Contains("\"val_accuracy\":"));
   CHECK_THAT(html, Contains("\"layer\":\"dense_1\""));
   CHECK_THAT(html, Contains("&lt;/script&gt;&lt;b&gt;"));  // in the summary table
@@ -415,4 +528,61 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   report.write(path);
   CHECK(read_file(path) == html);
   std::remove(path.c_str());
+}
+
+TEST_CASE("HtmlReport keeps long runs small: charts over steps show an even subsample, and say so", "[viz][html]") {
+  CHECK(viz::detail::evenly_spaced(5, 10) == std::vector<std::size_t>{0, 1, 2, 3, 4});
+  CHECK(viz::detail::evenly_spaced(10, 10).size() == 10);
+  CHECK(viz::detail::evenly_spaced(31, 4) == std::vector<std::size_t>{0, 10, 20, 30});
+  CHECK(viz::detail::evenly_spaced(1875, 200).back() == 1874);
+
+  Sequential<float> model(Shape{4}, 2);
+  model.add<nn::Dense<float>>(4, 3);
+  model.add<nn::ReLU<float>>();
+  inspect::ActivationStatsOptions every_step;
+  every_step.schedule.every = 1;
+  inspect::ActivationStats<float> stats(model, every_step);
+  inspect::GradientFlow<float> flow(model, {});
+  Rng rng(5);
+  Tensor<float> x(Shape{64, 4}), y(Shape{64});
+  for (float& v : x) v = static_cast<float>(rng.uniform(-1, 1));
+  for (index_t n = 0; n < 64; ++n) y[n] = x[n * 4] > 0;
+  optim::SGD<float> sgd(model.parameters(), 0.1f);
+  nn::SoftmaxCrossEntropy<float> ce;
+  auto page_after = [&](int epochs) {
+    train::FitOptions<float> options = test::quiet_fit<float>(epochs, 4);  // 16 steps per epoch
+    train::fit(model, sgd, ce, x, y, options);
+    HtmlReportOptions small;
+    small.max_steps = 10;
+    HtmlReport report("long run", small);
+    report.add_activation_stats(stats);
+    report.add_gradient_flow(flow);
+    return report.html();
+  };
+  const std::string short_run = page_after(2);  // 32 records per layer
+  CHECK_THAT(short_run, Contains("Showing 10 of the 32 recorded steps"));
+  CHECK_THAT(short_run, Contains("activation_stats.json holds every record kept"));
+  CHECK_THAT(short_run, Contains("gradient_flow.json holds every record kept"));
+  CHECK_THAT(short_run, !Contains("dropped"));
+  // Steps 0, 3, 7, ..., 31: the first and the newest kept.
+  CHECK_THAT(short_run, Contains("\"steps\":[0,3,7,10,14,17,21,24,28,31]"));
+  CHECK(occurrences(short_run, "{\"step\":") == 2 * 10);  // 2 layers, 10 records each
+  const std::string long_run = page_after(18);            // 320 records per layer
+  CHECK_THAT(long_run, Contains("Showing 10 of the 320 recorded steps"));
+  CHECK(occurrences(long_run, "{\"step\":") == 2 * 10);
+  CHECK(long_run.size() < short_run.size() + 400);  // ten times the records, the same page
+
+  // A recorder over capacity: the page says what it dropped.
+  inspect::ActivationStatsOptions small_ring = every_step;
+  small_ring.capacity = 20;
+  inspect::ActivationStats<float> newest(model, small_ring);
+  train::fit(model, sgd, ce, x, y, test::quiet_fit<float>(2, 4));
+  HtmlReport ring("ring");
+  ring.add_activation_stats(newest);
+  CHECK_THAT(ring.html(), Contains("kept the newest 20 records of each layer and dropped 12 older ones"));
+  CHECK_THAT(ring.html(), !Contains("Showing"));
+
+  HtmlReportOptions none;
+  none.max_steps = 1;
+  CHECK_THROWS_WITH(HtmlReport("x", none), Contains("max_steps"));
 }

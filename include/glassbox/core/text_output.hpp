@@ -45,6 +45,22 @@ inline std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// Text for HTML and SVG: the five markup characters as entities, and the
+// control characters that XML forbids left out.
+inline std::string markup_escape(const std::string& s) {
+  std::string out;
+  for (const char c : s) switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default:
+        if (static_cast<unsigned char>(c) >= 0x20 || c == '\n' || c == '\t') out += c;
+    }
+  return out;
+}
+
 // Writes `text` to `path` atomically (see write_file_atomically): a crash
 // leaves either the old file or the new one.
 inline void write_text_file(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
