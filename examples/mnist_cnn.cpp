@@ -64,7 +64,8 @@ int main(int argc, char** argv) try {
   std::printf("Training took %.1f s in all\nTest loss %.4f, test accuracy %.2f%%\n", seconds, test.loss,
               100.0 * test.accuracy);
   seed_cnn::check_integrated_gradients(model, data.test_images);
-  seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, tensorboard);
+  const seed_cnn::Errors errors = seed_cnn::analyze_errors(model, data.test_images, data.test_labels);
+  seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, errors, tensorboard);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist_cnn: %s\n", e.what());

@@ -112,13 +112,14 @@ int main(int argc, char** argv) {
         replicas.gradient_bytes(), replicas.bucket_count());
     std::printf("Test loss %.4f, test accuracy %.2f%%\n", test.loss, 100.0 * test.accuracy);
     seed_cnn::check_integrated_gradients(model, data.test_images);
+    const seed_cnn::Errors errors = seed_cnn::analyze_errors(model, data.test_images, data.test_labels);
 
     // With the run's shape: a resumed run that would batch differently is refused (README).
     std::filesystem::create_directories(run);
     io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()),
                         io::RunShape{world.size(), batch * world.size()});
     seed_cnn::write_run(run, fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()),
-                        model, watch, history, *tensorboard);
+                        model, watch, history, errors, *tensorboard);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());

@@ -6,9 +6,11 @@
 // ActivationStats and GradientFlow record every 50 steps, NanWatch checks
 // every step, the conv layer's feature maps of 4 test digits and the gradient
 // saliency of 8 (after each epoch) are kept, and a per-layer table is printed
-// after each epoch. write_run() checks Integrated Gradients' completeness on
-// 100 test digits and writes the records as CSV and JSON (schemas in the
-// README), the pictures (PNG, DOT/SVG), report.html and TensorBoard images.
+// after each epoch. After training, check_integrated_gradients() checks
+// Integrated Gradients' completeness on 100 test digits, analyze_errors()
+// prints the confusion matrix and per-class metrics, and write_run() writes
+// the records as CSV and JSON (schemas in the README), the pictures (PNG,
+// DOT/SVG), report.html and TensorBoard images.
 
 #include <algorithm>
 #include <cmath>
@@ -204,10 +206,57 @@ inline void check_integrated_gradients(Sequential<float>& model, const Tensor<fl
       digits.dim(0), 100 * sum / static_cast<double>(digits.dim(0)), 100 * worst);
 }
 
+// Where the trained model goes wrong on the test set: the confusion matrix
+// and per-class metrics (printed), and a gallery of the first misclassified
+// digits, each with the saliency of the class it was taken for and of its
+// true class.
+struct Errors {
+  inspect::ErrorAnalysis analysis;
+  std::vector<std::pair<std::string, viz::Image>> gallery;
+};
+
+inline Errors analyze_errors(Sequential<float>& model, const Tensor<float>& test_images,
+                             const Tensor<float>& test_labels, std::size_t gallery_size = 12) {
+  Errors errors;
+  const Tensor<float> logits = model.predict(test_images);
+  errors.analysis = inspect::analyze_errors(logits, test_labels);
+  std::printf("%s", errors.analysis.to_text().c_str());
+  const std::vector<index_t>& wrong = errors.analysis.misclassified;
+  const std::vector<index_t> shown(wrong.begin(), wrong.begin() + std::min(gallery_size, wrong.size()));
+  if (shown.empty()) return errors;
+  Tensor<float> digits;
+  gather_rows(test_images, shown.begin(), shown.end(), digits);
+  std::vector<index_t> taken_for, truth;
+  for (const index_t n : shown) {
+    truth.push_back(static_cast<index_t>(test_labels[n]));
+    index_t best = 0;
+    for (index_t k = 1; k < logits.dim(1); ++k)
+      if (logits.matrix()(n, k) > logits.matrix()(n, best)) best = k;
+    taken_for.push_back(best);
+  }
+  const Tensor<float> toward_wrong = inspect::gradient_saliency(model, digits, taken_for);
+  const Tensor<float> toward_truth = inspect::gradient_saliency(model, digits, truth);
+  for (index_t i = 0; i < digits.dim(0); ++i) {
+    const viz::Image digit = viz::grayscale(viz::plane(digits, i));
+    auto over = [&](const Tensor<float>& maps) {
+      return viz::enlarge(viz::overlay(digit, viz::heatmap(viz::plane(maps, i), true), 0.7), 3);
+    };
+    const index_t n = shown[static_cast<std::size_t>(i)];
+    double denominator = 0;  // softmax: the probability of the class it was taken for
+    for (index_t k = 0; k < logits.dim(1); ++k)
+      denominator += std::exp(
+          static_cast<double>(logits.matrix()(n, k) - logits.matrix()(n, taken_for[static_cast<std::size_t>(i)])));
+    errors.gallery.emplace_back(fmt::format("#{}: a {} taken for a {} ({:.0f}%)", n, truth[static_cast<std::size_t>(i)],
+                                            taken_for[static_cast<std::size_t>(i)], 100 / denominator),
+                                viz::tile({viz::enlarge(digit, 3), over(toward_wrong), over(toward_truth)}, 3, 2));
+  }
+  return errors;
+}
+
 // The run directory: pictures, report.html, the records as CSV and JSON, and
 // the pictures in TensorBoard too.
 inline void write_run(const std::string& dir, const std::string& title, Sequential<float>& model, const Watch& w,
-                      const train::History& history, viz::TensorBoardWriter& tensorboard) {
+                      const train::History& history, const Errors& errors, viz::TensorBoardWriter& tensorboard) {
   std::filesystem::create_directories(dir);
   const Pictures pictures = write_pictures(dir, model, w);
   for (const char* picture : {"filters", "saliency"})
@@ -220,6 +269,10 @@ inline void write_run(const std::string& dir, const std::string& title, Sequenti
   page.add_activation_stats(w.stats);
   page.add_gradient_flow(w.flow);
   page.add_parameter_histograms(w.parameters);
+  page.add_error_analysis(errors.analysis, {}, errors.gallery,
+                          "The first misclassified test digits: the digit, then where a small change would most "
+                          "raise (red) or lower (blue) the score of the class it was taken for, then of its true "
+                          "class.");
   page.add_pictures("Filters", pictures.filters);
   page.add_pictures("Gradient saliency", pictures.saliency,
                     "Each test digit, then where a small change would most raise (red) or lower (blue) the score of "
@@ -234,9 +287,10 @@ inline void write_run(const std::string& dir, const std::string& title, Sequenti
   w.saliency.write_json(dir + "/saliency.json");
   w.feature_maps.write_json(dir + "/feature_maps.json");
   w.parameters.write_json(dir + "/parameter_histograms.json");
+  errors.analysis.write_json(dir + "/errors.json");
   std::printf(
       "Report: %s/report.html; data: {activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json, "
-      "parameter_histograms.json; "
+      "parameter_histograms.json, errors.json; "
       "pictures: "
       "model.dot%s, filters.png, feature_maps.png, saliency.png; TensorBoard: tensorboard/\n",
       dir.c_str(), std::filesystem::exists(dir + "/model.svg") ? ", model.svg" : "");

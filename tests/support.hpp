@@ -3,7 +3,9 @@
 // gradient check, shared by every test file.
 
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <glassbox/glassbox.hpp>
@@ -171,5 +173,87 @@ glassbox::train::FitOptions<T> quiet_fit(int epochs, index_t batch_size) {
   o.verbosity = glassbox::train::Verbosity::silent;
   return o;
 }
+
+// A minimal JSON syntax check (objects, arrays, strings, numbers, literals).
+class JsonChecker {
+ public:
+  explicit JsonChecker(const std::string& s) : s_(s) {}
+  bool valid() {
+    skip();
+    if (!value()) return false;
+    skip();
+    return i_ == s_.size();
+  }
+
+ private:
+  void skip() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool literal(const char* word) {
+    const std::string w(word);
+    if (s_.compare(i_, w.size(), w) != 0) return false;
+    i_ += w.size();
+    return true;
+  }
+  bool string() {
+    if (s_[i_] != '"') return false;
+    for (++i_; i_ < s_.size(); ++i_) {
+      if (s_[i_] == '\\') {
+        ++i_;
+      } else if (s_[i_] == '"') {
+        ++i_;
+        return true;
+      } else if (static_cast<unsigned char>(s_[i_]) < 0x20) {
+        return false;
+      }
+    }
+    return false;
+  }
+  bool number() {
+    const char* start = s_.c_str() + i_;
+    char* end = nullptr;
+    std::strtod(start, &end);
+    if (end == start || !std::isdigit(static_cast<unsigned char>(end[-1]))) return false;
+    i_ += static_cast<std::size_t>(end - start);
+    return true;
+  }
+  template <class Item>
+  bool sequence(char close, Item item) {
+    ++i_;
+    skip();
+    if (i_ < s_.size() && s_[i_] == close) return ++i_, true;
+    while (i_ < s_.size()) {
+      if (!item()) return false;
+      skip();
+      if (i_ < s_.size() && s_[i_] == close) return ++i_, true;
+      if (i_ >= s_.size() || s_[i_] != ',') return false;
+      ++i_;
+      skip();
+    }
+    return false;
+  }
+  bool value() {
+    if (i_ >= s_.size()) return false;
+    switch (s_[i_]) {
+      case '{':
+        return sequence('}', [&] {
+          if (!string()) return false;
+          skip();
+          if (i_ >= s_.size() || s_[i_] != ':') return false;
+          ++i_;
+          skip();
+          return value();
+        });
+      case '[': return sequence(']', [&] { return value(); });
+      case '"': return string();
+      case 't': return literal("true");
+      case 'f': return literal("false");
+      case 'n': return literal("null");
+      default: return number();
+    }
+  }
+  const std::string& s_;
+  std::size_t i_ = 0;
+};
 
 }  // namespace test

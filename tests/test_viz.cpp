@@ -495,13 +495,26 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   report.add_gradient_flow(flow);
   report.add_parameter_histograms(params);
   report.add_pictures("filters", {{"a red pixel", Image(1, 1, {255, 0, 0})}}, "what <they> show");
+  report.add_error_analysis(inspect::analyze_errors({0, 1, 1, 1}, {0, 1, 0, 1}, 2), {"no", "<yes>"},
+                            {{"sample 2", Image(1, 1, {0, 0, 255})}}, "the errors");
   report.add_table("pruning", {"sparsity", "accuracy"}, {{"90%", "97.76% <best>"}});
   CHECK_THROWS_WITH(report.add_table("bad", {"a", "b"}, {{"1"}}), Contains("'bad': a row of 1 cells under 2 headings"));
   const std::string html = report.html();
   CHECK_THAT(html, Contains("<h3>pruning</h3><div class=\"scroll\"><table class=\"results\"><tr><th>sparsity</th>"
                             "<th>accuracy</th></tr><tr><td>90%</td><td>97.76% &lt;best&gt;</td></tr></table></div>"));
   CHECK_THAT(html, Contains("<h1>run &lt;1&gt;</h1>"));
-  for (const char* section : {"model", "training", "activations", "gradients", "parameters", "pictures", "tables"})
+  // Errors: each cell shaded by its share of the row, its numbers on hover; the gallery under it.
+  CHECK_THAT(html, Contains("<p class=\"note\">3 of 4 samples right (75.00%)."));
+  CHECK_THAT(html, Contains("<tr><th>true \\ predicted</th><th>no</th><th>&lt;yes&gt;</th></tr>"));
+  CHECK_THAT(html, Contains("data-tip=\"true no, predicted &lt;yes&gt;: 1 (50.00% of the row)\">1</td>"));
+  CHECK_THAT(html, Contains("<td style=\"background: rgba(33,102,172, 1.000)\" data-tip=\"true &lt;yes&gt;, "
+                            "predicted &lt;yes&gt;: 2 (100.00% of the row)\">2</td>"));
+  CHECK_THAT(html, Contains("<tr><td>macro avg</td><td>0.8333</td><td>0.7500</td><td>0.7333</td><td>4</td></tr>"));
+  CHECK_THAT(html, Contains("Most confused (true &#8594; predicted): no &#8594; &lt;yes&gt; (1).</p>"));
+  CHECK_THAT(html, Contains("<h3>Misclassified</h3><p class=\"note\">the errors</p><div class=\"pictures\""));
+  CHECK_THAT(html, Contains("<figcaption>sample 2</figcaption>"));
+  for (const char* section :
+       {"model", "training", "activations", "gradients", "parameters", "errors", "pictures", "tables"})
     CHECK_THAT(html, Contains(fmt::format("<section id=\"{}\">", section)));
   CHECK_THAT(html, Contains("data:image/png;base64," + base64(encode_png(Image(1, 1, {255, 0, 0})))));
   // The diagram is glassbox's own SVG, whether or not Graphviz is installed.

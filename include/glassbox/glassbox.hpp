@@ -13,6 +13,7 @@
 #include "glassbox/inspect/activation_capture.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/attribution.hpp"
+#include "glassbox/inspect/error_analysis.hpp"
 #include "glassbox/inspect/faithfulness.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
 #include "glassbox/inspect/layer_attribution.hpp"

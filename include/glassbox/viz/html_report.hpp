@@ -15,6 +15,9 @@
 //                  and each layer's (or every layer's) gradient norm over steps
 //   parameters     per parameter, histograms of its values or gradients
 //                  before training and after each epoch (ParameterHistograms)
+//   errors         the confusion matrix (cells shaded, counts on hover),
+//                  per-class precision, recall and F1, the most-confused pairs
+//                  and a captioned gallery (misclassified samples, say)
 //   pictures       captioned images in a grid (filters, feature maps, saliency)
 //   tables         text tables
 //
@@ -37,6 +40,7 @@
 #include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
+#include "glassbox/inspect/error_analysis.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
 #include "glassbox/inspect/parameter_histograms.hpp"
 #include "glassbox/train/history.hpp"
@@ -107,6 +111,20 @@ inline std::string subsampled_note(std::size_t shown, std::size_t kept, std::uin
         "small; {} holds every record kept.",
         shown, kept, file);
   return note.empty() ? note : "<p class=\"note subsampled\">" + note + "</p>";
+}
+// Captioned pictures in a grid whose cells fit the widest picture.
+inline std::string picture_grid(const std::vector<std::pair<std::string, Image>>& pictures,
+                                const std::string& description) {
+  index_t widest = 0;
+  for (const auto& picture : pictures) widest = std::max(widest, picture.second.width);
+  std::string html = description.empty() ? "" : "<p class=\"note\">" + markup_escape(description) + "</p>";
+  html += fmt::format("<div class=\"pictures\" style=\"--cell: {}px\">", std::clamp<index_t>(widest, 120, 700));
+  for (const auto& [caption, image] : pictures)
+    html += fmt::format(
+        "<figure><img alt=\"{0}\" width=\"{1}\" height=\"{2}\" src=\"data:image/png;base64,{3}\"><figcaption>{0}"
+        "</figcaption></figure>",
+        markup_escape(caption), image.width, image.height, base64(encode_png(image)));
+  return html + "</div>";
 }
 }  // namespace detail
 
@@ -235,17 +253,64 @@ class HtmlReport {
   // saying what they show.
   void add_pictures(const std::string& heading, const std::vector<std::pair<std::string, Image>>& pictures,
                     const std::string& description = {}) {
-    index_t widest = 0;
-    for (const auto& picture : pictures) widest = std::max(widest, picture.second.width);
-    std::string html = "<h3>" + markup_escape(heading) + "</h3>";
-    if (!description.empty()) html += "<p class=\"note\">" + markup_escape(description) + "</p>";
-    html += fmt::format("<div class=\"pictures\" style=\"--cell: {}px\">", std::clamp<index_t>(widest, 120, 700));
-    for (const auto& [caption, image] : pictures)
-      html += fmt::format(
-          "<figure><img alt=\"{0}\" width=\"{1}\" height=\"{2}\" src=\"data:image/png;base64,{3}\"><figcaption>{0}"
-          "</figcaption></figure>",
-          markup_escape(caption), image.width, image.height, base64(encode_png(image)));
-    pictures_html_ += html + "</div>";
+    pictures_html_ += "<h3>" + markup_escape(heading) + "</h3>" + detail::picture_grid(pictures, description);
+  }
+
+  // Where the classifier goes wrong: the confusion matrix, the per-class
+  // table and the most-confused pairs; `gallery`: captioned pictures of some
+  // errors (the main job shows misclassified digits with their saliency).
+  void add_error_analysis(const inspect::ErrorAnalysis& errors, const std::vector<std::string>& class_names = {},
+                          const std::vector<std::pair<std::string, Image>>& gallery = {},
+                          const std::string& gallery_description = {}) {
+    const std::vector<std::string> names = errors.names_or_numbers(class_names);
+    std::string html = fmt::format(
+        "<p class=\"note\">{} of {} samples right ({:.2f}%). Rows are the true classes, columns the predicted "
+        "ones; a cell's shade is its share of the row (hover for the numbers).</p>",
+        errors.samples - static_cast<index_t>(errors.misclassified.size()), errors.samples, 100 * errors.accuracy);
+    html += "<div class=\"model\"><div class=\"scroll\"><table class=\"confusion\"><tr><th>true \\ predicted</th>";
+    for (const std::string& n : names) html += "<th>" + markup_escape(n) + "</th>";
+    html += "</tr>";
+    for (index_t t = 0; t < errors.classes; ++t) {
+      const inspect::ClassMetrics& row = errors.per_class[static_cast<std::size_t>(t)];
+      html += "<tr><th>" + markup_escape(names[static_cast<std::size_t>(t)]) + "</th>";
+      for (index_t p = 0; p < errors.classes; ++p) {
+        const index_t count = errors.count(t, p);
+        const double share = row.support ? static_cast<double>(count) / static_cast<double>(row.support) : 0.0;
+        // Right answers in blue, errors in red; a light share still shows.
+        const char* rgb = t == p ? "33,102,172" : "178,24,43";
+        const double alpha = count ? 0.08 + 0.92 * (t == p ? share : std::min(1.0, 5 * share)) : 0.0;
+        html += fmt::format(
+            "<td style=\"background: rgba({}, {:.3f})\" data-tip=\"true {}, predicted {}: {} ({:.2f}% of the "
+            "row)\">{}</td>",
+            rgb, alpha, markup_escape(names[static_cast<std::size_t>(t)]),
+            markup_escape(names[static_cast<std::size_t>(p)]), count, 100 * share, count);
+      }
+      html += "</tr>";
+    }
+    html +=
+        "</table></div><div class=\"scroll\"><table class=\"results\"><tr><th>class</th><th>precision</th>"
+        "<th>recall</th><th>F1</th><th>support</th></tr>";
+    auto metrics_row = [&](const std::string& name, const inspect::ClassMetrics& m) {
+      html += fmt::format("<tr><td>{}</td><td>{:.4f}</td><td>{:.4f}</td><td>{:.4f}</td><td>{}</td></tr>",
+                          markup_escape(name), m.precision, m.recall, m.f1, m.support);
+    };
+    for (index_t c = 0; c < errors.classes; ++c)
+      metrics_row(names[static_cast<std::size_t>(c)], errors.per_class[static_cast<std::size_t>(c)]);
+    metrics_row("macro avg", errors.macro);
+    metrics_row("weighted avg", errors.weighted);
+    html += "</table></div></div>";
+    if (!errors.confused_pairs.empty()) {
+      html += "<p class=\"note\">Most confused (true &#8594; predicted):";
+      for (std::size_t i = 0; i < std::min<std::size_t>(8, errors.confused_pairs.size()); ++i) {
+        const inspect::ConfusedPair& pair = errors.confused_pairs[i];
+        html += fmt::format("{} {} &#8594; {} ({})", i ? "," : "",
+                            markup_escape(names[static_cast<std::size_t>(pair.truth)]),
+                            markup_escape(names[static_cast<std::size_t>(pair.predicted)]), pair.count);
+      }
+      html += ".</p>";
+    }
+    if (!gallery.empty()) html += "<h3>Misclassified</h3>" + detail::picture_grid(gallery, gallery_description);
+    errors_html_ = html;
   }
 
   // A table of text cells (compression results, for example), in the
@@ -302,6 +367,7 @@ class HtmlReport {
               "<p class=\"note\">How each weight and bias is distributed before training and after every epoch, "
               "and the gradient of the epoch's last step (TensorBoard's histograms).</p>"
               "<div id=\"parameter-charts\"></div>");
+    section("errors", "Errors", errors_html_);
     section("pictures", "Pictures", pictures_html_);
     section("tables", "Tables", tables_html_);
     page += "<script type=\"application/json\" id=\"report-data\">" + detail::script_safe(data) + "</script>\n";
@@ -336,8 +402,8 @@ class HtmlReport {
 
   std::string title_;
   Options options_;
-  std::string model_html_, history_json_, activations_json_, gradients_json_, parameters_json_, pictures_html_,
-      tables_html_;
+  std::string model_html_, history_json_, activations_json_, gradients_json_, parameters_json_, errors_html_,
+      pictures_html_, tables_html_;
   std::string activations_note_, gradients_note_;  // the subsampling, when there was one
 };
 

@@ -40,6 +40,8 @@ svg.chart { width: 100%; height: auto; max-width: 640px; background: #fff; displ
 pre.summary { background: #f7f7f7; padding: 8px; max-width: 100%; overflow-x: auto; margin: 0; }
 details { margin-top: 12px; } .scroll { max-width: 100%; overflow-x: auto; }
 @media (max-width: 600px) { .tick, .label { font-size: 16px; } body { padding: 8px 10px; } }
+table.confusion { border-collapse: collapse; margin-bottom: 12px; font-variant-numeric: tabular-nums; }
+.confusion th, .confusion td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; min-width: 2.2em; }
 table.results { border-collapse: collapse; margin-bottom: 12px; }
 .results th, .results td { border: 1px solid #ccc; padding: 2px 10px; text-align: right; }
 )CSS";
