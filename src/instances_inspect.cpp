@@ -39,6 +39,7 @@
 #include "glassbox/inspect/activation_capture.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/attribution.hpp"
+#include "glassbox/inspect/decision_boundary.hpp"
 #include "glassbox/inspect/error_analysis.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
 #include "glassbox/inspect/layer_table.hpp"

@@ -82,6 +82,8 @@ def layout_of(dom, width, sections):
         if counts["hover"] < counts["charts"]:
             raise Failure(f"section '{name}': {counts['charts'] - counts['hover']} chart(s) without hover values "
                           f"at {width} px ({found.group(1)})")
+        if counts["broken"] > 0:
+            raise Failure(f"section '{name}': {counts['broken']} picture(s) that did not decode ({found.group(1)})")
         if counts["shown"] < counts["images"]:
             raise Failure(f"section '{name}': {counts['images'] - counts['shown']} picture(s) not shown at "
                           f"{width} px ({found.group(1)})")
@@ -126,7 +128,7 @@ def selftest(chromium, report, screenshot, sections):
          "section 'activations'"),
         ("a corrupted picture", re.sub(r'src="data:image/png;base64,[A-Za-z0-9+/]{40}',
                                        'src="data:image/png;base64,' + "A" * 40, text, count=1), "pictures",
-         "picture(s) not shown"),
+         "did not decode"),
         ("a stray end tag", text.replace("<h2>Model</h2>", "<h2>Model</h2></div>", 1), "model", "not valid HTML"),
     ]
     with tempfile.TemporaryDirectory() as tmp:

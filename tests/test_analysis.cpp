@@ -1,7 +1,11 @@
-// Analyses of what a trained model decides (inspect/): error analysis.
+// Analyses of what a trained model decides (inspect/): error analysis, PCA,
+// decision boundaries.
 #include <cmath>
 
+#include "glassbox/inspect/decision_boundary.hpp"
 #include "glassbox/inspect/error_analysis.hpp"
+#include "glassbox/inspect/projection.hpp"
+#include "glassbox/viz/decision_map.hpp"
 #include "support.hpp"
 
 using namespace glassbox;
@@ -88,4 +92,149 @@ TEST_CASE("analyze_errors: from a model's outputs and labels, with the most freq
   const ErrorAnalysis none = analyze_errors({}, {}, 2);  // no samples: zeros, no division by zero
   CHECK(none.accuracy == 0);
   CHECK(none.macro.f1 == 0);
+}
+
+TEST_CASE("pca: the components and variances of an independent SVD, either Gram matrix", "[analysis][pca]") {
+  Rng rng(7);
+  for (const Shape& shape : {Shape{60, 5}, Shape{6, 40}}) {  // more samples than features, and fewer
+    INFO(shape.str());
+    Tensor<double> x(shape);
+    for (index_t n = 0; n < shape[0]; ++n)
+      for (index_t f = 0; f < shape[1]; ++f)  // features of falling spread, so the components are distinct
+        x.matrix()(n, f) = rng.normal() * 3.0 / static_cast<double>(f + 1) + static_cast<double>(f);
+    const Pca p = pca(x, 3);
+    const Eigen::MatrixXd centred = x.matrix().rowwise() - x.matrix().colwise().mean();
+    const Eigen::JacobiSVD<Eigen::MatrixXd> svd(centred, Eigen::ComputeThinV);
+    for (index_t c = 0; c < 3; ++c) {
+      const double s = svd.singularValues()(c);
+      CHECK(p.explained_variance(c) == Approx(s * s / static_cast<double>(shape[0] - 1)).epsilon(1e-9));
+      // The same direction up to its sign, which pca fixes: the largest entry positive.
+      CHECK(std::abs(p.components.col(c).dot(svd.matrixV().col(c))) == Approx(1).epsilon(1e-9));
+      Eigen::Index largest = 0;
+      p.components.col(c).cwiseAbs().maxCoeff(&largest);
+      CHECK(p.components(largest, c) > 0);
+    }
+    CHECK(p.total_variance == Approx(svd.singularValues().squaredNorm() / static_cast<double>(shape[0] - 1)));
+    CHECK((p.components.transpose() * p.components - Eigen::Matrix3d::Identity()).cwiseAbs().maxCoeff() < 1e-12);
+    const Eigen::MatrixXd projected = p.project(x);
+    CHECK((projected - centred * p.components).cwiseAbs().maxCoeff() < 1e-9);
+  }
+  CHECK_THROWS_WITH(pca(Tensor<double>(Shape{1, 3}), 1), Contains("at least 2 samples"));
+  CHECK_THROWS_WITH(pca(Tensor<double>(Shape{4, 3}), 4), Contains("k must be in [1, 3]"));
+  Tensor<double> bad(Shape{3, 2}, 1.0);
+  bad.data()[3] = std::nan("");
+  CHECK_THROWS_WITH(pca(bad, 1), Contains("non-finite"));
+}
+
+TEST_CASE("InputPlane: axes, the plane through three samples, coordinates back", "[analysis][boundary]") {
+  const auto axes = InputPlane<double>::axes(Shape{2});
+  const Tensor<double> points(Shape{2, 2}, {0.5, -1, 2, 3});
+  CHECK((axes.coordinates(points) - points.matrix()).cwiseAbs().maxCoeff() == 0);
+
+  const Tensor<double> a(Shape{1, 3}, {1, 1, 1}), b(Shape{1, 3}, {3, 1, 1}), c(Shape{1, 3}, {2, 4, 1});
+  const auto plane = InputPlane<double>::through(a, b, c);
+  Tensor<double> three(Shape{3, 3}, {1, 1, 1, 3, 1, 1, 2, 4, 1});
+  const Eigen::MatrixXd uv = plane.coordinates(three);
+  CHECK(uv.row(0).norm() < 1e-12);                                             // a at (0, 0)
+  CHECK((uv.row(1) - Eigen::RowVector2d(1, 0)).norm() < 1e-12);                // b at (1, 0)
+  CHECK((uv.row(2) - Eigen::RowVector2d(0.5, 1)).norm() < 1e-12);              // c: half way along b - a, v = 1
+  CHECK(std::abs((plane.axis_u.flat() * plane.axis_v.flat()).sum()) < 1e-12);  // orthogonal axes
+  CHECK_THROWS_WITH(InputPlane<double>::through(a, a, c), Contains("same point"));
+  CHECK_THROWS_WITH(InputPlane<double>::through(a, b, Tensor<double>(Shape{1, 3}, {5, 1, 1})), Contains("one line"));
+  CHECK_THROWS_WITH(InputPlane<double>::axes(Shape{1}), Contains("fewer than 2 features"));
+}
+
+TEST_CASE(
+    "decision_grid: a model trained on separable blobs puts every point in its class's region, and the "
+    "grid's classes are predict's",
+    "[analysis][boundary]") {
+  Rng rng(21);
+  Tensor<float> x(Shape{200, 2}), y(Shape{200});
+  for (index_t n = 0; n < 200; ++n) {  // two blobs, well apart along (1, 1)
+    const int label = static_cast<int>(n % 2);
+    const double centre = label ? 1.5 : -1.5;
+    x.data()[2 * n] = static_cast<float>(centre + 0.4 * rng.normal());
+    x.data()[2 * n + 1] = static_cast<float>(centre + 0.4 * rng.normal());
+    y[n] = static_cast<float>(label);
+  }
+  Sequential<float> model(Shape{2}, 4);
+  model.add<nn::Dense<float>>(2, 2);
+  optim::Adam<float> adam(model.parameters(), 0.05f);
+  nn::SoftmaxCrossEntropy<float> loss;
+  const auto plane = InputPlane<float>::axes(Shape{2});
+  DecisionBoundaryOptions every;
+  every.grid.width = 64;
+  every.grid.height = 48;
+  DecisionBoundaryRecorder<float> recorder(model, plane, plane.range_of(x), every);
+  train::FitOptions<float> o = test::quiet_fit<float>(30, 20);
+  o.callbacks = {&recorder};
+  train::fit(model, adam, loss, x, y, o);
+  REQUIRE(recorder.frames().size() == 31);  // before training and after each epoch
+  CHECK(recorder.frames().front().epochs_done == 0);
+  CHECK(recorder.frames().back().epochs_done == 30);
+
+  const DecisionGrid& grid = recorder.frames().back().grid;
+  CHECK(grid.classes == 2);
+  // Every training point's cell holds its class.
+  const Eigen::MatrixXd uv = plane.coordinates(x);
+  for (index_t n = 0; n < 200; ++n) {
+    const auto column =
+        static_cast<index_t>((uv(n, 0) - grid.range.u_min) / (grid.range.u_max - grid.range.u_min) * 64);
+    const auto row = static_cast<index_t>((grid.range.v_max - uv(n, 1)) / (grid.range.v_max - grid.range.v_min) * 48);
+    INFO("point " << n);
+    CHECK(grid.at(column, row) == static_cast<index_t>(y[n]));
+  }
+  // Both classes have a region, split by one line: the far corners differ.
+  CHECK(grid.at(0, 47) == 0);
+  CHECK(grid.at(63, 0) == 1);
+
+  // The grid's classes and confidences are predict's at the cell centres
+  // (the same batch, so the same arithmetic).
+  const Tensor<float> centres = grid_inputs(plane, grid, 0, 64 * 48);
+  const Tensor<float> logits = model.predict(centres, 64 * 48);
+  const std::vector<index_t> predicted = predicted_classes(logits);
+  CHECK(predicted == grid.predicted);
+  const double gap = static_cast<double>(logits.matrix()(5, 1) - logits.matrix()(5, 0));
+  CHECK(grid.confidence[5] == Approx(1 / (1 + std::exp(-std::abs(gap)))).epsilon(1e-6));
+
+  // A byte budget of a few cells per batch: the same grid.
+  DecisionGridOptions tiny = every.grid;
+  tiny.max_bytes = 40;
+  CHECK(grid_batch_size(model, Shape{1, 2}, tiny.max_bytes) == 2);  // 2 inputs and 2 outputs of 4 bytes a cell
+  const DecisionGrid small_batches = decision_grid(model, plane, grid.range, tiny);
+  CHECK(small_batches.predicted == grid.predicted);
+  CHECK_THROWS_WITH(decision_grid(model, plane, PlaneRange{1, 1, 0, 1}), Contains("empty range"));
+  DecisionGridOptions none;
+  none.width = 0;
+  CHECK_THROWS_WITH(decision_grid(model, plane, grid.range, none), Contains("0x200 cells"));
+}
+
+TEST_CASE("decision_map: class colours paler where unsure, the boundary dark, the points ringed",
+          "[analysis][boundary]") {
+  DecisionGrid grid;
+  grid.width = 20;
+  grid.height = 10;
+  grid.classes = 2;
+  grid.range = {0, 20, 0, 10};
+  for (index_t row = 0; row < 10; ++row)
+    for (index_t column = 0; column < 20; ++column) {
+      grid.predicted.push_back(column >= 10);
+      grid.confidence.push_back(column < 5 ? 1.0f : 0.5f);
+    }
+  const Eigen::MatrixXd uv = (Eigen::MatrixXd(1, 2) << 15.5, 4.5).finished();  // cell (15, 5)
+  const viz::Image map = viz::decision_map(grid, uv, {0});
+  const viz::Rgb blue = viz::class_colour(0), orange = viz::class_colour(1);
+  auto mixed = [](viz::Rgb c, double strength) {
+    auto m = [strength](std::uint8_t v) {
+      return static_cast<std::uint8_t>(std::lround(255 + (static_cast<double>(v) - 255) * strength));
+    };
+    return viz::Rgb{m(c.r), m(c.g), m(c.b)};
+  };
+  CHECK(map.at(0, 0) == mixed(blue, 0.75));  // sure: strong
+  CHECK(map.at(7, 0) == mixed(blue, 0.2));   // a coin toss: pale
+  CHECK(map.at(12, 0) == mixed(orange, 0.2));
+  CHECK(map.at(9, 0) == viz::Rgb{60, 60, 60});       // the boundary, on the left of the change
+  CHECK(map.at(15, 5) == blue);                      // the point, in its true class's colour
+  CHECK(map.at(15, 5 - 4) == viz::Rgb{34, 34, 34});  // its ring
+  CHECK_THROWS_WITH(viz::decision_map(grid, uv, {}), Contains("1x2 point coordinates for 0 labels"));
 }

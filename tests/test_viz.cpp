@@ -495,6 +495,8 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   report.add_gradient_flow(flow);
   report.add_parameter_histograms(params);
   report.add_pictures("filters", {{"a red pixel", Image(1, 1, {255, 0, 0})}}, "what <they> show");
+  report.add_picture_series("boundary", {{"before", Image(2, 1)}, {"after <1>", Image(2, 1, {0, 0, 0})}}, "moving");
+  CHECK_THROWS_WITH(report.add_picture_series("none", {}), Contains("'none' has no frames"));
   report.add_error_analysis(inspect::analyze_errors({0, 1, 1, 1}, {0, 1, 0, 1}, 2), {"no", "<yes>"},
                             {{"sample 2", Image(1, 1, {0, 0, 255})}}, "the errors");
   report.add_table("pruning", {"sparsity", "accuracy"}, {{"90%", "97.76% <best>"}});
@@ -513,6 +515,11 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   CHECK_THAT(html, Contains("Most confused (true &#8594; predicted): no &#8594; &lt;yes&gt; (1).</p>"));
   CHECK_THAT(html, Contains("<h3>Misclassified</h3><p class=\"note\">the errors</p><div class=\"pictures\""));
   CHECK_THAT(html, Contains("<figcaption>sample 2</figcaption>"));
+  // A series: every frame inline, the newest shown (at twice a small frame's size), a slider to pick.
+  CHECK_THAT(html, Contains("<img alt=\"before\" width=\"4\" height=\"2\" hidden src=\"data:image/png;base64,"));
+  CHECK_THAT(html, Contains("<img alt=\"after &lt;1&gt;\" width=\"4\" height=\"2\" src="));
+  CHECK_THAT(html, Contains("<figcaption>after &lt;1&gt;</figcaption><label>frame <input type=\"range\" "
+                            "class=\"frame-slider\" min=\"0\" max=\"1\" value=\"1\"></label>"));
   for (const char* section :
        {"model", "training", "activations", "gradients", "parameters", "errors", "pictures", "tables"})
     CHECK_THAT(html, Contains(fmt::format("<section id=\"{}\">", section)));

@@ -18,7 +18,8 @@
 //   errors         the confusion matrix (cells shaded, counts on hover),
 //                  per-class precision, recall and F1, the most-confused pairs
 //                  and a captioned gallery (misclassified samples, say)
-//   pictures       captioned images in a grid (filters, feature maps, saliency)
+//   pictures       captioned images in a grid (filters, feature maps, saliency),
+//                  and picture series with a slider (a boundary per epoch)
 //   tables         text tables
 //
 // Every chart shows values on hover. Charts over steps show at most
@@ -254,6 +255,29 @@ class HtmlReport {
   void add_pictures(const std::string& heading, const std::vector<std::pair<std::string, Image>>& pictures,
                     const std::string& description = {}) {
     pictures_html_ += "<h3>" + markup_escape(heading) + "</h3>" + detail::picture_grid(pictures, description);
+  }
+
+  // Pictures of one thing over time (a decision boundary per epoch, say), in
+  // the Pictures section: one shown at a time, a slider picks which; each
+  // frame's caption shows with it.
+  void add_picture_series(const std::string& heading, const std::vector<std::pair<std::string, Image>>& frames,
+                          const std::string& description = {}) {
+    if (frames.empty()) throw Error(fmt::format("HtmlReport::add_picture_series: '{}' has no frames", heading));
+    std::string html = "<h3>" + markup_escape(heading) + "</h3>";
+    if (!description.empty()) html += "<p class=\"note\">" + markup_escape(description) + "</p>";
+    html += "<figure class=\"series\"><div class=\"frames\">";
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      const Image& frame = frames[i].second;
+      const index_t scale = frame.width < 320 ? 2 : 1;  // small frames are shown at twice their size
+      html += fmt::format("<img alt=\"{}\" width=\"{}\" height=\"{}\"{} src=\"data:image/png;base64,{}\">",
+                          markup_escape(frames[i].first), frame.width * scale, frame.height * scale,
+                          i + 1 == frames.size() ? "" : " hidden", base64(encode_png(frame)));
+    }
+    html += fmt::format(
+        "</div><figcaption>{}</figcaption><label>frame <input type=\"range\" class=\"frame-slider\" min=\"0\" "
+        "max=\"{}\" value=\"{}\"></label></figure>",
+        markup_escape(frames.back().first), frames.size() - 1, frames.size() - 1);
+    pictures_html_ += html;
   }
 
   // Where the classifier goes wrong: the confusion matrix, the per-class

@@ -7,7 +7,8 @@
 // loaded, <body data-rendered="ok">, or data-errors holding every script
 // error and console.error; each <section> gets data-layout, counting its
 // charts, the charts with marks drawn in them, the charts that show values on
-// hover, its pictures, the pictures decoded and shown, and the diagram's boxes; <body data-overflow> says
+// hover, its pictures, the pictures decoded and shown, the pictures (hidden
+// frames of a series too) that did not decode, and the diagram's boxes; <body data-overflow> says
 // whether the page is wider than the window (it must not be, even on a phone).
 
 namespace glassbox::viz::detail {
@@ -35,6 +36,8 @@ svg.chart { width: 100%; height: auto; max-width: 640px; background: #fff; displ
 .pictures { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, var(--cell)), 1fr));
             gap: 16px 20px; align-items: start; margin-bottom: 12px; }
 .pictures img { image-rendering: pixelated; max-width: 100%; height: auto; display: block; }
+.series img { image-rendering: pixelated; max-width: 100%; height: auto; display: block; } .series img[hidden] { display: none; }
+.series input[type=range] { width: 320px; max-width: 70vw; vertical-align: middle; }
 .model { display: flex; flex-wrap: wrap; gap: 16px 32px; align-items: flex-start; }
 .diagram { max-width: 100%; } .diagram svg { max-width: 100%; height: auto; }
 pre.summary { background: #f7f7f7; padding: 8px; max-width: 100%; overflow-x: auto; margin: 0; }
@@ -344,15 +347,25 @@ inline const char* report_script() {
     draw();
   }
 
+  // ---- picture series: the slider shows one frame and its caption
+  document.querySelectorAll("figure.series").forEach(figure => {
+    const frames = Array.from(figure.querySelectorAll(".frames img")), caption = figure.querySelector("figcaption");
+    figure.querySelector("input.frame-slider").oninput = evt => {
+      frames.forEach((img, i) => { img.hidden = i !== +evt.target.value; });
+      caption.textContent = frames[+evt.target.value].alt;
+    };
+  });
+
   // ---- what rendered, for a reader and for the tests
   function describe() {
     document.querySelectorAll("section").forEach(s => {
       const charts = Array.from(s.querySelectorAll("svg.chart"));
       const drawn = charts.filter(c => c.getBoundingClientRect().width > 0 && c.querySelector(".mark")).length;
-      const images = Array.from(s.querySelectorAll("img"));
+      const all = Array.from(s.querySelectorAll("img")), images = all.filter(i => !i.hidden);  // a series shows one frame
+      const broken = all.filter(i => !i.complete || i.naturalWidth === 0).length;
       const shown = images.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width >= Math.min(i.naturalWidth, 120)).length;
       const hover = charts.filter(c => c.querySelector(".hover, [data-tip]")).length;
-      s.dataset.layout = "charts=" + charts.length + " drawn=" + drawn + " hover=" + hover + " images=" + images.length + " shown=" + shown +
+      s.dataset.layout = "charts=" + charts.length + " drawn=" + drawn + " hover=" + hover + " images=" + images.length + " shown=" + shown + " broken=" + broken +
                          " nodes=" + s.querySelectorAll("svg.diagram g.node").length;
     });
     document.body.dataset.overflow = document.documentElement.scrollWidth > window.innerWidth + 1 ? "yes" : "no";
