@@ -45,6 +45,7 @@
 #include "glassbox/inspect/layer_table.hpp"
 #include "glassbox/inspect/nan_watch.hpp"
 #include "glassbox/inspect/parameter_histograms.hpp"
+#include "glassbox/inspect/patching.hpp"
 #include "glassbox/inspect/saliency.hpp"
 #include "glassbox/viz/dot.hpp"
 #include "glassbox/viz/html_report.hpp"

@@ -1,9 +1,10 @@
 // Analyses of what a trained model decides (inspect/): error analysis, PCA,
-// decision boundaries.
+// decision boundaries, causal interventions.
 #include <cmath>
 
 #include "glassbox/inspect/decision_boundary.hpp"
 #include "glassbox/inspect/error_analysis.hpp"
+#include "glassbox/inspect/patching.hpp"
 #include "glassbox/inspect/projection.hpp"
 #include "glassbox/viz/decision_map.hpp"
 #include "support.hpp"
@@ -199,8 +200,8 @@ TEST_CASE(
 
   // A byte budget of a few cells per batch: the same grid.
   DecisionGridOptions tiny = every.grid;
-  tiny.max_bytes = 40;
-  CHECK(grid_batch_size(model, Shape{1, 2}, tiny.max_bytes) == 2);  // 2 inputs and 2 outputs of 4 bytes a cell
+  tiny.max_bytes = 64;  // 2 inputs and 2 outputs, as values and gradients, of 4 bytes: 2 cells a pass
+  CHECK(inspect::detail::rows_per_pass(model, Shape{1, 2}, tiny.max_bytes) == 2);
   const DecisionGrid small_batches = decision_grid(model, plane, grid.range, tiny);
   CHECK(small_batches.predicted == grid.predicted);
   CHECK_THROWS_WITH(decision_grid(model, plane, PlaneRange{1, 1, 0, 1}), Contains("empty range"));
@@ -237,4 +238,76 @@ TEST_CASE("decision_map: class colours paler where unsure, the boundary dark, th
   CHECK(map.at(15, 5) == blue);                      // the point, in its true class's colour
   CHECK(map.at(15, 5 - 4) == viz::Rgb{34, 34, 34});  // its ring
   CHECK_THROWS_WITH(viz::decision_map(grid, uv, {}), Contains("1x2 point coordinates for 0 labels"));
+}
+
+namespace {
+// Sets a layer's weight (in place) and zeroes its bias.
+void set_weights(Layer<double>& layer, std::initializer_list<double> weight) {
+  Tensor<double>& w = layer.parameters()[0]->value;
+  REQUIRE(static_cast<index_t>(weight.size()) == w.size());
+  std::copy(weight.begin(), weight.end(), w.begin());
+  layer.parameters()[1]->value.flat().setZero();
+}
+
+// logit 0 = 2 relu(x0), logit 1 = relu(x1); x2 reaches the hidden layer and goes no further.
+Sequential<double> known_causes() {
+  Sequential<double> model(Shape{3}, 1);
+  model.add<nn::Dense<double>>(3, 3);
+  model.add<nn::ReLU<double>>();
+  model.add<nn::Dense<double>>(3, 2);
+  set_weights(model.layer(0), {1, 0, 0, 0, 1, 0, 0, 0, 1});
+  set_weights(model.layer(2), {2, 0, 0, 0, 1, 0});
+  return model;
+}
+}  // namespace
+
+TEST_CASE("ActivationPatching finds the unit and the channel that carry the difference, known by construction",
+          "[analysis][causal]") {
+  Sequential<double> model = known_causes();
+  const Tensor<double> clean(Shape{1, 3}, {1, 0, 1}), corrupted(Shape{1, 3}, {0, 0, 1});
+  ActivationPatching<double> patching(model, clean, corrupted, /*target=*/0, /*foil=*/1);
+  CHECK(patching.clean_metric() == 2);  // 2 - 0
+  CHECK(patching.corrupted_metric() == 0);
+  const PatchResult whole = patching.patch_layer("relu_1");
+  CHECK(whole.patched == 2);
+  CHECK(whole.restored == 1);
+  const std::vector<PatchResult> units = patching.patch_units("relu_1");
+  REQUIRE(units.size() == 3);
+  CHECK(units[0].restored == 1);  // the cause
+  CHECK(units[1].restored == 0);  // the same in both runs
+  CHECK(units[2].restored == 0);  // differs in neither run and feeds nothing
+  CHECK(patching.patch_units("dense_1")[0].restored == 1);
+  // Clean and corrupted alike: nothing to restore.
+  CHECK(std::isnan(ActivationPatching<double>(model, clean, clean, 0).patch_layer("relu_1").restored));
+
+  // Channels: conv channel 0 is x, channel 1 is -x; only channel 0 reaches logit 0.
+  Sequential<double> conv(Shape{1, 2, 2}, 1);
+  conv.add<nn::Conv2D<double>>(1, 2, nn::Size2{1, 1});
+  conv.add<nn::ReLU<double>>();
+  conv.add<nn::Flatten<double>>();
+  conv.add<nn::Dense<double>>(8, 2);
+  set_weights(conv.layer(0), {1, -1});
+  set_weights(conv.layer(3), {1, 1, 1, 1, 0, 0, 0, 0,  //
+                              0, 0, 0, 0, 1, 1, 1, 1});
+  ActivationPatching<double> by_channel(conv, Tensor<double>(Shape{1, 1, 2, 2}, 1.0),
+                                        Tensor<double>(Shape{1, 1, 2, 2}, -1.0), 0);
+  CHECK(by_channel.clean_metric() == 4);  // logit 0 alone: relu(1) over 4 pixels
+  const std::vector<PatchResult> channels = by_channel.patch_channels("relu_1");
+  REQUIRE(channels.size() == 2);
+  CHECK(channels[0].restored == 1);
+  CHECK(channels[1].restored == 0);
+  CHECK_THROWS_WITH(by_channel.patch_channels("dense_1"), Contains("has no channels"));
+
+  CHECK_THROWS_WITH(ActivationPatching<double>(model, clean, Tensor<double>(Shape{2, 3}), 0),
+                    Contains("differ in shape"));
+  CHECK_THROWS_WITH(ActivationPatching<double>(model, clean, corrupted, 2), Contains("target 2 and foil -1"));
+}
+
+TEST_CASE("average_ablation_effect: each unit's or group's mean effect over a data set", "[analysis][causal]") {
+  Sequential<double> model = known_causes();
+  const Tensor<double> x(Shape{2, 3}, {1, 0, 1, 2, 0, 0});
+  const std::vector<double> effect = average_ablation_effect(model, "relu_1", x, {0, 0});
+  CHECK(effect == std::vector<double>{3, 0, 0});  // (2 + 4) / 2: only unit 0 feeds logit 0
+  CHECK(average_ablation_effect(model, "relu_1", x, {0, 0}, {0, -1, 0}) == std::vector<double>{3});
+  CHECK(average_ablation_effect(model, "relu_1", x, {1, 1}) == std::vector<double>{0, 0, 0});
 }

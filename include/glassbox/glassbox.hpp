@@ -20,6 +20,7 @@
 #include "glassbox/inspect/layer_table.hpp"
 #include "glassbox/inspect/nan_watch.hpp"
 #include "glassbox/inspect/parameter_histograms.hpp"
+#include "glassbox/inspect/patching.hpp"
 #include "glassbox/inspect/permutation_importance.hpp"
 #include "glassbox/inspect/record.hpp"
 #include "glassbox/inspect/recurrent_stats.hpp"

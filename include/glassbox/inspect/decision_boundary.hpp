@@ -26,6 +26,7 @@
 
 #include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/tensor.hpp"
+#include "glassbox/inspect/attribution.hpp"
 #include "glassbox/inspect/projection.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/train/callback.hpp"
@@ -122,7 +123,7 @@ struct InputPlane {
 
 struct DecisionGridOptions {
   index_t width = 200, height = 200;              // cells
-  std::size_t max_bytes = std::size_t{32} << 20;  // the batch's input and every layer's output, at most
+  std::size_t max_bytes = std::size_t{32} << 20;  // per forward pass (forward_bytes_per_sample)
 };
 
 struct DecisionGrid {
@@ -156,19 +157,6 @@ Tensor<T> grid_inputs(const InputPlane<T>& plane, const DecisionGrid& grid, inde
   return x;
 }
 
-// Samples per batch so that the batch's input and every layer's output fit max_bytes.
-template <class T>
-index_t grid_batch_size(Sequential<T>& model, const Shape& sample_batch, std::size_t max_bytes) {
-  index_t per_sample = sample_batch.size();
-  Shape s = sample_batch;
-  for (std::size_t i = 0; i < model.size(); ++i) {
-    s = model.layer(i).output_shape(s);
-    per_sample += s.size();
-  }
-  const auto bytes = static_cast<std::size_t>(per_sample) * sizeof(T);
-  return static_cast<index_t>(std::max<std::size_t>(1, max_bytes / std::max<std::size_t>(1, bytes)));
-}
-
 template <class T>
 DecisionGrid decision_grid(Sequential<T>& model, const InputPlane<T>& plane, const PlaneRange& range,
                            const DecisionGridOptions& options = {}) {
@@ -185,7 +173,7 @@ DecisionGrid decision_grid(Sequential<T>& model, const InputPlane<T>& plane, con
   const index_t cells = grid.width * grid.height;
   grid.predicted.resize(static_cast<std::size_t>(cells));
   grid.confidence.resize(static_cast<std::size_t>(cells));
-  const index_t batch = grid_batch_size(model, plane.origin.shape(), options.max_bytes);
+  const index_t batch = detail::rows_per_pass(model, plane.origin.shape(), options.max_bytes);
   for (index_t first = 0; first < cells; first += batch) {
     const index_t count = std::min(batch, cells - first);
     const Tensor<T> out = model.forward(grid_inputs(plane, grid, first, count));
