@@ -521,26 +521,20 @@ class ActivationStats : public MergeableRecorder {
   }
 
   std::string to_json() const {
-    std::string s = "{\"recorder\":\"activation_stats\",\"layers\":[";
-    for (std::size_t i = 0; i < series_.size(); ++i) {
-      const auto& series = series_[i];
-      s += fmt::format("{}{{\"layer\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
-                       json_string(series.name), series.layer_index, series.dropped);
-      bool first = true;
-      for (const ActivationRecord& r : series.records) {
-        s += fmt::format(
-            "{}{{{},\"count\":{},\"mean\":{},\"std\":{},\"min\":{},\"max\":{},\"zero_fraction\":{},"
-            "\"dead_fraction\":{},\"nonfinite_fraction\":{},\"histogram\":{{\"low\":{},\"high\":{},\"below\":{},"
-            "\"above\":{},\"zeros\":{},\"counts\":[{}]}}}}",
-            first ? "" : ",", source_json(r), r.count, json_number(r.mean), json_number(r.std), json_number(r.min),
-            json_number(r.max), json_number(r.zero_fraction), json_number(r.dead_fraction),
-            json_number(r.nonfinite_fraction), json_number(r.histogram.low), json_number(r.histogram.high),
-            r.histogram.below, r.histogram.above, r.histogram.zeros, fmt::join(r.histogram.counts, ","));
-        first = false;
-      }
-      s += "]}";
-    }
-    return s + "]}\n";
+    return "{\"recorder\":\"activation_stats\",\"layers\":[" +
+           series_json(series_, "layer",
+                       [](std::string& s, const ActivationRecord& r) {
+                         s += fmt::format(
+                             "{{{},\"count\":{},\"mean\":{},\"std\":{},\"min\":{},\"max\":{},\"zero_fraction\":{},"
+                             "\"dead_fraction\":{},\"nonfinite_fraction\":{},\"histogram\":{{\"low\":{},\"high\":{},"
+                             "\"below\":{},\"above\":{},\"zeros\":{},\"counts\":[{}]}}}}",
+                             source_json(r), r.count, json_number(r.mean), json_number(r.std), json_number(r.min),
+                             json_number(r.max), json_number(r.zero_fraction), json_number(r.dead_fraction),
+                             json_number(r.nonfinite_fraction), json_number(r.histogram.low),
+                             json_number(r.histogram.high), r.histogram.below, r.histogram.above, r.histogram.zeros,
+                             fmt::join(r.histogram.counts, ","));
+                       }) +
+           "]}\n";
   }
 
   void write_csv(const std::string& path) const { write_text_file(path, to_csv()); }

@@ -152,35 +152,20 @@ class GradientFlow : public MergeableRecorder {
 
   std::string to_json() const {
     std::string s = "{\"recorder\":\"gradient_flow\",\"layers\":[";
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      s += fmt::format("{}{{\"layer\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
-                       json_string(layers_[i].name), layers_[i].layer_index, layers_[i].dropped);
-      bool first = true;
-      for (const LayerGradientRecord& r : layers_[i].records) {
-        s += fmt::format("{}{{{},\"grad_norm\":{},\"grad_max_abs\":{},\"health\":\"{}\"}}", first ? "" : ",",
-                         source_json(r), json_number(r.norm), json_number(r.max_abs), health_name(r.health));
-        first = false;
-      }
-      s += "]}";
-    }
+    s += series_json(layers_, "layer", [](std::string& out, const LayerGradientRecord& r) {
+      out += fmt::format("{{{},\"grad_norm\":{},\"grad_max_abs\":{},\"health\":\"{}\"}}", source_json(r),
+                         json_number(r.norm), json_number(r.max_abs), health_name(r.health));
+    });
     s += "],\"parameters\":[";
-    for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      s += fmt::format("{}{{\"parameter\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
-                       json_string(parameters_[i].name), parameters_[i].layer_index, parameters_[i].dropped);
-      bool first = true;
-      for (const ParameterGradientRecord& r : parameters_[i].records) {
-        std::string ranks;
-        for (const double n : r.rank_grad_norms) ranks += (ranks.empty() ? "" : ",") + json_number(n);
-        s += fmt::format(
-            "{}{{{},\"parameter\":{},\"grad_norm\":{},\"grad_max_abs\":{},\"weight_norm\":{},\"update_ratio\":{},"
-            "\"health\":\"{}\",\"rank_grad_norms\":[{}]}}",
-            first ? "" : ",", source_json(r), json_string(r.parameter), json_number(r.grad_norm),
-            json_number(r.grad_max_abs), json_number(r.weight_norm), json_number(r.update_ratio), health_name(r.health),
-            ranks);
-        first = false;
-      }
-      s += "]}";
-    }
+    s += series_json(parameters_, "parameter", [](std::string& out, const ParameterGradientRecord& r) {
+      std::string ranks;
+      for (const double n : r.rank_grad_norms) ranks += (ranks.empty() ? "" : ",") + json_number(n);
+      out += fmt::format(
+          "{{{},\"parameter\":{},\"grad_norm\":{},\"grad_max_abs\":{},\"weight_norm\":{},\"update_ratio\":{},"
+          "\"health\":\"{}\",\"rank_grad_norms\":[{}]}}",
+          source_json(r), json_string(r.parameter), json_number(r.grad_norm), json_number(r.grad_max_abs),
+          json_number(r.weight_norm), json_number(r.update_ratio), health_name(r.health), ranks);
+    });
     s += "],\"alerts\":[";
     for (std::size_t i = 0; i < alerts_.size(); ++i)
       s += fmt::format("{}{}", i ? "," : "", json_string(alerts_[i].message));

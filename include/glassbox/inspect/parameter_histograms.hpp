@@ -151,19 +151,11 @@ class ParameterHistograms : public train::Callback {
 
   std::string to_json() const {
     std::string s = "{\"recorder\":\"parameter_histograms\",\"parameters\":[";
-    for (std::size_t i = 0; i < series_.size(); ++i) {
-      const auto& series = series_[i];
-      s += fmt::format("{}{{\"parameter\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
-                       json_string(series.name), series.layer_index, series.dropped);
-      bool first = true;
-      for (const ParameterHistogramRecord& r : series.records) {
-        s += fmt::format("{}{{{},\"steps_taken\":{},\"epochs_done\":{},\"value\":{},\"grad\":{}}}", first ? "" : ",",
-                         source_json(r), r.steps_taken, r.epochs_done, detail::value_summary_json(r.value),
+    s += series_json(series_, "parameter", [](std::string& out, const ParameterHistogramRecord& r) {
+      out += fmt::format("{{{},\"steps_taken\":{},\"epochs_done\":{},\"value\":{},\"grad\":{}}}", source_json(r),
+                         r.steps_taken, r.epochs_done, detail::value_summary_json(r.value),
                          detail::value_summary_json(r.grad));
-        first = false;
-      }
-      s += "]}";
-    }
+    });
     return s + "]}\n";
   }
   void write_csv(const std::string& path) const { write_text_file(path, to_csv()); }

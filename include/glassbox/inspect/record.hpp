@@ -86,6 +86,25 @@ const Series<Record>& find_series(const std::vector<Series<Record>>& all, const 
   throw Error(fmt::format("{}: nothing recorded for '{}'", who, name));
 }
 
+// Series as a JSON array's items: {"<key>":name,"layer_index","dropped",
+// "records":[...]} each, append_record(s, record) appending a record's object.
+template <class Record, class AppendRecord>
+std::string series_json(const std::vector<Series<Record>>& all, const char* key, AppendRecord append_record) {
+  std::string s;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    s += fmt::format("{}{{\"{}\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "", key,
+                     json_string(all[i].name), all[i].layer_index, all[i].dropped);
+    bool first = true;
+    for (const Record& r : all[i].records) {
+      if (!first) s += ',';
+      append_record(s, r);
+      first = false;
+    }
+    s += "]}";
+  }
+  return s;
+}
+
 // Combines values over the replicas of a data-parallel job, for recorders
 // that report the global batch (dist::DataParallel is one).
 class RecordReducer : public virtual ReplicaSum {

@@ -72,20 +72,13 @@ class RecurrentStats {
 
   std::string to_json() const {
     std::string s = "{\"recorder\":\"recurrent_stats\",\"layers\":[";
-    for (std::size_t i = 0; i < series_.size(); ++i) {
-      s += fmt::format("{}{{\"layer\":{},\"layer_index\":{},\"dropped\":{},\"records\":[", i ? "," : "",
-                       json_string(series_[i].name), series_[i].layer_index, series_[i].dropped);
-      bool first = true;
-      for (const RecurrentRecord& r : series_[i].records) {
-        s += fmt::format("{}{{{},\"gates\":{{", first ? "" : ",", source_json(r));
-        for (std::size_t g = 0; g < r.gates.size(); ++g)
-          s += fmt::format("{}{}:{}", g ? "," : "", json_string(r.gates[g]), numbers(r.mean[g]));
-        s += fmt::format("}},\"hidden_mean_abs\":{},\"grad_norm\":{}}}", numbers(r.hidden_mean_abs),
-                         numbers(r.grad_norm));
-        first = false;
-      }
-      s += "]}";
-    }
+    s += series_json(series_, "layer", [](std::string& out, const RecurrentRecord& r) {
+      out += fmt::format("{{{},\"gates\":{{", source_json(r));
+      for (std::size_t g = 0; g < r.gates.size(); ++g)
+        out += fmt::format("{}{}:{}", g ? "," : "", json_string(r.gates[g]), numbers(r.mean[g]));
+      out +=
+          fmt::format("}},\"hidden_mean_abs\":{},\"grad_norm\":{}}}", numbers(r.hidden_mean_abs), numbers(r.grad_norm));
+    });
     return s + "]}\n";
   }
   void write_csv(const std::string& path) const { write_text_file(path, to_csv()); }
