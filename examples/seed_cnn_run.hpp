@@ -112,6 +112,14 @@ struct Watch {
   train::LambdaCallback table;
 };
 
+// The softmax probability of class k for row n of logits, in percent.
+inline double percent_of(const Tensor<float>& logits, index_t n, index_t k) {
+  double denominator = 0;
+  for (index_t c = 0; c < logits.dim(1); ++c)
+    denominator += std::exp(static_cast<double>(logits.matrix()(n, c) - logits.matrix()(n, k)));
+  return 100 / denominator;
+}
+
 // The pictures of the run, each as a file and as captioned figures for the
 // report: the conv filters, the feature maps of the captured digits and the
 // newest saliency maps (see viz/). The model diagram goes to model.dot (and
@@ -172,12 +180,10 @@ inline Pictures write_pictures(const std::string& dir, Sequential<float>& model,
                     2, 2);
       cells.push_back(pair);
       const index_t predicted = newest.targets[static_cast<std::size_t>(d)];
-      double denominator = 0;  // softmax of the logits, for the predicted class's probability
-      for (index_t k = 0; k < logits.dim(1); ++k)
-        denominator += std::exp(static_cast<double>(logits.matrix()(d, k) - logits.matrix()(d, predicted)));
-      pictures.saliency.emplace_back(fmt::format("#{}: a {}, predicted {} ({:.1f}%)", d,
-                                                 static_cast<int>(w.probe_labels[d]), predicted, 100 / denominator),
-                                     pair);
+      pictures.saliency.emplace_back(
+          fmt::format("#{}: a {}, predicted {} ({:.1f}%)", d, static_cast<int>(w.probe_labels[d]), predicted,
+                      percent_of(logits, d, predicted)),
+          pair);
     }
     viz::write_png(dir + "/saliency.png", viz::tile(cells, 4, 4));
   }
@@ -226,13 +232,11 @@ inline Errors analyze_errors(Sequential<float>& model, const Tensor<float>& test
   if (shown.empty()) return errors;
   Tensor<float> digits;
   gather_rows(test_images, shown.begin(), shown.end(), digits);
+  const std::vector<index_t> predicted = inspect::predicted_classes(logits);
   std::vector<index_t> taken_for, truth;
   for (const index_t n : shown) {
     truth.push_back(static_cast<index_t>(test_labels[n]));
-    index_t best = 0;
-    for (index_t k = 1; k < logits.dim(1); ++k)
-      if (logits.matrix()(n, k) > logits.matrix()(n, best)) best = k;
-    taken_for.push_back(best);
+    taken_for.push_back(predicted[static_cast<std::size_t>(n)]);
   }
   const Tensor<float> toward_wrong = inspect::gradient_saliency(model, digits, taken_for);
   const Tensor<float> toward_truth = inspect::gradient_saliency(model, digits, truth);
@@ -241,13 +245,9 @@ inline Errors analyze_errors(Sequential<float>& model, const Tensor<float>& test
     auto over = [&](const Tensor<float>& maps) {
       return viz::enlarge(viz::overlay(digit, viz::heatmap(viz::plane(maps, i), true), 0.7), 3);
     };
-    const index_t n = shown[static_cast<std::size_t>(i)];
-    double denominator = 0;  // softmax: the probability of the class it was taken for
-    for (index_t k = 0; k < logits.dim(1); ++k)
-      denominator += std::exp(
-          static_cast<double>(logits.matrix()(n, k) - logits.matrix()(n, taken_for[static_cast<std::size_t>(i)])));
+    const index_t n = shown[static_cast<std::size_t>(i)], wrong_class = taken_for[static_cast<std::size_t>(i)];
     errors.gallery.emplace_back(fmt::format("#{}: a {} taken for a {} ({:.0f}%)", n, truth[static_cast<std::size_t>(i)],
-                                            taken_for[static_cast<std::size_t>(i)], 100 / denominator),
+                                            wrong_class, percent_of(logits, n, wrong_class)),
                                 viz::tile({viz::enlarge(digit, 3), over(toward_wrong), over(toward_truth)}, 3, 2));
   }
   return errors;
