@@ -217,7 +217,8 @@ TEST_CASE("the SVG diagram: a box per layer with shapes and statistics, residual
   CHECK_THAT(plain, Contains(">(N, 1, 28, 28)</text>"));  // the input
   CHECK_THAT(plain, Contains("&lt;b&gt;&amp; (dense)"));
   CHECK_THAT(plain, !Contains("<b>"));
-  CHECK_THAT(plain, Contains("<polygon"));  // the pooling layer narrows
+  CHECK_THAT(plain, Contains("<polygon"));                     // the pooling layer narrows
+  CHECK(occurrences(plain, "stroke-dasharray=\"5 3\"") == 1);  // the flatten layer only reshapes
   CHECK(occurrences(plain, "marker-end=\"url(#arrow)\"") == 4);
   CHECK_THAT(plain, !Contains("mean "));
 

@@ -36,7 +36,8 @@ struct DiagramBox {
   std::string layer;  // data-layer; empty for the input
   std::string kind;
   std::vector<std::string> lines;
-  std::string alert;  // GradientFlow's reason, when flagged
+  std::string alert;           // GradientFlow's reason, when flagged
+  bool reshapes_only = false;  // Layer::reshapes_only(): drawn dashed
 };
 
 // Geometry shared by the layout: the main column's centre and box width,
@@ -86,9 +87,9 @@ inline double draw_box(std::string& svg, const DiagramBox& box, double x, double
   svg += fmt::format("<g class=\"node\"{}><title>{}</title>",
                      box.layer.empty() ? "" : " data-layer=\"" + markup_escape(box.layer) + "\"", markup_escape(title));
   const std::string stroke = box.alert.empty() ? "#555" : "#b2182b";
-  const std::string style = fmt::format(
-      "fill=\"{}\" stroke=\"{}\" stroke-width=\"{}\"{}", box_fill(box.kind), stroke, box.alert.empty() ? 1 : 2.5,
-      box.kind == "flatten" || box.kind == "identity" || box.kind == "dropout" ? " stroke-dasharray=\"5 3\"" : "");
+  const std::string style =
+      fmt::format("fill=\"{}\" stroke=\"{}\" stroke-width=\"{}\"{}", box_fill(box.kind), stroke,
+                  box.alert.empty() ? 1 : 2.5, box.reshapes_only ? " stroke-dasharray=\"5 3\"" : "");
   if (box.kind.find("pool") != std::string::npos) {
     const double inset = 18;  // pooling shrinks the tensor: the box narrows
     svg += fmt::format("<polygon points=\"{},{} {},{} {},{} {},{}\" {}/>", left, y, left + width, y,
@@ -118,7 +119,11 @@ inline void draw_arrow(std::string& svg, double x1, double y1, double x2, double
 template <class T>
 DiagramBox box_of(Layer<T>& layer, const Shape& out, const inspect::ActivationStats<T>* stats,
                   const inspect::GradientFlow<T>* flow) {
-  DiagramBox box{layer.name(), layer.kind(), {fmt::format("{} ({})", layer.name(), layer.kind()), shape_text(out)}, {}};
+  DiagramBox box{layer.name(),
+                 layer.kind(),
+                 {fmt::format("{} ({})", layer.name(), layer.kind()), shape_text(out)},
+                 {},
+                 layer.reshapes_only()};
   if (const index_t params = layer.parameter_count()) box.lines.back() += fmt::format(", {} parameters", params);
   if (stats)
     for (const auto& series : stats->all())
@@ -153,7 +158,7 @@ std::string to_svg_diagram(Sequential<T>& model, Shape batch_shape = Shape{},
   }
   std::string body;
   double y = 12;
-  y += detail::draw_box(body, {{}, "input", {"input", detail::shape_text(batch_shape)}, {}}, G::main_x, y,
+  y += detail::draw_box(body, {{}, "input", {"input", detail::shape_text(batch_shape)}, {}, false}, G::main_x, y,
                         G::main_width);
   Shape shape = batch_shape;
   for (std::size_t i = 0; i < model.size(); ++i) {
