@@ -11,7 +11,9 @@
 // epoch. Saliency maps of 8 test digits (after each epoch), the conv layer's
 // feature maps of 4 test digits and histograms of every parameter (before
 // training and after each epoch) are kept too. At the end it checks
-// Integrated Gradients' completeness on 100 test digits, and the records go
+// Integrated Gradients' completeness on 100 test digits, maps the penultimate
+// layer's activations of 2,000 test digits (PCA, t-SNE) as they were before
+// training and after, and the records go
 // to RUN_DIR as CSV and JSON (schemas in the README), with pictures (PNG,
 // DOT/SVG), report.html and TensorBoard event files in RUN_DIR/tensorboard.
 //
@@ -52,6 +54,7 @@ int main(int argc, char** argv) try {
   options.callbacks = watch.callbacks();
   options.callbacks.push_back(&tensorboard_logger);
 
+  std::vector<seed_cnn::Embedding> maps{seed_cnn::capture_embedding(model, data.test_images, "before training", false)};
   const auto start = std::chrono::steady_clock::now();
   const train::History history = train::fit(model, adam, loss, data.train_images, data.train_labels, options);
   data.train_images = Tensor<float>();  // 188 MB no longer needed: the checks below use test digits
@@ -65,7 +68,10 @@ int main(int argc, char** argv) try {
               100.0 * test.accuracy);
   seed_cnn::check_integrated_gradients(model, data.test_images);
   const seed_cnn::Errors errors = seed_cnn::analyze_errors(model, data.test_images, data.test_labels);
-  seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, errors, tensorboard);
+  maps.push_back(seed_cnn::capture_embedding(model, data.test_images, "after training", true));
+  for (seed_cnn::Embedding& map : maps) seed_cnn::map_embedding(map);
+  seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, errors, maps, data.test_images,
+                      data.test_labels, tensorboard);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist_cnn: %s\n", e.what());

@@ -90,6 +90,8 @@ int main(int argc, char** argv) {
       options.callbacks.push_back(tensorboard_logger.get());
     }
 
+    std::vector<seed_cnn::Embedding> maps;  // on rank 0: the penultimate layer before training, then after
+    if (lead) maps.push_back(seed_cnn::capture_embedding(model, data.test_images, "before training", false));
     const auto start = std::chrono::steady_clock::now();
     const train::History history = train::fit(model, adam, loss, data.train_images, data.train_labels, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -118,8 +120,10 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(run);
     io::save_checkpoint(model, run + "/checkpoint.gbck", &adam, static_cast<long long>(history.epochs.size()),
                         io::RunShape{world.size(), batch * world.size()});
+    maps.push_back(seed_cnn::capture_embedding(model, data.test_images, "after training", true));
+    for (seed_cnn::Embedding& map : maps) seed_cnn::map_embedding(map);
     seed_cnn::write_run(run, fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()),
-                        model, watch, history, errors, *tensorboard);
+                        model, watch, history, errors, maps, data.test_images, data.test_labels, *tensorboard);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());

@@ -6,21 +6,26 @@
 // ActivationStats and GradientFlow record every 50 steps, NanWatch checks
 // every step, the conv layer's feature maps of 4 test digits and the gradient
 // saliency of 8 (after each epoch) are kept, and a per-layer table is printed
-// after each epoch. After training, check_integrated_gradients() checks
+// after each epoch. The penultimate layer's activations of 2,000 test digits
+// are mapped (PCA, then t-SNE) before and after training. After training,
+// check_integrated_gradients() checks
 // Integrated Gradients' completeness on 100 test digits, analyze_errors()
 // prints the confusion matrix and per-class metrics, and write_run() writes
 // the records as CSV and JSON (schemas in the README), the pictures (PNG,
 // DOT/SVG), report.html and TensorBoard images.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <glassbox/glassbox.hpp>
+#include <glassbox/inspect/tsne.hpp>
 #include <glassbox/viz/dot.hpp>
 #include <glassbox/viz/html_report.hpp>
 #include <glassbox/viz/png.hpp>
+#include <glassbox/viz/projector.hpp>
 #include <glassbox/viz/tensorboard.hpp>
 #include <string>
 #include <utility>
@@ -253,10 +258,102 @@ inline Errors analyze_errors(Sequential<float>& model, const Tensor<float>& test
   return errors;
 }
 
+// What the penultimate layer (flatten_1, 5,408 features) makes of the first
+// 2,000 test digits at one stage of training: capture_embedding() keeps the
+// activations (one forward pass, so that it can run before training) and
+// map_embedding() reduces them to their first 50 principal components
+// (randomized PCA) and maps those with t-SNE, once the training set is gone.
+struct Embedding {
+  std::string stage;          // "before training", "after training"
+  Tensor<float> activations;  // (N, 32, 13, 13) until mapped
+  std::vector<index_t> predicted;
+  Eigen::MatrixXd principal;  // (N, 50)
+  double explained = 0;       // the share of the variance those 50 hold
+  inspect::TsneResult map;
+};
+
+constexpr index_t embedded_digits = 2000;
+// Batches of 32, as in training, so that the model's buffers stay small
+// before training; the predictions only when asked (those of the trained
+// model mark its errors on every map).
+inline Embedding capture_embedding(Sequential<float>& model, const Tensor<float>& test_images, std::string stage,
+                                   bool with_predictions) {
+  Embedding e;
+  e.stage = std::move(stage);
+  const Tensor<float> digits = first_rows(test_images, embedded_digits);
+  e.activations = inspect::layer_activations(model, "flatten_1", digits, 32);
+  if (with_predictions) e.predicted = inspect::predicted_classes(model.predict(digits));
+  return e;
+}
+
+inline void map_embedding(Embedding& e) {
+  const auto start = std::chrono::steady_clock::now();
+  const inspect::Pca pca = inspect::pca(e.activations, 50);
+  e.principal = pca.project(e.activations);
+  e.explained = pca.explained_variance.sum() / pca.total_variance;
+  e.activations = Tensor<float>();
+  e.map = inspect::tsne(e.principal);
+  std::printf(
+      "flatten_1 %s: %td digits, 50 principal components holding %.1f%% of the variance, t-SNE KL %.3f (%.1f s)\n",
+      e.stage.c_str(), e.principal.rows(), 100 * e.explained, e.map.kl_divergence.back().second,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+// The maps in report.html, as CSV, and for TensorBoard's projector (the 50
+// components, each digit's label and prediction, and a sprite of the digits).
+inline void write_embeddings(const std::string& dir, const std::vector<Embedding>& maps,
+                             const Tensor<float>& test_images, const Tensor<float>& test_labels,
+                             viz::HtmlReport& page) {
+  if (maps.empty()) return;
+  const index_t n = maps.front().principal.rows();
+  const Tensor<float> digits = first_rows(test_images, n);
+  std::vector<index_t> labels, ids;
+  for (index_t i = 0; i < n; ++i) {
+    labels.push_back(static_cast<index_t>(test_labels[i]));
+    ids.push_back(i);
+  }
+  const std::vector<index_t>& predicted = maps.back().predicted;  // by the trained model, on every map
+  std::vector<viz::HtmlReport::EmbeddingView> tsne_views, pca_views;
+  viz::ProjectorWriter projector(dir + "/tensorboard");
+  std::string csv = "stage,sample,label,predicted_after_training,pc1,pc2,tsne_x,tsne_y\n";
+  for (const Embedding& e : maps) {
+    tsne_views.emplace_back(fmt::format("t-SNE, {} (KL {:.3f})", e.stage, e.map.kl_divergence.back().second),
+                            e.map.embedding);
+    pca_views.emplace_back(fmt::format("The first two principal components, {} ({:.1f}% of the variance)", e.stage,
+                                       100 * (e.principal.col(0).squaredNorm() + e.principal.col(1).squaredNorm()) /
+                                           e.principal.squaredNorm() * e.explained),
+                           e.principal);
+    std::vector<std::vector<std::string>> rows;
+    for (index_t i = 0; i < n; ++i) {
+      const auto at = static_cast<std::size_t>(i);
+      const std::string taken_for = predicted.empty() ? "" : std::to_string(predicted[at]);
+      rows.push_back({std::to_string(labels[at]), taken_for});
+      csv += fmt::format("{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g}\n", e.stage, i, labels[at], taken_for,
+                         e.principal(i, 0), e.principal(i, 1), e.map.embedding(i, 0), e.map.embedding(i, 1));
+    }
+    std::string name = "flatten_1_" + e.stage;
+    std::replace(name.begin(), name.end(), ' ', '_');
+    projector.add(name, e.principal, {"label", "predicted_after_training"}, rows, &digits);
+  }
+  write_text_file(dir + "/embedding.csv", csv);
+  tsne_views.insert(tsne_views.end(), pca_views.begin(), pca_views.end());
+  index_t wrong = 0;
+  for (std::size_t i = 0; i < predicted.size(); ++i) wrong += predicted[i] != labels[i];
+  page.add_embedding(fmt::format("flatten_1: {} test digits", n), tsne_views, labels, {}, predicted, ids,
+                     fmt::format("Each dot is a test digit, coloured by its label, placed by what flatten_1 (the "
+                                 "input of the last layer) makes of it; ringed dots are the {} digits the trained "
+                                 "model gets wrong. t-SNE keeps near neighbours near (distances between clusters "
+                                 "mean little); PCA keeps the largest variance. Hover for a digit, or over a colour "
+                                 "in the legend.",
+                                 wrong));
+}
+
 // The run directory: pictures, report.html, the records as CSV and JSON, and
 // the pictures in TensorBoard too.
 inline void write_run(const std::string& dir, const std::string& title, Sequential<float>& model, const Watch& w,
-                      const train::History& history, const Errors& errors, viz::TensorBoardWriter& tensorboard) {
+                      const train::History& history, const Errors& errors, const std::vector<Embedding>& maps,
+                      const Tensor<float>& test_images, const Tensor<float>& test_labels,
+                      viz::TensorBoardWriter& tensorboard) {
   std::filesystem::create_directories(dir);
   const Pictures pictures = write_pictures(dir, model, w);
   for (const char* picture : {"filters", "saliency"})
@@ -269,6 +366,7 @@ inline void write_run(const std::string& dir, const std::string& title, Sequenti
   page.add_activation_stats(w.stats);
   page.add_gradient_flow(w.flow);
   page.add_parameter_histograms(w.parameters);
+  write_embeddings(dir, maps, test_images, test_labels, page);
   page.add_error_analysis(errors.analysis, {}, errors.gallery,
                           "The first misclassified test digits: the digit, then where a small change would most "
                           "raise (red) or lower (blue) the score of the class it was taken for, then of its true "
@@ -290,9 +388,8 @@ inline void write_run(const std::string& dir, const std::string& title, Sequenti
   errors.analysis.write_json(dir + "/errors.json");
   std::printf(
       "Report: %s/report.html; data: {activation_stats,gradient_flow}.{csv,json}, saliency.json, feature_maps.json, "
-      "parameter_histograms.json, errors.json; "
-      "pictures: "
-      "model.dot%s, filters.png, feature_maps.png, saliency.png; TensorBoard: tensorboard/\n",
+      "parameter_histograms.json, errors.json, embedding.csv; pictures: model.dot%s, filters.png, feature_maps.png, "
+      "saliency.png; TensorBoard: tensorboard/ (with the projector's files)\n",
       dir.c_str(), std::filesystem::exists(dir + "/model.svg") ? ", model.svg" : "");
 }
 

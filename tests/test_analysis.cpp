@@ -1,11 +1,12 @@
 // Analyses of what a trained model decides (inspect/): error analysis, PCA,
-// decision boundaries, causal interventions.
+// t-SNE, decision boundaries, causal interventions.
 #include <cmath>
 
 #include "glassbox/inspect/decision_boundary.hpp"
 #include "glassbox/inspect/error_analysis.hpp"
 #include "glassbox/inspect/patching.hpp"
 #include "glassbox/inspect/projection.hpp"
+#include "glassbox/inspect/tsne.hpp"
 #include "glassbox/viz/decision_map.hpp"
 #include "support.hpp"
 
@@ -125,6 +126,212 @@ TEST_CASE("pca: the components and variances of an independent SVD, either Gram 
   Tensor<double> bad(Shape{3, 2}, 1.0);
   bad.data()[3] = std::nan("");
   CHECK_THROWS_WITH(pca(bad, 1), Contains("non-finite"));
+}
+
+TEST_CASE("pca: the randomized solver finds the exact solver's components on wide data", "[analysis][pca]") {
+  // 700 samples of 600 features: 6 strong directions of falling spread plus noise.
+  Rng rng(11);
+  const index_t n = 700, f = 600, rank = 6;
+  Eigen::MatrixXd basis(rank, f);
+  for (index_t i = 0; i < basis.size(); ++i) basis.data()[i] = rng.normal();
+  Tensor<double> x(Shape{n, f});
+  for (index_t s = 0; s < n; ++s) {
+    Eigen::RowVectorXd row = Eigen::RowVectorXd::Zero(f);
+    for (index_t r = 0; r < rank; ++r) row += rng.normal() * 10.0 / static_cast<double>(r + 1) * basis.row(r);
+    for (index_t k = 0; k < f; ++k) row(k) += 0.3 * rng.normal();
+    x.matrix().row(s) = row;
+  }
+  PcaOptions exact, randomized;
+  exact.solver = PcaSolver::exact;
+  randomized.solver = PcaSolver::randomized;
+  const Pca a = pca(x, 5, exact), b = pca(x, 5, randomized), automatic = pca(x, 5);
+  for (index_t c = 0; c < 5; ++c) {
+    INFO("component " << c);
+    CHECK(b.explained_variance(c) == Approx(a.explained_variance(c)).epsilon(1e-8));
+    CHECK(std::abs(b.components.col(c).dot(a.components.col(c))) == Approx(1).epsilon(1e-8));
+    CHECK((b.components.col(c) - a.components.col(c)).cwiseAbs().maxCoeff() < 1e-5);  // the same sign
+  }
+  CHECK(automatic.explained_variance == b.explained_variance);  // both sides over 500: randomized
+  CHECK(b.total_variance == Approx(a.total_variance).epsilon(1e-12));
+  CHECK((b.components.transpose() * b.components - Eigen::MatrixXd::Identity(5, 5)).cwiseAbs().maxCoeff() < 1e-12);
+  randomized.seed = 99;  // another random start converges to the same components
+  CHECK((pca(x, 5, randomized).components - b.components).cwiseAbs().maxCoeff() < 1e-5);
+  randomized.oversamples = -1;
+  CHECK_THROWS_WITH(pca(x, 5, randomized), Contains("must not be negative"));
+}
+
+TEST_CASE("t-SNE's affinities: each row's entropy is log(perplexity); P is symmetric and sums to 1",
+          "[analysis][tsne]") {
+  Rng rng(3);
+  std::vector<double> distances(50), p(50);
+  for (double& d : distances) d = 10 * rng.uniform();
+  inspect::detail::calibrate_row(distances.data(), 50, 7.5, p.data());
+  double sum = 0, entropy = 0;
+  for (const double v : p) {
+    sum += v;
+    if (v > 0) entropy -= v * std::log(v);
+  }
+  CHECK(sum == Approx(1).epsilon(1e-12));
+  CHECK(entropy == Approx(std::log(7.5)).margin(1e-4));
+
+  Eigen::MatrixXd x(40, 5);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = rng.normal();
+  const Eigen::MatrixXd dense = inspect::detail::exact_affinities(x, 13);
+  CHECK(dense.sum() == Approx(1).epsilon(1e-12));
+  CHECK((dense - dense.transpose()).cwiseAbs().maxCoeff() == 0);
+  CHECK(dense.diagonal().cwiseAbs().maxCoeff() == 0);
+  // With 3 x perplexity + 1 >= N - 1 neighbours the sparse P is the dense one (up to
+  // the rounding of distances taken through a GEMM).
+  const inspect::detail::SparseAffinities sparse = inspect::detail::sparse_affinities(x, 13, 2);
+  Eigen::MatrixXd from_sparse = Eigen::MatrixXd::Zero(40, 40);
+  for (index_t i = 0; i < 40; ++i)
+    for (index_t e = sparse.offsets[static_cast<std::size_t>(i)]; e < sparse.offsets[static_cast<std::size_t>(i + 1)];
+         ++e)
+      from_sparse(i, sparse.columns[static_cast<std::size_t>(e)]) = sparse.values[static_cast<std::size_t>(e)];
+  CHECK((from_sparse - dense).cwiseAbs().maxCoeff() < 1e-12);
+}
+
+TEST_CASE("t-SNE's gradients: exact against finite differences of KL, Barnes-Hut against exact", "[analysis][tsne]") {
+  Rng rng(5);
+  Eigen::MatrixXd x(30, 4), y(30, 2);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = rng.normal();
+  for (index_t i = 0; i < y.size(); ++i) y.data()[i] = rng.normal();
+  const Eigen::MatrixXd p = inspect::detail::exact_affinities(x, 8);
+  double kl = 0;
+  const Eigen::MatrixXd grad = inspect::detail::exact_gradient(p, y, 1.0, &kl);
+  CHECK(kl > 0);
+  for (const index_t at : {0, 7, 33, 59}) {
+    INFO("coordinate " << at);
+    Eigen::MatrixXd moved = y;
+    double up = 0, down = 0;
+    moved.data()[at] += 1e-6;
+    inspect::detail::exact_gradient(p, moved, 1.0, &up);
+    moved.data()[at] -= 2e-6;
+    inspect::detail::exact_gradient(p, moved, 1.0, &down);
+    CHECK(grad.data()[at] == Approx((up - down) / 2e-6).epsilon(1e-5));
+  }
+  // All pairs as neighbours, so P is the same; theta 0 opens every cell: the exact repulsion.
+  const inspect::detail::SparseAffinities sparse = inspect::detail::sparse_affinities(x, 8, 1);
+  Eigen::MatrixXd dense_of_sparse = Eigen::MatrixXd::Zero(30, 30);
+  for (index_t i = 0; i < 30; ++i)
+    for (index_t e = sparse.offsets[static_cast<std::size_t>(i)]; e < sparse.offsets[static_cast<std::size_t>(i + 1)];
+         ++e)
+      dense_of_sparse(i, sparse.columns[static_cast<std::size_t>(e)]) = sparse.values[static_cast<std::size_t>(e)];
+  const Eigen::MatrixXd reference = inspect::detail::exact_gradient(dense_of_sparse, y, 12.0);
+  double bh_kl = 0, reference_kl = 0;
+  inspect::detail::exact_gradient(dense_of_sparse, y, 1.0, &reference_kl);
+  const Eigen::MatrixXd opened = inspect::detail::barnes_hut_gradient(sparse, y, 12.0, 0.0, 2, &bh_kl);
+  CHECK((opened - reference).cwiseAbs().maxCoeff() < 1e-12 * reference.cwiseAbs().maxCoeff());
+  CHECK(bh_kl == Approx(reference_kl).epsilon(1e-12));
+  const Eigen::MatrixXd summarised = inspect::detail::barnes_hut_gradient(sparse, y, 1.0, 0.5, 2);
+  const Eigen::MatrixXd exact_one = inspect::detail::exact_gradient(dense_of_sparse, y, 1.0);
+  CHECK((summarised - exact_one).norm() < 0.05 * exact_one.norm());
+  CHECK((summarised - exact_one).norm() > 0);  // theta 0.5 did summarise some cells
+  // Points at one location: none repels itself, the others count fully.
+  Eigen::MatrixXd twins(3, 2);
+  twins << 1, 1, 1, 1, 4, 5;
+  const inspect::detail::SpaceTree tree(twins);
+  double force[3];
+  CHECK(tree.repulsion(0, 0.5, force) == Approx(1 + 1.0 / 26));
+  CHECK(force[0] == Approx(-3.0 / 26 / 26));
+}
+
+// Four Gaussian blobs in 10 dimensions, 60 points each, far apart.
+static Eigen::MatrixXd blobs(std::vector<index_t>& labels) {
+  Rng rng(17);
+  Eigen::MatrixXd x(240, 10);
+  labels.clear();
+  for (index_t i = 0; i < 240; ++i) {
+    labels.push_back(i % 4);
+    for (index_t k = 0; k < 10; ++k) x(i, k) = rng.normal() + (k == i % 4 ? 12.0 : 0.0);
+  }
+  return x;
+}
+
+TEST_CASE("tsne: KL divergence falls, well-separated clusters stay separated, either method", "[analysis][tsne]") {
+  std::vector<index_t> labels;
+  const Eigen::MatrixXd x = blobs(labels);
+  for (const TsneMethod method : {TsneMethod::barnes_hut, TsneMethod::exact}) {
+    INFO((method == TsneMethod::exact ? "exact" : "Barnes-Hut"));
+    TsneOptions o;
+    o.method = method;
+    o.iterations = 500;
+    o.perplexity = 20;
+    const TsneResult r = tsne(x, o);
+    REQUIRE(r.embedding.rows() == 240);
+    REQUIRE(r.embedding.cols() == 2);
+    CHECK(r.learning_rate == 50);  // max(240 / 12 / 4, 50)
+    // KL at 0, 50, ..., 450 and at 500; it ends far below where it began and
+    // keeps falling once the exaggeration is over.
+    REQUIRE(r.kl_divergence.size() == 11);
+    CHECK(r.kl_divergence.front().first == 0);
+    CHECK(r.kl_divergence.back().first == 500);
+    CHECK(r.kl_divergence.back().second < 0.5 * r.kl_divergence.front().second);
+    CHECK(r.kl_divergence.back().second < r.kl_divergence[6].second);  // iteration 300
+    // Every point nearer its own cluster's centre than any other's, and
+    // clusters far apart next to their own spread.
+    Eigen::MatrixXd centres = Eigen::MatrixXd::Zero(4, 2);
+    for (index_t i = 0; i < 240; ++i) centres.row(labels[static_cast<std::size_t>(i)]) += r.embedding.row(i) / 60;
+    double spread = 0;
+    for (index_t i = 0; i < 240; ++i) {
+      Eigen::Index nearest = 0;
+      (centres.rowwise() - r.embedding.row(i)).rowwise().squaredNorm().minCoeff(&nearest);
+      CHECK(nearest == labels[static_cast<std::size_t>(i)]);
+      spread = std::max(spread, (r.embedding.row(i) - centres.row(labels[static_cast<std::size_t>(i)])).norm());
+    }
+    for (index_t a = 0; a < 4; ++a)
+      for (index_t b = a + 1; b < 4; ++b) CHECK((centres.row(a) - centres.row(b)).norm() > 2 * spread);
+  }
+}
+
+TEST_CASE("tsne: seeded and reproducible, whatever the threads; bad options refused", "[analysis][tsne]") {
+  std::vector<index_t> labels;
+  const Eigen::MatrixXd x = blobs(labels);
+  TsneOptions o;
+  o.iterations = 120;
+  o.exaggeration_iterations = 60;
+  o.pca_init = false;
+  o.seed = 4;
+  o.threads = 1;
+  const TsneResult one = tsne(x, o);
+  o.threads = 2;
+  const TsneResult two = tsne(x, o);
+  CHECK(one.embedding == two.embedding);  // bit for bit
+  CHECK(one.kl_divergence == two.kl_divergence);
+  o.seed = 5;
+  CHECK(tsne(x, o).embedding != one.embedding);
+  o.dimensions = 3;
+  CHECK(tsne(x, o).embedding.cols() == 3);
+
+  TsneOptions bad;
+  bad.perplexity = 240;
+  CHECK_THROWS_WITH(tsne(x, bad), Contains("perplexity must be in (0, 240) for 240 samples"));
+  bad = {};
+  bad.dimensions = 4;
+  CHECK_THROWS_WITH(tsne(x, bad), Contains("dimensions must be in [1, 3] for Barnes-Hut"));
+  bad = {};
+  bad.exaggeration_iterations = 2000;
+  CHECK_THROWS_WITH(tsne(x, bad), Contains("exaggeration_iterations (2000) <= iterations (1000)"));
+  Eigen::MatrixXd holed = x;
+  holed(7, 3) = std::nan("");
+  CHECK_THROWS_WITH(tsne(holed, {}), Contains("sample 7 holds a non-finite value"));
+  CHECK_THROWS_WITH(tsne(Eigen::MatrixXd(2, 3), {}), Contains("at least 3 samples"));
+}
+
+TEST_CASE("layer_activations: a layer's output for every sample, batch by batch", "[analysis]") {
+  Sequential<double> model(Shape{3}, 2);
+  model.add<nn::Dense<double>>(3, 4);
+  model.add<nn::Tanh<double>>();
+  model.add<nn::Dense<double>>(4, 2);
+  Rng rng(8);
+  const Tensor<double> x = test::random_tensor(Shape{7, 3}, rng);
+  model.forward(x);
+  const Tensor<double> whole = model.output(1);
+  const Tensor<double> batched = layer_activations(model, "tanh_1", x, 3);
+  REQUIRE(batched.shape() == Shape{7, 4});
+  CHECK(test::max_abs_difference(batched, whole) < 1e-15);
+  CHECK_THROWS_WITH(layer_activations(model, "tanh_1", x, 0), Contains("batch_size must be positive"));
+  CHECK_THROWS(layer_activations(model, "nope", x));
 }
 
 TEST_CASE("InputPlane: axes, the plane through three samples, coordinates back", "[analysis][boundary]") {

@@ -11,6 +11,7 @@
 #include "glassbox/viz/dot.hpp"
 #include "glassbox/viz/html_report.hpp"
 #include "glassbox/viz/png.hpp"
+#include "glassbox/viz/projector.hpp"
 #include "glassbox/viz/tensorboard.hpp"
 #include "support.hpp"
 
@@ -502,7 +503,17 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
                             {{"sample 2", Image(1, 1, {0, 0, 255})}}, "the errors");
   report.add_table("pruning", {"sparsity", "accuracy"}, {{"90%", "97.76% <best>"}});
   CHECK_THROWS_WITH(report.add_table("bad", {"a", "b"}, {{"1"}}), Contains("'bad': a row of 1 cells under 2 headings"));
+  // Embeddings: one scale for both axes, integers in [0, 4000]; the y axis points up on the page.
+  Eigen::MatrixXd map(3, 2);
+  map << 0, 0, 2, 1, 1, 0.5;
+  report.add_embedding("layer <x>", {{"t-SNE", map}}, {0, 1, 1}, {"zero"}, {0, 0, 1}, {10, 11, 12}, "maps");
+  CHECK_THROWS_WITH(report.add_embedding("short", {{"a", map}}, {0, 1}),
+                    Contains("view 'a' has 3 points for 2 labels"));
+  CHECK_THROWS_WITH(report.add_embedding("odd", {{"a", map}}, {0, 1, 1}, {}, {0}), Contains("predicted classes (1)"));
   const std::string html = report.html();
+  CHECK_THAT(html, Contains("\"embeddings\":[{\"heading\":\"layer \\u003cx>\",\"description\":\"maps\","
+                            "\"classes\":[\"zero\",\"1\"],\"labels\":[0,1,1],\"predicted\":[0,0,1],\"ids\":[10,11,12],"
+                            "\"views\":[{\"caption\":\"t-SNE\",\"x\":[0,4000,2000],\"y\":[0,2000,1000]}]}]"));
   CHECK_THAT(html, Contains("<h3>pruning</h3><div class=\"scroll\"><table class=\"results\"><tr><th>sparsity</th>"
                             "<th>accuracy</th></tr><tr><td>90%</td><td>97.76% &lt;best&gt;</td></tr></table></div>"));
   CHECK_THAT(html, Contains("<h1>run &lt;1&gt;</h1>"));
@@ -522,7 +533,7 @@ TEST_CASE("HtmlReport: one self-contained page with the sections it was given", 
   CHECK_THAT(html, Contains("<figcaption>after &lt;1&gt;</figcaption><label>frame <input type=\"range\" "
                             "class=\"frame-slider\" min=\"0\" max=\"1\" value=\"1\"></label>"));
   for (const char* section :
-       {"model", "training", "activations", "gradients", "parameters", "errors", "pictures", "tables"})
+       {"model", "training", "activations", "gradients", "parameters", "embeddings", "errors", "pictures", "tables"})
     CHECK_THAT(html, Contains(fmt::format("<section id=\"{}\">", section)));
   CHECK_THAT(html, Contains("data:image/png;base64," + base64(encode_png(Image(1, 1, {255, 0, 0})))));
   // The diagram is glassbox's own SVG, whether or not Graphviz is installed.
@@ -606,4 +617,48 @@ TEST_CASE("HtmlReport keeps long runs small: charts over steps show an even subs
   HtmlReportOptions none;
   none.max_steps = 1;
   CHECK_THROWS_WITH(HtmlReport("x", none), Contains("max_steps"));
+}
+
+TEST_CASE("ProjectorWriter: tensors, metadata, sprite and config as TensorBoard's projector reads them",
+          "[viz][tensorboard]") {
+  const std::string dir = temp_path("projector");
+  std::filesystem::remove_all(dir);
+  viz::ProjectorWriter projector(dir);
+  Tensor<float> values(Shape{5, 3});
+  for (index_t k = 0; k < 15; ++k) values.data()[k] = static_cast<float>(k) / 4;
+  Tensor<float> digits(Shape{5, 1, 2, 3}, 0.0f);
+  digits.data()[6 * 4 + 5] = 1;  // image 4, bottom right: ink
+  projector.add("layer_a", values, {"label", "predicted"}, {{"0", "0"}, {"1", "7"}, {"2", "2"}, {"3", "3"}, {"4", "4"}},
+                &digits);
+  projector.add("layer_b", values, {}, {{"a"}, {"b"}, {"c"}, {"d"}, {"e"}});
+  CHECK(read_file(dir + "/projector_config.pbtxt") ==
+        "embeddings {\n  tensor_name: \"layer_a\"\n  tensor_path: \"layer_a/tensors.tsv\"\n"
+        "  metadata_path: \"layer_a/metadata.tsv\"\n  sprite {\n    image_path: \"layer_a/sprite.png\"\n"
+        "    single_image_dim: 3\n    single_image_dim: 2\n  }\n}\n"
+        "embeddings {\n  tensor_name: \"layer_b\"\n  tensor_path: \"layer_b/tensors.tsv\"\n"
+        "  metadata_path: \"layer_b/metadata.tsv\"\n}\n");
+  const std::string tensors = read_file(dir + "/layer_a/tensors.tsv");
+  CHECK(tensors.rfind("0\t0.25\t0.5\n0.75\t1\t1.25\n", 0) == 0);
+  CHECK(std::count(tensors.begin(), tensors.end(), '\n') == 5);
+  CHECK(read_file(dir + "/layer_a/metadata.tsv") == "label\tpredicted\n0\t0\n1\t7\n2\t2\n3\t3\n4\t4\n");
+  CHECK(read_file(dir + "/layer_b/metadata.tsv") == "a\nb\nc\nd\ne\n");  // one column: no header
+  // 5 images: 3 a side, square, row by row; image 4 sits in row 1, column 1.
+  const Image sprite = read_png(dir + "/layer_a/sprite.png");
+  CHECK(sprite.width == 9);
+  CHECK(sprite.height == 6);
+  CHECK(sprite.at(3 + 2, 2 + 1).r == 0);    // its ink
+  CHECK(sprite.at(3 + 1, 2 + 1).r == 255);  // paper
+  CHECK_THROWS_WITH(projector.add("layer_a", values), Contains("'layer_a' was added already"));
+  CHECK_THROWS_WITH(projector.add("../up", values), Contains("the name '../up' must be"));
+  CHECK_THROWS_WITH(projector.add("c", values, {}, {{"a"}}), Contains("'c': 1 metadata rows for 5 samples"));
+  CHECK_THROWS_WITH(projector.add("d", values, {"x", "y"}, {{"a"}, {"b"}, {"c"}, {"d"}, {"e"}}),
+                    Contains("metadata row 0 has 1 cells, not 2"));
+  CHECK_THROWS_WITH(projector.add("e", values, {}, {{"a\tb"}, {"b"}, {"c"}, {"d"}, {"e"}}),
+                    Contains("tab or line break"));
+  Tensor<float> wrong_count(Shape{4, 2, 3}, 0.0f);
+  CHECK_THROWS_WITH(projector.add("f", values, {}, {}, &wrong_count), Contains("must be (5, H, W)"));
+  values.data()[4] = std::nanf("");
+  CHECK_THROWS_WITH(projector.add("g", values), Contains("'g': sample 1 holds a non-finite value"));
+  CHECK_FALSE(std::filesystem::exists(dir + "/g"));
+  std::filesystem::remove_all(dir);
 }

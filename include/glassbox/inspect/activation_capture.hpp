@@ -127,5 +127,35 @@ class ActivationCapture {
   std::vector<HookHandle> handles_;
 };
 
+// One layer's output for every sample of x (N, ...), from eval-mode passes of
+// batch_size samples: (N, the layer's output shape), what an embedding map
+// or a probe is made from. The layer may sit inside a block (a forward hook
+// reads it there).
+template <class T>
+Tensor<T> layer_activations(Sequential<T>& model, const HookTarget& layer, const Tensor<T>& x,
+                            index_t batch_size = 256) {
+  if (x.rank() < 1 || x.dim(0) < 1)
+    throw Error(fmt::format("layer_activations: a batch of samples expected, got {}", x.shape().str()));
+  if (batch_size <= 0) throw Error(fmt::format("layer_activations: batch_size must be positive, got {}", batch_size));
+  Tensor<T> result;
+  index_t start = 0;
+  const HookHandle hook = model.add_forward_hook(layer, [&](const ForwardEvent<T>& e) {
+    const Tensor<T>& y = e.output;
+    if (result.rank() == 0) {
+      Shape shape = y.shape();
+      shape[0] = x.dim(0);
+      result.resize(shape);
+    }
+    std::copy(y.begin(), y.end(), result.data() + start * (y.size() / y.dim(0)));
+  });
+  Tensor<T> batch;
+  for (; start < x.dim(0); start += batch_size) {
+    copy_rows(x, start, std::min(batch_size, x.dim(0) - start), batch);
+    model.set_batch(start / batch_size);
+    model.forward(batch, Mode::eval);
+  }
+  return result;
+}
+
 GLASSBOX_PRECOMPILED_INSTANCE(class ActivationCapture<float>)
 }  // namespace glassbox::inspect

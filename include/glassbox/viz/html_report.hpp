@@ -15,6 +15,8 @@
 //                  and each layer's (or every layer's) gradient norm over steps
 //   parameters     per parameter, histograms of its values or gradients
 //                  before training and after each epoch (ParameterHistograms)
+//   embeddings     samples on a plane (PCA, t-SNE), coloured by class, the
+//                  nearest one named on hover
 //   errors         the confusion matrix (cells shaded, counts on hover),
 //                  per-class precision, recall and F1, the most-confused pairs
 //                  and a captioned gallery (misclassified samples, say)
@@ -49,85 +51,9 @@
 #include "glassbox/viz/dot.hpp"
 #include "glassbox/viz/png.hpp"
 #include "glassbox/viz/report_page.hpp"
+#include "glassbox/viz/report_parts.hpp"
 
 namespace glassbox::viz {
-
-inline std::string base64(const std::string& bytes) {
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (std::size_t i = 0; i < bytes.size(); i += 3) {
-    const std::uint32_t b0 = static_cast<unsigned char>(bytes[i]);
-    const std::uint32_t b1 = i + 1 < bytes.size() ? static_cast<unsigned char>(bytes[i + 1]) : 0;
-    const std::uint32_t b2 = i + 2 < bytes.size() ? static_cast<unsigned char>(bytes[i + 2]) : 0;
-    const std::uint32_t n = b0 << 16 | b1 << 8 | b2;
-    out += alphabet[n >> 18 & 63];
-    out += alphabet[n >> 12 & 63];
-    out += i + 1 < bytes.size() ? alphabet[n >> 6 & 63] : '=';
-    out += i + 2 < bytes.size() ? alphabet[n & 63] : '=';
-  }
-  return out;
-}
-
-namespace detail {
-// JSON inside <script>: every '<' as \u003c (JSON reads it back as '<'),
-// so no "</script>" or "<!--" can change how the page parses.
-inline std::string script_safe(const std::string& json) {
-  std::string out;
-  for (char c : json) out += c == '<' ? std::string("\\u003c") : std::string(1, c);
-  return out;
-}
-
-inline std::string numbers_json(const std::vector<double>& values) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + json_number(values[i]);
-  return s + "]";
-}
-
-// `budget` (>= 2) indices of [0, count) spread evenly, the first and the
-// last included; all of them when count <= budget.
-inline std::vector<std::size_t> evenly_spaced(std::size_t count, std::size_t budget) {
-  std::vector<std::size_t> kept;
-  if (count <= budget) {
-    for (std::size_t i = 0; i < count; ++i) kept.push_back(i);
-    return kept;
-  }
-  for (std::size_t k = 0; k < budget; ++k)
-    kept.push_back(static_cast<std::size_t>(
-        static_cast<double>(k) * static_cast<double>(count - 1) / static_cast<double>(budget - 1) + 0.5));
-  return kept;
-}
-
-// What the page leaves out of a recorder's series: older records the
-// recorder dropped (beyond its capacity) and the steps subsampled away.
-inline std::string subsampled_note(std::size_t shown, std::size_t kept, std::uint64_t dropped, const char* file) {
-  std::string note;
-  if (dropped > 0)
-    note += fmt::format(
-        "The recorder kept the newest {} records of each layer and dropped {} older ones (its capacity option). ", kept,
-        dropped);
-  if (shown < kept)
-    note += fmt::format(
-        "Showing {} of the {} recorded steps, evenly spaced (the first and the newest included), to keep this page "
-        "small; {} holds every record kept.",
-        shown, kept, file);
-  return note.empty() ? note : "<p class=\"note subsampled\">" + note + "</p>";
-}
-// Captioned pictures in a grid whose cells fit the widest picture.
-inline std::string picture_grid(const std::vector<std::pair<std::string, Image>>& pictures,
-                                const std::string& description) {
-  index_t widest = 0;
-  for (const auto& picture : pictures) widest = std::max(widest, picture.second.width);
-  std::string html = description.empty() ? "" : "<p class=\"note\">" + markup_escape(description) + "</p>";
-  html += fmt::format("<div class=\"pictures\" style=\"--cell: {}px\">", std::clamp<index_t>(widest, 120, 700));
-  for (const auto& [caption, image] : pictures)
-    html += fmt::format(
-        "<figure><img alt=\"{0}\" width=\"{1}\" height=\"{2}\" src=\"data:image/png;base64,{3}\"><figcaption>{0}"
-        "</figcaption></figure>",
-        markup_escape(caption), image.width, image.height, base64(encode_png(image)));
-  return html + "</div>";
-}
-}  // namespace detail
 
 struct HtmlReportOptions {
   // Steps shown in the charts over steps (>= 2); more records are subsampled.
@@ -337,6 +263,64 @@ class HtmlReport {
     errors_html_ = html;
   }
 
+  // Samples on a plane, one chart per view (PCA and t-SNE of a layer's
+  // activations before and after training, say), coloured by class; hovering
+  // names the nearest sample ("#ids[i]: a labels[i], predicted predicted[i]").
+  // `predicted` and `ids` may be empty; each view's points are (N, 2), any
+  // type with rows() and (i, j), such as inspect::tsne's embedding.
+  struct EmbeddingView {
+    std::string caption;
+    std::vector<double> x, y;
+    template <class Points>
+    EmbeddingView(std::string caption_, const Points& points) : caption(std::move(caption_)) {
+      for (index_t i = 0; i < static_cast<index_t>(points.rows()); ++i) {
+        x.push_back(static_cast<double>(points(i, 0)));
+        y.push_back(static_cast<double>(points(i, 1)));
+      }
+    }
+  };
+  void add_embedding(const std::string& heading, const std::vector<EmbeddingView>& views,
+                     const std::vector<index_t>& labels, const std::vector<std::string>& class_names = {},
+                     const std::vector<index_t>& predicted = {}, const std::vector<index_t>& ids = {},
+                     const std::string& description = {}) {
+    const std::size_t n = labels.size();
+    if (views.empty() || n == 0 || (!predicted.empty() && predicted.size() != n) || (!ids.empty() && ids.size() != n))
+      throw Error(
+          fmt::format("HtmlReport::add_embedding: '{}' needs views and per-sample labels ({}), predicted "
+                      "classes ({}) and ids ({}) of one length",
+                      heading, n, predicted.size(), ids.size()));
+    index_t classes = static_cast<index_t>(class_names.size());
+    for (const index_t l : labels) classes = std::max(classes, l + 1);
+    std::vector<std::string> names = class_names;
+    for (auto c = static_cast<index_t>(names.size()); c < classes; ++c) names.push_back(std::to_string(c));
+    std::string json =
+        fmt::format(R"({{"heading":{},"description":{},"classes":[)", json_string(heading), json_string(description));
+    for (std::size_t c = 0; c < names.size(); ++c) json += (c ? "," : "") + json_string(names[c]);
+    json += fmt::format(R"(],"labels":[{}],"predicted":[{}],"ids":[{}],"views":[)", fmt::join(labels, ","),
+                        fmt::join(predicted, ","), fmt::join(ids, ","));
+    for (std::size_t v = 0; v < views.size(); ++v) {
+      const EmbeddingView& view = views[v];
+      if (view.x.size() != n)
+        throw Error(fmt::format("HtmlReport::add_embedding: '{}': view '{}' has {} points for {} labels", heading,
+                                view.caption, view.x.size(), n));
+      // Both axes on one scale (distances on a map mean the same either way),
+      // as integers in [0, 4000] to keep the page small.
+      const auto [x0, x1] = std::minmax_element(view.x.begin(), view.x.end());
+      const auto [y0, y1] = std::minmax_element(view.y.begin(), view.y.end());
+      const double span = std::max({*x1 - *x0, *y1 - *y0, 1e-300});
+      if (!std::isfinite(span))
+        throw Error(fmt::format("HtmlReport::add_embedding: view '{}' holds non-finite points", view.caption));
+      std::vector<long> xs, ys;
+      for (std::size_t i = 0; i < n; ++i) {
+        xs.push_back(std::lround((view.x[i] - *x0) / span * 4000));
+        ys.push_back(std::lround((view.y[i] - *y0) / span * 4000));
+      }
+      json += fmt::format(R"({}{{"caption":{},"x":[{}],"y":[{}]}})", v ? "," : "", json_string(view.caption),
+                          fmt::join(xs, ","), fmt::join(ys, ","));
+    }
+    embeddings_json_ += (embeddings_json_.empty() ? "[" : ",") + json + "]}";
+  }
+
   // A table of text cells (compression results, for example), in the
   // Tables section; cells are escaped.
   void add_table(const std::string& heading, const std::vector<std::string>& header,
@@ -365,6 +349,7 @@ class HtmlReport {
     field("activations", activations_json_);
     field("gradients", gradients_json_);
     field("parameters", parameters_json_);
+    if (!embeddings_json_.empty()) field("embeddings", embeddings_json_ + "]");
     data += "}";
     std::string page = fmt::format(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -391,6 +376,7 @@ class HtmlReport {
               "<p class=\"note\">How each weight and bias is distributed before training and after every epoch, "
               "and the gradient of the epoch's last step (TensorBoard's histograms).</p>"
               "<div id=\"parameter-charts\"></div>");
+    if (!embeddings_json_.empty()) section("embeddings", "Embeddings", "<div id=\"embedding-charts\"></div>");
     section("errors", "Errors", errors_html_);
     section("pictures", "Pictures", pictures_html_);
     section("tables", "Tables", tables_html_);
@@ -426,8 +412,8 @@ class HtmlReport {
 
   std::string title_;
   Options options_;
-  std::string model_html_, history_json_, activations_json_, gradients_json_, parameters_json_, errors_html_,
-      pictures_html_, tables_html_;
+  std::string model_html_, history_json_, activations_json_, gradients_json_, parameters_json_, embeddings_json_,
+      errors_html_, pictures_html_, tables_html_;
   std::string activations_note_, gradients_note_;  // the subsampling, when there was one
 };
 

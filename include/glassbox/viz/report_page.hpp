@@ -30,6 +30,7 @@ svg.chart { width: 100%; height: auto; max-width: 640px; background: #fff; displ
 .line { fill: none; stroke: var(--c); stroke-width: 2; } .dot { fill: var(--c); }
 .keys { display: flex; flex-wrap: wrap; gap: 2px 14px; font-size: 12px; margin: 2px 0 0 60px; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; background: var(--c); }
+circle.wrong { stroke: #000; stroke-width: 0.8; }
 .bar { fill: #35b779; } .bar:hover { fill: #fde725; } .ridge { stroke-width: 1.5; }
 #tip { position: fixed; display: none; pointer-events: none; background: rgba(255, 255, 255, 0.96); border: 1px solid #888;
        border-radius: 4px; padding: 3px 7px; font-size: 12px; white-space: pre; z-index: 10; box-shadow: 0 1px 4px #0003; }
@@ -345,6 +346,47 @@ inline const char* report_script() {
     picker(controls, "parameter", ps.map(p => p.parameter), i => { which = i; draw(); });
     picker(controls, "show", ["values", "gradients"], i => { what = i ? "grad" : "value"; draw(); });
     draw();
+  }
+
+  // ---- embeddings: samples on a plane, coloured by class; hover names the nearest one
+  if (data.embeddings) {
+    const host = document.getElementById("embedding-charts"), S = 400, P = 10;
+    const palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    data.embeddings.forEach(b => {
+      tag("h3", host, b.heading);
+      if (b.description) tag("p", host, b.description).className = "note";
+      const dots = [];
+      // The legend first: hovering a class fades the others.
+      const row = tag("div", host); row.className = "keys";
+      b.classes.forEach((c, k) => {
+        const key = tag("span", row), swatch = tag("i", key);
+        swatch.className = "swatch"; swatch.style.background = palette[k % 10];
+        key.appendChild(document.createTextNode(c));
+        key.onmouseenter = () => dots.forEach(d => { d.style.opacity = +d.dataset.class === k ? 1 : 0.08; });
+        key.onmouseleave = () => dots.forEach(d => { d.style.opacity = ""; });
+      });
+      const charts = tag("div", host); charts.className = "charts";
+      const name = c => b.classes[c] !== undefined ? b.classes[c] : String(c);
+      const about = i => "#" + (b.ids.length ? b.ids[i] : i) + ": " + name(b.labels[i]) + (b.predicted.length ? ", predicted " + name(b.predicted[i]) : "");
+      b.views.forEach(v => {
+        const box = chartBox(charts, v.caption);
+        const svg = el("svg", {viewBox: "0 0 " + S + " " + S, width: S, height: S, class: "chart", role: "img"}, box.chart);
+        const at = (i, axis) => P + (axis ? (4000 - v.y[i]) : v.x[i]) / 4000 * (S - 2 * P);
+        v.x.forEach((_, i) => dots.push(el("circle", {cx: at(i, 0), cy: at(i, 1), r: 2.2, fill: palette[b.labels[i] % 10], "data-class": b.labels[i],
+                                                    class: "mark" + (b.predicted.length && b.predicted[i] !== b.labels[i] ? " wrong" : "")}, svg)));
+        const ring = el("circle", {r: 5, fill: "none", stroke: "#000", visibility: "hidden"}, svg);
+        const pad = el("rect", {x: 0, y: 0, width: S, height: S, fill: "transparent", class: "hover"}, svg);
+        pad.addEventListener("mousemove", evt => {
+          const r = svg.getBoundingClientRect(), px = (evt.clientX - r.left) * S / r.width, py = (evt.clientY - r.top) * S / r.height;
+          let best = -1, d = 100;  // within 10 units
+          v.x.forEach((_, i) => { const e = (at(i, 0) - px) ** 2 + (at(i, 1) - py) ** 2; if (e < d) { d = e; best = i; } });
+          if (best < 0) { ring.setAttribute("visibility", "hidden"); hideTip(); return; }
+          ring.setAttribute("cx", at(best, 0)); ring.setAttribute("cy", at(best, 1)); ring.setAttribute("visibility", "visible");
+          showTip(evt, about(best));
+        });
+        pad.addEventListener("mouseleave", () => { ring.setAttribute("visibility", "hidden"); hideTip(); });
+      });
+    });
   }
 
   // ---- picture series: the slider shows one frame and its caption
