@@ -70,8 +70,9 @@ int main(int argc, char** argv) try {
   const seed_cnn::Errors errors = seed_cnn::analyze_errors(model, data.test_images, data.test_labels);
   maps.push_back(seed_cnn::capture_embedding(model, data.test_images, "after training", true));
   for (seed_cnn::Embedding& map : maps) seed_cnn::map_embedding(map);
-  seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, errors, maps, data.test_images,
-                      data.test_labels, tensorboard);
+  const seed_cnn::Paths paths = seed_cnn::decision_paths(model, data.test_images, data.test_labels);
+  seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, errors, maps, paths,
+                      data.test_images, data.test_labels, tensorboard);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist_cnn: %s\n", e.what());

@@ -17,7 +17,8 @@ declare -A groups=(
   [npm]="npm ca-certificates"
   # Debian's PyTorch uses whatever libblas.so.3 is selected: without OpenBLAS it
   # is the reference BLAS, some 50x slower, and the benchmark ratios mean nothing.
-  [bench]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev python3-torch libopenblas0-pthread"
+  # scikit-learn: the t-SNE reference of bench/analyses.sh.
+  [bench]="cmake g++ make libeigen3-dev libfmt-dev libpng-dev python3-torch python3-sklearn libopenblas0-pthread"
 )
 wanted=""
 for group in "${@:-build}"; do

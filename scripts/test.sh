@@ -10,6 +10,7 @@ jobs=$(nproc)
 # The full MNIST feeds the accuracy tests; without it they are left out.
 scripts/fetch_mnist.sh || echo "test.sh: MNIST could not be fetched; the accuracy tests will not run" >&2
 scripts/fetch_fashion_mnist.sh || echo "test.sh: no Fashion-MNIST; example_fashion_resnet will not run" >&2
+scripts/fetch_german_credit.sh || echo "test.sh: no German credit data; example_credit_fairness will not run" >&2
 
 # libfmt is linked (a third faster to compile); the add_subdirectory consumer test covers header-only fmt.
 cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DGLASSBOX_BUILD_TESTS=ON -DGLASSBOX_BUILD_EXAMPLES=ON \

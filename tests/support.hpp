@@ -256,4 +256,23 @@ class JsonChecker {
   std::size_t i_ = 0;
 };
 
+// Whether every element of the markup is closed in order (self-closing
+// `<x/>` included), as an XML parser requires of an SVG.
+inline bool balanced_markup(const std::string& text) {
+  std::vector<std::string> open;
+  for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {
+    const std::size_t end = text.find('>', at);
+    if (end == std::string::npos) return false;
+    const std::string tag = text.substr(at + 1, end - at - 1);
+    if (tag.empty() || tag[0] == '!' || tag[0] == '?') continue;
+    if (tag[0] == '/') {
+      if (open.empty() || open.back() != tag.substr(1)) return false;
+      open.pop_back();
+    } else if (tag.back() != '/') {
+      open.push_back(tag.substr(0, tag.find_first_of(" \t\n")));
+    }
+  }
+  return open.empty();
+}
+
 }  // namespace test

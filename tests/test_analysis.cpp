@@ -1,13 +1,18 @@
 // Analyses of what a trained model decides (inspect/): error analysis, PCA,
-// t-SNE, decision boundaries, causal interventions.
+// t-SNE, decision boundaries, decision paths, causal interventions, group
+// fairness.
 #include <cmath>
 
 #include "glassbox/inspect/decision_boundary.hpp"
+#include "glassbox/inspect/decision_path.hpp"
 #include "glassbox/inspect/error_analysis.hpp"
+#include "glassbox/inspect/fairness.hpp"
+#include "glassbox/inspect/layer_attribution.hpp"
 #include "glassbox/inspect/patching.hpp"
 #include "glassbox/inspect/projection.hpp"
 #include "glassbox/inspect/tsne.hpp"
 #include "glassbox/viz/decision_map.hpp"
+#include "glassbox/viz/path_diagram.hpp"
 #include "support.hpp"
 
 using namespace glassbox;
@@ -517,4 +522,198 @@ TEST_CASE("average_ablation_effect: each unit's or group's mean effect over a da
   CHECK(effect == std::vector<double>{3, 0, 0});  // (2 + 4) / 2: only unit 0 feeds logit 0
   CHECK(average_ablation_effect(model, "relu_1", x, {0, 0}, {0, -1, 0}) == std::vector<double>{3});
   CHECK(average_ablation_effect(model, "relu_1", x, {1, 1}) == std::vector<double>{0, 0, 0});
+}
+
+TEST_CASE("DecisionPaths: scores and edges of a hand-built network, known by construction", "[analysis][paths]") {
+  // h = relu(x) (identity weights), out = W2 h with W2 = [[1, 0, 2], [0, 1, 0]], no biases.
+  Sequential<double> model(Shape{3}, 1);
+  model.add<nn::Dense<double>>(3, 3);
+  model.add<nn::ReLU<double>>();
+  model.add<nn::Dense<double>>(3, 2);
+  auto& w1 = *model.layer("dense_1").parameters()[0];
+  auto& w2 = *model.layer("dense_2").parameters()[0];
+  w1.value.matrix() = Eigen::MatrixXd::Identity(3, 3);
+  w2.value.matrix() << 1, 0, 2, 0, 1, 0;
+  for (const char* dense : {"dense_1", "dense_2"}) model.layer(dense).parameters()[1]->value.flat().setZero();
+  DecisionPathOptions two;
+  two.top_k = 2;
+  DecisionPaths<double> paths(model, {"dense_1", "dense_2"}, two);
+  const Tensor<double> x(Shape{1, 3}, {1, 2, 0.5});
+  const DecisionPath p = paths.explain(x, 0);
+  CHECK(p.target == 0);
+  CHECK(p.output == 2);  // 1 + 2 x 0.5
+  REQUIRE(p.layers.size() == 2);
+  CHECK(p.layers[0].units == 3);
+  CHECK_FALSE(p.layers[0].channels);
+  // dF/dh = (1, 0, 2): scores a * g = (1, 0, 1); the tie goes to the lower unit.
+  REQUIRE(p.layers[0].top.size() == 2);
+  CHECK(p.layers[0].top[0].unit == 0);
+  CHECK(p.layers[0].top[0].score == 1);
+  CHECK(p.layers[0].top[1].unit == 2);
+  CHECK(p.layers[0].top[1].score == 1);
+  CHECK_FALSE(p.layers[0].output);
+  CHECK(p.layers[1].output);
+  REQUIRE(p.layers[1].top.size() == 1);  // the last layer: the class's own unit
+  CHECK(p.layers[1].top[0].unit == 0);
+  CHECK(p.layers[1].top[0].score == 2);
+  REQUIRE(p.edges.size() == 2);
+  CHECK(p.edges[0].from == 0);
+  CHECK(p.edges[0].weight == 1);  // 1 x 1
+  CHECK(p.edges[1].from == 2);
+  CHECK(p.edges[1].weight == 1);        // 0.5 x 2
+  CHECK(paths.explain(x).target == 0);  // the predicted class: 2 > ... a tie goes to the first
+  // Class 1 goes through unit 1 alone.
+  const DecisionPath q = paths.explain(x, 1);
+  CHECK(q.layers[0].top[0].unit == 1);
+  CHECK(q.layers[0].top[0].score == 2);
+
+  CHECK_THROWS_WITH(DecisionPaths<double>(model, {"dense_2", "dense_1"}), Contains("in model order"));
+  CHECK_THROWS_WITH(DecisionPaths<double>(model, {}), Contains("at least one layer"));
+  DecisionPathOptions none;
+  none.top_k = 0;
+  CHECK_THROWS_WITH(DecisionPaths<double>(model, {"dense_1"}, none), Contains("top_k (0)"));
+  CHECK_THROWS_WITH(paths.explain(Tensor<double>(Shape{2, 3})), Contains("one sample (1, ...) expected"));
+}
+
+TEST_CASE("DecisionPaths on a CNN: channel scores are gradient x activation per channel, edges follow the chain rule",
+          "[analysis][paths]") {
+  Sequential<double> model(Shape{1, 6, 6}, 3);
+  model.add<nn::Conv2D<double>>(1, 3, nn::Size2{3, 3});
+  model.add<nn::ReLU<double>>();
+  model.add<nn::MaxPool2D<double>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<double>>();
+  model.add<nn::Dense<double>>(12, 4);
+  Rng rng(12);
+  const Tensor<double> x = test::random_tensor(Shape{1, 1, 6, 6}, rng);
+  DecisionPathOptions all;
+  all.top_k = 3;
+  DecisionPaths<double> paths(model, {"conv2d_1", "max_pool2d_1", "dense_1"}, all);
+  const DecisionPath p = paths.explain(x, 2);
+  REQUIRE(p.layers.size() == 3);
+  CHECK(p.layers[0].channels);
+  CHECK(p.layers[0].units == 3);
+  // The scores are Captum's layer gradient x activation, summed per channel, largest first.
+  const Tensor<double> gxa = LayerGradientXActivation<double>(model, "conv2d_1").attribute(x, {2});
+  for (const PathUnit& u : p.layers[0].top) {
+    double sum = 0;
+    for (index_t i = 0; i < 16; ++i) sum += gxa[u.unit * 16 + i];
+    CHECK(u.score == Approx(sum).margin(1e-12));
+  }
+  CHECK(p.layers[0].top[0].score >= p.layers[0].top[1].score);
+  CHECK(p.layers[0].top[1].score >= p.layers[0].top[2].score);
+  // Pooled channel j comes from conv channel j alone: the edges are diagonal,
+  // and each conv channel's edges give back its score.
+  REQUIRE(p.edges.size() == 9 + 3);
+  for (const PathEdge& e : p.edges) {
+    if (e.layer != 0) continue;
+    INFO("conv channel " << e.from << " to pooled channel " << e.to);
+    if (e.from != e.to) {
+      CHECK(e.weight == 0);
+    } else {
+      const auto conv = std::find_if(p.layers[0].top.begin(), p.layers[0].top.end(),
+                                     [&](const PathUnit& u) { return u.unit == e.from; });
+      CHECK(e.weight == Approx(conv->score).margin(1e-12));
+    }
+  }
+  // Into the class: the pooled channels' edges are their scores (dense_1 is adjacent).
+  for (const PathEdge& e : p.edges)
+    if (e.layer == 1) {
+      const auto pooled = std::find_if(p.layers[1].top.begin(), p.layers[1].top.end(),
+                                       [&](const PathUnit& u) { return u.unit == e.from; });
+      CHECK(e.weight == Approx(pooled->score).margin(1e-12));
+    }
+
+  // Class frequencies are the explained paths counted.
+  DecisionPathOptions one;
+  one.top_k = 1;
+  one.batch_size = 3;
+  DecisionPaths<double> single(model, {"conv2d_1", "max_pool2d_1", "dense_1"}, one);
+  const Tensor<double> batch = test::random_tensor(Shape{8, 1, 6, 6}, rng);
+  const std::vector<index_t> targets{0, 1, 1, 3, 1, 0, 3, 1};
+  const std::vector<ClassPath> classes = single.frequencies(batch, targets);
+  REQUIRE(classes.size() == 4);
+  CHECK(classes[1].samples == 4);
+  CHECK(classes[2].samples == 0);
+  std::vector<std::vector<double>> expected(4, std::vector<double>(3, 0));
+  for (index_t n = 0; n < 8; ++n) {
+    Tensor<double> sample;
+    copy_rows(batch, n, 1, sample);
+    const DecisionPath path = single.explain(sample, targets[static_cast<std::size_t>(n)]);
+    expected[static_cast<std::size_t>(targets[static_cast<std::size_t>(n)])]
+            [static_cast<std::size_t>(path.layers[0].top[0].unit)] += 1;
+  }
+  for (const index_t k : {0, 1, 3}) {
+    INFO("class " << k);
+    const PathLayer& conv = classes[static_cast<std::size_t>(k)].layers[0];
+    double total = 0;
+    for (const PathUnit& u : conv.top) {
+      CHECK(u.score == Approx(expected[static_cast<std::size_t>(k)][static_cast<std::size_t>(u.unit)] /
+                              static_cast<double>(classes[static_cast<std::size_t>(k)].samples)));
+      total += u.score;
+    }
+    CHECK(total <= 1.0 + 1e-12);
+    CHECK(classes[static_cast<std::size_t>(k)].layers[2].top.front().unit == k);  // the class's own output
+    CHECK(classes[static_cast<std::size_t>(k)].layers[2].top.front().score == 1);
+  }
+  CHECK_THROWS_WITH(single.frequencies(batch, {1, 2}), Contains("2 targets for 8 samples"));
+
+  // Drawn: a node per unit with its hover text, an edge per pair, balanced markup; DOT too.
+  const std::string svg = viz::to_svg_path(p, {"a", "b", "c", "d"});
+  std::size_t nodes = 0, lines = 0;
+  for (std::size_t at = svg.find("<g class=\"node\">"); at != std::string::npos;
+       at = svg.find("<g class=\"node\">", at + 1))
+    ++nodes;
+  for (std::size_t at = svg.find("<line "); at != std::string::npos; at = svg.find("<line ", at + 1)) ++lines;
+  CHECK(nodes == 3 + 3 + 1);
+  CHECK(lines == 12);
+  CHECK_THAT(svg, Contains("class c"));
+  CHECK_THAT(svg, Contains(">the class's output</text>"));
+  CHECK_THAT(svg, Contains("<title>conv2d_1 channel "));
+  CHECK(test::balanced_markup(svg));
+  const std::string dot = viz::to_dot(p);
+  CHECK_THAT(dot, Contains("subgraph cluster_0 {\n    label=\"conv2d_1\";"));
+  CHECK_THAT(dot, Contains("n1_" + std::to_string(p.edges.back().from) + " -> n2_2"));
+}
+
+TEST_CASE("group_metrics: per-group rates and Fairlearn's parity differences, by hand", "[analysis][fairness]") {
+  // A: TP, FN, FP, TN. B: 3 TP, 2 TN. C: no positives; 2 FP, 1 TN.
+  const std::vector<std::string> group{"A", "B", "A", "B", "C", "A", "B", "A", "B", "C", "B", "C"};
+  const std::vector<index_t> truth{1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0};
+  const std::vector<index_t> predicted{1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 0, 0};
+  const GroupFairness f = group_metrics(predicted, truth, group, 1);
+  REQUIRE(f.groups.size() == 3);
+  const GroupMetrics &a = f.groups[0], &b = f.groups[1], &c = f.groups[2];
+  CHECK(a.group == "A");
+  CHECK(a.samples == 4);
+  CHECK(a.true_positives == 1);
+  CHECK(a.false_negatives == 1);
+  CHECK(a.false_positives == 1);
+  CHECK(a.true_negatives == 1);
+  CHECK(a.accuracy == 0.5);
+  CHECK(a.selection_rate == 0.5);
+  CHECK(a.true_positive_rate == 0.5);
+  CHECK(a.false_positive_rate == 0.5);
+  CHECK(b.samples == 5);
+  CHECK(b.accuracy == 1);
+  CHECK(b.selection_rate == Approx(0.6));
+  CHECK(b.true_positive_rate == 1);
+  CHECK(b.false_positive_rate == 0);
+  CHECK(c.accuracy == Approx(1.0 / 3));
+  CHECK(c.selection_rate == Approx(2.0 / 3));
+  CHECK(std::isnan(c.true_positive_rate));  // no positives: left out of the TPR difference
+  CHECK(c.false_positive_rate == Approx(2.0 / 3));
+  CHECK(f.demographic_parity_difference == Approx(2.0 / 3 - 0.5));
+  CHECK(f.demographic_parity_ratio == Approx(0.75));
+  CHECK(f.equal_opportunity_difference == Approx(0.5));
+  CHECK(f.equalized_odds_difference == Approx(2.0 / 3));  // the FPR spread is the larger
+  const std::string text = f.to_text("sex");
+  CHECK_THAT(text, Contains("                 sex  samples  accuracy  selection      TPR      FPR\n"));
+  CHECK_THAT(text, Contains("                   C        3    0.3333     0.6667      n/a   0.6667\n"));
+  CHECK_THAT(f.to_json(), Contains("{\"group\":\"C\",\"samples\":3,\"tp\":0,\"fp\":2,\"tn\":1,\"fn\":0,"));
+  CHECK_THAT(f.to_json(), Contains("\"true_positive_rate\":null"));
+  // The other class as the positive one: rates swap their meaning.
+  const GroupFairness other = group_metrics(predicted, truth, group, 0);
+  CHECK(other.groups[2].true_positive_rate == Approx(1.0 / 3));
+  CHECK(other.groups[2].selection_rate == Approx(1.0 / 3));
+  CHECK_THROWS_WITH(group_metrics({1}, {1, 0}, {"a"}), Contains("1 predictions, 2 labels and 1 group values"));
 }

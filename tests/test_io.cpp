@@ -3,6 +3,7 @@
 // the fuzzers' seeds and findings replay cleanly; export_onnx's errors.
 #include <filesystem>
 #include <fstream>
+#include <glassbox/io/arff.hpp>
 #include <glassbox/io/checkpoint.hpp>
 #include <glassbox/io/onnx.hpp>
 
@@ -199,4 +200,60 @@ TEST_CASE("export_onnx names what it cannot export") {
   CHECK(bytes[0] == '\x08');
   CHECK(bytes[1] == '\x08');
   CHECK(bytes.find("dense_1.weight") != std::string::npos);
+}
+
+TEST_CASE("read_arff: attributes, quoted nominal values, missing values; TableEncoder's one-hot and z-scores") {
+  const std::string path = (std::filesystem::temp_directory_path() / "glassbox_test.arff").string();
+  {
+    std::ofstream f(path);
+    f << "% a comment\n@RELATION 'tiny set'\n\n@attribute colour { red, 'light blue', \"x,y\"}\n"
+         "@attribute size NUMERIC\n@Attribute 'the class' {yes,no}\n@data\n"
+         "red, 1.5, yes\n'light blue',2.5,no\n\"x,y\",?,yes\r\n  % another comment\n?,4,no\n";
+  }
+  const io::Table t = io::read_arff(path);
+  CHECK(t.relation == "tiny set");
+  REQUIRE(t.columns.size() == 3);
+  CHECK(t.columns[0].values == std::vector<std::string>{"red", "light blue", "x,y"});
+  CHECK_FALSE(t.columns[1].nominal());
+  CHECK(t.columns[2].name == "the class");
+  REQUIRE(t.rows.size() == 4);
+  CHECK(t.rows[1] == std::vector<double>{1, 2.5, 1});
+  CHECK(t.text(2, 0) == "x,y");
+  CHECK(std::isnan(t.rows[2][1]));
+  CHECK(t.text(3, 0) == "?");
+  CHECK(t.column("size") == 1);
+  CHECK_THROWS_WITH(t.column("weight"), Contains("no column 'weight'"));
+
+  // Size standardised over rows 0, 1 and 3 (mean 8/3; the missing one is 0);
+  // colour one-hot, a missing colour all zeros; the class left out.
+  const io::TableEncoder encoder(t, {"the class"});
+  CHECK(encoder.width() == 4);
+  CHECK(encoder.input_names() == std::vector<std::string>{"colour=red", "colour=light blue", "colour=x,y", "size"});
+  CHECK(encoder.groups() == std::vector<std::vector<index_t>>{{0, 1, 2}, {3}});
+  const Tensor<double> x = encoder.features<double>(t);
+  const double mean = 8.0 / 3, sd = std::sqrt((1.5 * 1.5 + 2.5 * 2.5 + 16) / 3 - mean * mean);
+  CHECK(x.matrix()(0, 0) == 1);
+  CHECK(x.matrix()(0, 1) == 0);
+  CHECK(x.matrix()(0, 3) == Approx((1.5 - mean) / sd));
+  CHECK(x.matrix()(2, 3) == 0);
+  CHECK(x.matrix().row(3).head(3).sum() == 0);
+  CHECK_THROWS_WITH(io::TableEncoder(t, {"nope"}), Contains("no column 'nope'"));
+
+  auto refused = [&](const std::string& text, const std::string& why) {
+    {
+      std::ofstream f(path);
+      f << text;
+    }
+    CHECK_THROWS_WITH(io::read_arff(path), Contains(why));
+  };
+  refused("@relation r\n@attribute a numeric\n@data\n1,2\n", ":4: 2 values, the header declares 1 attributes");
+  refused("@relation r\n@attribute a {p, q}\n@data\nr\n", ":4: 'r' is not a value of attribute 'a'");
+  refused("@relation r\n@attribute a numeric\n@data\n1x\n", ":4: '1x' is not a number (attribute 'a')");
+  refused("@relation r\n@attribute when date\n@data\n", ":2: attribute 'when' of type 'date' is not supported");
+  refused("@relation r\n@attribute a numeric\n@data\n{0 1}\n", ":4: sparse rows are not supported");
+  refused("@relation r\n@attribute a {p, 'q}\n", ":2: an unclosed quote");
+  refused("@relation r\n@attribute a numeric\n", "has no @data section");
+  refused("hello\n", ":1: 'hello' where a header line");
+  std::remove(path.c_str());
+  CHECK_THROWS_WITH(io::read_arff(path), Contains("cannot open"));
 }

@@ -248,3 +248,35 @@ TEST_CASE("permutation importance finds the only informative feature", "[importa
   CHECK_THROWS_WITH(permutation_importance(model, Tensor<double>(Shape{2, 1, 3}), labels, accuracy_metric<double>()),
                     Contains("tabular data"));
 }
+
+TEST_CASE("permutation importance shuffles a group's columns together", "[importance]") {
+  // x1 = -x0, and the model reads 5 (x0 + x1) + x2: shuffled together the two
+  // cancel as before; shuffled apart they swamp x2, which decides the class.
+  Sequential<double> model(Shape{3}, 7);
+  nn::Dense<double>& dense = model.add<nn::Dense<double>>(3, 2);
+  dense.weight().value = Tensor<double>(Shape{2, 3}, {-5, -5, -1, 5, 5, 1});
+  dense.bias().value.set_zero();
+  Rng rng(9);
+  Tensor<double> x = random_tensor(Shape{200, 3}, rng);
+  Tensor<double> labels(Shape{200});
+  for (index_t n = 0; n < 200; ++n) {
+    x.matrix()(n, 1) = -x.matrix()(n, 0);
+    labels[n] = x.matrix()(n, 2) > 0;
+  }
+  PermutationImportanceOptions options;
+  options.repeats = 3;
+  options.groups = {{0, 1}, {2}};
+  const PermutationImportance grouped = permutation_importance(model, x, labels, accuracy_metric<double>(), options);
+  CHECK(grouped.baseline_score == 1.0);
+  REQUIRE(grouped.features.size() == 2);
+  CHECK(grouped.features[0].feature == 0);
+  CHECK(grouped.features[0].mean == 0.0);
+  CHECK(grouped.features[1].mean > 0.3);
+  options.groups.clear();
+  const PermutationImportance alone = permutation_importance(model, x, labels, accuracy_metric<double>(), options);
+  REQUIRE(alone.features.size() == 3);
+  CHECK(alone.features[0].mean > 0.2);
+  options.groups = {{0, 3}};
+  CHECK_THROWS_WITH(permutation_importance(model, x, labels, accuracy_metric<double>(), options),
+                    Contains("a group names column 3 of 3"));
+}

@@ -28,25 +28,6 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("glassbox_test_viz_" + name)).string();
 }
 
-// Whether every element of the markup is closed in order (self-closing
-// `<x/>` included), as an XML parser requires of an SVG.
-bool balanced_markup(const std::string& text) {
-  std::vector<std::string> open;
-  for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {
-    const std::size_t end = text.find('>', at);
-    if (end == std::string::npos) return false;
-    const std::string tag = text.substr(at + 1, end - at - 1);
-    if (tag.empty() || tag[0] == '!' || tag[0] == '?') continue;
-    if (tag[0] == '/') {
-      if (open.empty() || open.back() != tag.substr(1)) return false;
-      open.pop_back();
-    } else if (tag.back() != '/') {
-      open.push_back(tag.substr(0, tag.find_first_of(" \t\n")));
-    }
-  }
-  return open.empty();
-}
-
 std::size_t occurrences(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
@@ -210,7 +191,7 @@ TEST_CASE("the SVG diagram: a box per layer with shapes and statistics, residual
 
   const std::string plain = to_svg_diagram(model);
   CHECK(plain.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
-  CHECK(balanced_markup(plain));
+  CHECK(test::balanced_markup(plain));
   CHECK(occurrences(plain, "<g class=\"node\"") == 5);  // the input and 4 layers
   CHECK_THAT(plain, Contains("<g class=\"node\" data-layer=\"conv2d_1\">"));
   CHECK_THAT(plain, Contains(">conv2d_1 (conv2d)</text>"));
@@ -233,7 +214,7 @@ TEST_CASE("the SVG diagram: a box per layer with shapes and statistics, residual
   loss.forward(model.forward(x, Mode::train), y, &grad);
   model.backward(grad);
   const std::string live = to_svg_diagram(model, Shape{}, &stats, &flow);
-  CHECK(balanced_markup(live));
+  CHECK(test::balanced_markup(live));
   const inspect::ActivationRecord& conv = stats.series("conv2d_1").records.back();
   CHECK_THAT(live, Contains(fmt::format(">mean {:.3g}, zeros {:.1f}%, dead {:.1f}%</text>", conv.mean,
                                         100 * conv.zero_fraction, 100 * conv.dead_fraction)));
@@ -251,7 +232,7 @@ TEST_CASE("the SVG diagram: a box per layer with shapes and statistics, residual
   projected.set_shortcut<nn::Dense<float>>(4, 6);
   net.add(std::make_unique<nn::Residual<float>>(std::move(projected)));
   const std::string blocks = to_svg_diagram(net);
-  CHECK(balanced_markup(blocks));
+  CHECK(test::balanced_markup(blocks));
   CHECK(occurrences(blocks, "<g class=\"block\"") == 2);
   CHECK_THAT(blocks, Contains("<g class=\"block\" data-layer=\"residual_1\">"));
   CHECK_THAT(blocks, Contains("data-layer=\"residual_1.dense_1\""));

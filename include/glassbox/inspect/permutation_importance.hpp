@@ -3,7 +3,9 @@
 // scikit-learn's permutation_importance): shuffle one feature column across
 // the samples, breaking its link with the target, and measure how much a
 // metric (higher is better) drops. Repeated with different shuffles; mean
-// and standard deviation of the drop per feature.
+// and standard deviation of the drop per feature. With options.groups, the
+// columns of a group are shuffled together (the one-hot columns of one
+// nominal attribute, say: io::TableEncoder::groups()), one result per group.
 
 #include <fmt/format.h>
 
@@ -38,10 +40,11 @@ Metric<T> negative_loss_metric(const nn::Loss<T>& loss) {
 struct PermutationImportanceOptions {
   int repeats = 5;
   std::uint64_t seed = 0;
+  std::vector<std::vector<index_t>> groups;  // empty: each column alone
 };
 
 struct FeatureImportance {
-  index_t feature = 0;
+  index_t feature = 0;        // the column, or the group's index
   double mean = 0;            // mean drop of the metric when the feature is shuffled
   double stddev = 0;          // population standard deviation over the repeats
   std::vector<double> drops;  // one per repeat
@@ -65,21 +68,31 @@ PermutationImportance permutation_importance(Sequential<T>& model, const Tensor<
     throw Error(fmt::format("permutation_importance: repeats must be >= 1, got {}", options.repeats));
   if (!metric) throw Error("permutation_importance: empty metric");
   const index_t n = x.dim(0), features = x.dim(1);
+  std::vector<std::vector<index_t>> groups = options.groups;
+  for (const auto& g : groups)
+    for (const index_t f : g)
+      if (f < 0 || f >= features)
+        throw Error(fmt::format("permutation_importance: a group names column {} of {}", f, features));
+  if (groups.empty())
+    for (index_t f = 0; f < features; ++f) groups.push_back({f});
   PermutationImportance result;
   result.baseline_score = metric(model.predict(x), targets);
   Rng rng(options.seed);
   Tensor<T> shuffled = x;
   std::vector<index_t> order(static_cast<std::size_t>(n));
-  for (index_t f = 0; f < features; ++f) {
+  for (std::size_t g = 0; g < groups.size(); ++g) {
     FeatureImportance importance;
-    importance.feature = f;
+    importance.feature = static_cast<index_t>(g);
     for (int r = 0; r < options.repeats; ++r) {
       std::iota(order.begin(), order.end(), index_t{0});
       rng.shuffle(order.begin(), order.end());
-      for (index_t s = 0; s < n; ++s) shuffled[s * features + f] = x[order[static_cast<std::size_t>(s)] * features + f];
+      for (index_t s = 0; s < n; ++s)
+        for (const index_t f : groups[g])
+          shuffled[s * features + f] = x[order[static_cast<std::size_t>(s)] * features + f];
       importance.drops.push_back(result.baseline_score - metric(model.predict(shuffled), targets));
     }
-    for (index_t s = 0; s < n; ++s) shuffled[s * features + f] = x[s * features + f];  // restore the column
+    for (index_t s = 0; s < n; ++s)  // restore the columns
+      for (const index_t f : groups[g]) shuffled[s * features + f] = x[s * features + f];
     const double count = static_cast<double>(importance.drops.size());
     importance.mean = std::accumulate(importance.drops.begin(), importance.drops.end(), 0.0) / count;
     double squares = 0;

@@ -17,6 +17,8 @@
 //                  before training and after each epoch (ParameterHistograms)
 //   embeddings     samples on a plane (PCA, t-SNE), coloured by class, the
 //                  nearest one named on hover
+//   paths          decision paths: per layer the units that carried a sample
+//                  to its class, and those most often on each class's paths
 //   errors         the confusion matrix (cells shaded, counts on hover),
 //                  per-class precision, recall and F1, the most-confused pairs
 //                  and a captioned gallery (misclassified samples, say)
@@ -49,6 +51,7 @@
 #include "glassbox/train/history.hpp"
 #include "glassbox/viz/diagram.hpp"
 #include "glassbox/viz/dot.hpp"
+#include "glassbox/viz/path_diagram.hpp"
 #include "glassbox/viz/png.hpp"
 #include "glassbox/viz/report_page.hpp"
 #include "glassbox/viz/report_parts.hpp"
@@ -321,6 +324,15 @@ class HtmlReport {
     embeddings_json_ += (embeddings_json_.empty() ? "[" : ",") + json + "]}";
   }
 
+  // Decision paths (inspect::DecisionPaths), each captioned, and the units
+  // most often on each class's paths as a table.
+  void add_decision_paths(const std::string& heading,
+                          const std::vector<std::pair<std::string, inspect::DecisionPath>>& paths,
+                          const std::vector<inspect::ClassPath>& classes = {},
+                          const std::vector<std::string>& class_names = {}, const std::string& description = {}) {
+    paths_html_ += detail::decision_paths_html(heading, paths, classes, class_names, description);
+  }
+
   // A table of text cells (compression results, for example), in the
   // Tables section; cells are escaped.
   void add_table(const std::string& heading, const std::vector<std::string>& header,
@@ -377,6 +389,7 @@ class HtmlReport {
               "and the gradient of the epoch's last step (TensorBoard's histograms).</p>"
               "<div id=\"parameter-charts\"></div>");
     if (!embeddings_json_.empty()) section("embeddings", "Embeddings", "<div id=\"embedding-charts\"></div>");
+    section("paths", "Decision paths", paths_html_);
     section("errors", "Errors", errors_html_);
     section("pictures", "Pictures", pictures_html_);
     section("tables", "Tables", tables_html_);
@@ -413,7 +426,7 @@ class HtmlReport {
   std::string title_;
   Options options_;
   std::string model_html_, history_json_, activations_json_, gradients_json_, parameters_json_, embeddings_json_,
-      errors_html_, pictures_html_, tables_html_;
+      paths_html_, errors_html_, pictures_html_, tables_html_;
   std::string activations_note_, gradients_note_;  // the subsampling, when there was one
 };
 
