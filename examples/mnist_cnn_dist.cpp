@@ -124,8 +124,7 @@ int main(int argc, char** argv) {
     for (seed_cnn::Embedding& map : maps) seed_cnn::map_embedding(map);
     const seed_cnn::Paths paths = seed_cnn::decision_paths(model, data.test_images, data.test_labels);
     seed_cnn::write_run(run, fmt::format("glassbox: the seed CNN on MNIST, data-parallel on {} ranks", world.size()),
-                        model, watch, history, errors, maps, paths, data.test_images, data.test_labels,
-                        *tensorboard);
+                        model, watch, history, errors, maps, paths, data.test_images, data.test_labels, *tensorboard);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mnist_cnn_dist (rank %d): %s\n", rank, e.what());
