@@ -393,6 +393,7 @@ inline Paths decision_paths(Sequential<float>& model, const Tensor<float>& test_
   paths.classes = finder.frequencies(first_rows(test_images, 1000));
   std::printf("Conv channels most often on the decision paths of 1,000 test digits, by predicted class:\n");
   for (const inspect::ClassPath& c : paths.classes) {
+    if (c.samples == 0) continue;  // no digit taken for this class
     std::printf("  %td (%td digits):", c.target, c.samples);
     for (const inspect::PathUnit& u : c.layers.front().top) std::printf(" ch %td (%.0f%%)", u.unit, 100 * u.score);
     std::printf("\n");

@@ -165,6 +165,16 @@ TEST_CASE("pca: the randomized solver finds the exact solver's components on wid
   CHECK_THROWS_WITH(pca(x, 5, randomized), Contains("must not be negative"));
 }
 
+// The sparse affinities as a dense matrix.
+static Eigen::MatrixXd densified(const inspect::detail::SparseAffinities& p) {
+  const auto n = static_cast<index_t>(p.offsets.size() - 1);
+  Eigen::MatrixXd dense = Eigen::MatrixXd::Zero(n, n);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t e = p.offsets[static_cast<std::size_t>(i)]; e < p.offsets[static_cast<std::size_t>(i + 1)]; ++e)
+      dense(i, p.columns[static_cast<std::size_t>(e)]) = p.values[static_cast<std::size_t>(e)];
+  return dense;
+}
+
 TEST_CASE("t-SNE's affinities: each row's entropy is log(perplexity); P is symmetric and sums to 1",
           "[analysis][tsne]") {
   Rng rng(3);
@@ -188,12 +198,7 @@ TEST_CASE("t-SNE's affinities: each row's entropy is log(perplexity); P is symme
   // With 3 x perplexity + 1 >= N - 1 neighbours the sparse P is the dense one (up to
   // the rounding of distances taken through a GEMM).
   const inspect::detail::SparseAffinities sparse = inspect::detail::sparse_affinities(x, 13, 2);
-  Eigen::MatrixXd from_sparse = Eigen::MatrixXd::Zero(40, 40);
-  for (index_t i = 0; i < 40; ++i)
-    for (index_t e = sparse.offsets[static_cast<std::size_t>(i)]; e < sparse.offsets[static_cast<std::size_t>(i + 1)];
-         ++e)
-      from_sparse(i, sparse.columns[static_cast<std::size_t>(e)]) = sparse.values[static_cast<std::size_t>(e)];
-  CHECK((from_sparse - dense).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK((densified(sparse) - dense).cwiseAbs().maxCoeff() < 1e-12);
 }
 
 TEST_CASE("t-SNE's gradients: exact against finite differences of KL, Barnes-Hut against exact", "[analysis][tsne]") {
@@ -215,13 +220,9 @@ TEST_CASE("t-SNE's gradients: exact against finite differences of KL, Barnes-Hut
     inspect::detail::exact_gradient(p, moved, 1.0, &down);
     CHECK(grad.data()[at] == Approx((up - down) / 2e-6).epsilon(1e-5));
   }
-  // All pairs as neighbours, so P is the same; theta 0 opens every cell: the exact repulsion.
+  // One P for both (the sparse one, densified); theta 0 opens every cell: the exact repulsion.
   const inspect::detail::SparseAffinities sparse = inspect::detail::sparse_affinities(x, 8, 1);
-  Eigen::MatrixXd dense_of_sparse = Eigen::MatrixXd::Zero(30, 30);
-  for (index_t i = 0; i < 30; ++i)
-    for (index_t e = sparse.offsets[static_cast<std::size_t>(i)]; e < sparse.offsets[static_cast<std::size_t>(i + 1)];
-         ++e)
-      dense_of_sparse(i, sparse.columns[static_cast<std::size_t>(e)]) = sparse.values[static_cast<std::size_t>(e)];
+  const Eigen::MatrixXd dense_of_sparse = densified(sparse);
   const Eigen::MatrixXd reference = inspect::detail::exact_gradient(dense_of_sparse, y, 12.0);
   double bh_kl = 0, reference_kl = 0;
   inspect::detail::exact_gradient(dense_of_sparse, y, 1.0, &reference_kl);
@@ -670,6 +671,11 @@ TEST_CASE("DecisionPaths on a CNN: channel scores are gradient x activation per 
   CHECK_THAT(svg, Contains(">the class's output</text>"));
   CHECK_THAT(svg, Contains("<title>conv2d_1 channel "));
   CHECK(test::balanced_markup(svg));
+  // The class table names its columns after the first class with samples, and skips the output layer.
+  const std::vector<ClassPath> from_empty(classes.begin() + 2, classes.end());  // class 2 had no sample
+  const std::string html = viz::detail::decision_paths_html("paths", {{"#0", p}}, from_empty, {}, "");
+  CHECK_THAT(html, Contains("<th>samples</th><th>conv2d_1: most often on the path</th><th>max_pool2d_1: most often "
+                            "on the path</th></tr><tr><td>3</td><td>2</td>"));
   const std::string dot = viz::to_dot(p);
   CHECK_THAT(dot, Contains("subgraph cluster_0 {\n    label=\"conv2d_1\";"));
   CHECK_THAT(dot, Contains("n1_" + std::to_string(p.edges.back().from) + " -> n2_2"));

@@ -119,9 +119,11 @@ inline std::string decision_paths_html(const std::string& heading,
     html += "<figure>" + to_svg_path(path, class_names) + "<figcaption>" + markup_escape(caption) +
             "</figcaption></figure>";
   html += "</div>";
-  if (!classes.empty() && !classes.front().layers.empty()) {
+  // A class no sample was taken for has no layers; the first that has them names the columns.
+  const auto named = std::find_if(classes.begin(), classes.end(), [](const auto& c) { return c.samples > 0; });
+  if (named != classes.end()) {
     html += "<div class=\"scroll\"><table class=\"results paths\"><tr><th>class</th><th>samples</th>";
-    for (const inspect::PathLayer& l : classes.front().layers)  // the output layer's unit is the class itself
+    for (const inspect::PathLayer& l : named->layers)  // the output layer's unit is the class itself
       if (!l.output) html += "<th>" + markup_escape(l.name) + ": most often on the path</th>";
     html += "</tr>";
     for (const inspect::ClassPath& c : classes) {
