@@ -258,6 +258,36 @@ TEST_CASE("ActivationStats: every k steps, train mode only by default, bounded m
   CHECK_THROWS_WITH(ActivationStats<double>(model, too_many_bins), Contains("got -1"));
 }
 
+TEST_CASE("GradientFlow's kernels agree with plain double loops, one thread or both", "[inspect][summary]") {
+  Rng rng(31);
+  // Sizes around the 64-value streams, the 4,096-value chunks and the thread splits.
+  for (const index_t size : {index_t{1}, index_t{63}, index_t{4096}, index_t{5000}, index_t{20000}, index_t{300000}}) {
+    INFO("size " << size);
+    Tensor<float> grad(Shape{size}), value(Shape{size});
+    for (index_t i = 0; i < size; ++i) {
+      grad[i] = static_cast<float>(rng.normal() * 1e-3);
+      value[i] = static_cast<float>(rng.uniform(-2, 2));
+    }
+    grad[size / 2] = -0.5f;  // the largest |.|, negative
+    double g2 = 0, w2 = 0, gmax = 0;
+    for (index_t i = 0; i < size; ++i) {
+      g2 += static_cast<double>(grad[i]) * grad[i];
+      w2 += static_cast<double>(value[i]) * value[i];
+      gmax = std::max(gmax, std::abs(static_cast<double>(grad[i])));
+    }
+    const inspect::detail::GradientMagnitude m = inspect::detail::magnitude(grad);
+    CHECK(m.norm == Approx(std::sqrt(g2)).epsilon(1e-5));
+    CHECK(m.max_abs == gmax);
+    std::vector<float> kept(static_cast<std::size_t>(size), 0.0f);
+    const inspect::detail::ParameterScan scan = inspect::detail::scan_parameter(grad, value, kept.data());
+    CHECK(scan.grad.norm == Approx(std::sqrt(g2)).epsilon(1e-5));
+    CHECK(scan.grad.max_abs == gmax);
+    CHECK(scan.weight_norm == Approx(std::sqrt(w2)).epsilon(1e-5));
+    CHECK(std::equal(kept.begin(), kept.end(), value.begin()));
+    CHECK(inspect::detail::scan_parameter(grad, value, static_cast<float*>(nullptr)).weight_norm == scan.weight_norm);
+  }
+}
+
 TEST_CASE("GradientFlow records gradient norms and the update-to-weight ratio", "[inspect]") {
   Sequential<double> model = mlp();
   GradientFlow<double> flow(model);
