@@ -4,6 +4,8 @@
 // batches) and inference samples/s at batch 256, each the median of 5 runs
 // after a warm-up, on uniform random inputs and labels.
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -40,6 +42,46 @@ inline glassbox::Sequential<float> seed_cnn() {
   return model;
 }
 
+// Multiply-adds of one sample's forward pass through each Dense and Conv2D
+// layer of a model (the GEMM work; elementwise layers are not counted).
+inline std::vector<double> gemm_macs_per_layer(glassbox::Sequential<float>& model, const glassbox::Shape& sample) {
+  using namespace glassbox;
+  std::vector<double> macs;
+  Shape shape = sample.batched(1);
+  for (std::size_t i = 0; i < model.size(); ++i) {
+    Layer<float>& layer = model.layer(i);
+    const Shape out = layer.output_shape(shape);
+    if (auto* dense = dynamic_cast<nn::Dense<float>*>(&layer))
+      macs.push_back(static_cast<double>(dense->in_features() * dense->out_features()));
+    else if (auto* conv = dynamic_cast<nn::Conv2D<float>*>(&layer))
+      macs.push_back(
+          static_cast<double>(out.size() * conv->in_channels() * conv->window().kernel.h * conv->window().kernel.w));
+    shape = out;
+  }
+  return macs;
+}
+
+// Prints "flops <name> <what> <GEMM FLOPs per sample>" for the rows of
+// bench/compare.sh: a forward pass (infer); forward, weight gradients and
+// input gradients but the first layer's (train); forward and every input
+// gradient (gradient saliency; Integrated Gradients: that for each of its
+// 50 steps).
+inline void print_flops(const char* name, glassbox::Sequential<float>& model, const glassbox::Shape& sample) {
+  const std::vector<double> macs = gemm_macs_per_layer(model, sample);
+  double forward = 0;
+  for (double m : macs) forward += 2 * m;
+  const double first = macs.empty() ? 0 : 2 * macs.front();
+  std::printf("flops %s infer %.0f\nflops %s train %.0f\nflops %s saliency %.0f\nflops %s ig50 %.0f\n", name, forward,
+              name, 3 * forward - first, name, 2 * forward, name, 50 * 2 * forward);
+}
+
+// The process's peak resident memory so far, in MB (Linux: ru_maxrss is in KiB).
+inline double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
 // Prints "glassbox <name> train_b32 <samples/s>" and the like.
 template <class MakeModel>
 void run_classifier(const char* name, MakeModel make_model, const glassbox::Shape& sample, index_t n) {
@@ -69,6 +111,9 @@ void run_classifier(const char* name, MakeModel make_model, const glassbox::Shap
   Sequential<float> model = make_model();
   const double s = median_seconds([&] { model.predict(x, 256); });
   std::printf("glassbox %s infer_b256 %.0f samples/s\n", name, static_cast<double>(n) / s);
+  print_flops(name, model, sample);
+  std::printf("memory %s %.0f MB peak resident, of which the %td samples %.0f MB\n", name, peak_rss_mb(), n,
+              static_cast<double>(x.size() + y.size()) * sizeof(float) / (1024.0 * 1024.0));
 }
 
 }  // namespace bench

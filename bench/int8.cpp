@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   copy_rows(x, 0, std::min<index_t>(1000, n), calibration);
   quant::QuantizedModel int8(model, quant::calibrate(model, calibration));
   std::printf("threads %d, samples %td, int8 GEMM: %s\n", num_threads(), n,
-              quant::detail::int8_gemm_uses_vnni() ? "AVX-512 VNNI" : "portable scalar loop");
+              quant::detail::int8_kernel_name());
   const double fp32 = static_cast<double>(n) / bench::median_seconds([&] { model.predict(x, 256); });
   const double q8 = static_cast<double>(n) / bench::median_seconds([&] { int8.predict(x, 256); });
   std::printf("glassbox seed_cnn_fp32 infer_b256 %.0f samples/s\n", fp32);

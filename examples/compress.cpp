@@ -119,7 +119,7 @@ int main(int argc, char** argv) try {
   const Data train_set{data.train_images, data.train_labels}, test_set{data.test_images, data.test_labels};
   std::printf("MNIST from %s: %td training and %td test images, %d thread(s), int8 GEMM: %s\n", dir.c_str(),
               data.train_images.dim(0), data.test_images.dim(0), num_threads(),
-              quant::detail::int8_gemm_uses_vnni() ? "AVX-512 VNNI" : "portable scalar loop");
+              quant::detail::int8_kernel_name());
   std::string json = "{\n";
 
   // 1. The teacher.

@@ -1,222 +1,57 @@
 #pragma once
-// The int8 kernels of the int8 inference path, each with requantization fused:
-//   acc        = sum_k x_k * w_k                   uint8 activations x int8 weights -> int32
-//   C          = float(acc + offset[c]) * scale[c]
-//   float out  = C                                 (the last layer: dequantized)
-//   uint8 out  = clamp(nearbyint(C) + zero_point, low, high)
-// Activations are stored as uint8 (q + 128) because AVX-512 VNNI's vpdpbusd
-// multiplies unsigned by signed bytes; offset[c] folds the zero point and the
-// int32 bias back in. Built with AVX-512 VNNI (-march=native on this CPU) the
-// kernels run on vpdpbusd; otherwise scalar loops compute the identical
-// numbers (the same integer sums, the same float operations), which the
-// tests check in both builds.
-//
-// Images are NHWC inside the int8 path, each pixel's channels padded to a
-// stride that is a multiple of 4: one 4-byte broadcast then feeds 4 input
-// channels to 16 output channels at once, straight from the image, without
-// im2col. Conv weights are laid out [kh][kw][ceil(in / 4)][out16][4], out16 =
-// out rounded up to 16 (padding zero), so one 64-byte load holds 4 input
-// channels of 16 output channels. A 1-channel image (stride 1) would waste
-// three quarters of every multiply that way: its kernel rows are read as
-// round_up(kw, 4) consecutive pixels instead, weights [kh][ceil(kw / 4)][out16][4]
-// (zero beyond kw, so the extra pixels, or the image's 4 spare bytes, count
-// nothing). Without padding that reads the image directly (a kh x 1 kernel of
-// ceil(kw / 4) quads per tap); with padding each position's patch is gathered
-// first (build_patches) and convolved 1x1.
+// The int8 kernels of the int8 inference path, each with requantization
+// fused: uint8 activations x int8 weights -> int32 sums -> uint8 (or float,
+// for the last layer). The layout and the numbers are defined by the scalar
+// twins (int8_scalar.hpp); a build runs the fastest kernel set its target
+// has, all with identical results:
+//   AVX-512 VNNI  int8_kernels_avx512.hpp  (vpdpbusd)
+//   AVX2          int8_kernels_avx2.hpp    (exact vpmaddwd on widened bytes)
+//   otherwise     int8_scalar.hpp
+// Which one is chosen at compile time (a header-only library follows its
+// user's -m flags): -march=native picks the CPU's own.
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <vector>
-
-#include "glassbox/core/shape.hpp"
-#include "glassbox/nn/window.hpp"
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#include <immintrin.h>
-#define GLASSBOX_INT8_VNNI 1
-#endif
+#include "glassbox/compress/int8_kernels_avx2.hpp"
+#include "glassbox/compress/int8_kernels_avx512.hpp"
+#include "glassbox/compress/int8_scalar.hpp"
 
 namespace glassbox::quant::detail {
 
-inline index_t round_up(index_t n, index_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-
-// True when this build multiplies int8 with AVX-512 VNNI.
-constexpr bool int8_gemm_uses_vnni() {
-#ifdef GLASSBOX_INT8_VNNI
-  return true;
+#if defined(GLASSBOX_INT8_VNNI)
+using Int8Kernels = avx512::Kernels;
+#elif defined(GLASSBOX_INT8_AVX2)
+using Int8Kernels = avx2::Kernels;
 #else
-  return false;
+struct Int8Kernels {
+  static constexpr const char* name = "portable scalar loop";
+};
 #endif
-}
 
-struct Epilogue {
-  const std::int32_t* offset;  // per output channel
-  const float* scale;          // per output channel
-  std::int32_t zero_point = 0;
-  std::int32_t low = 0, high = 255;
-};
+// The kernel set this build multiplies int8 with, in words.
+constexpr const char* int8_kernel_name() { return Int8Kernels::name; }
 
-// Integer sums wrap around as vpdpbusd's do (defined behaviour, same result).
-inline std::int32_t wrapping_add(std::int32_t a, std::int32_t b) {
-  return static_cast<std::int32_t>(static_cast<std::uint32_t>(a) + static_cast<std::uint32_t>(b));
-}
-inline std::int32_t wrapping_mul(std::int32_t a, std::int32_t b) {
-  return static_cast<std::int32_t>(static_cast<std::uint32_t>(a) * static_cast<std::uint32_t>(b));
-}
-
-inline void store(const Epilogue& e, index_t c, std::int32_t acc, float* out) {
-  *out = static_cast<float>(wrapping_add(acc, e.offset[c])) * e.scale[c];
-}
-// Clamped in float before the conversion (as the vector path: max, min, then
-// round), so no value, not even NaN or infinity, converts out of range.
-inline void store(const Epilogue& e, index_t c, std::int32_t acc, std::uint8_t* out) {
-  float v = static_cast<float>(wrapping_add(acc, e.offset[c])) * e.scale[c];
-  const auto low = static_cast<float>(e.low - e.zero_point), high = static_cast<float>(e.high - e.zero_point);
-  v = v > low ? v : low;  // NaN -> low, as vmaxps(v, low)
-  v = v < high ? v : high;
-  *out = static_cast<std::uint8_t>(static_cast<std::int32_t>(std::nearbyint(v)) + e.zero_point);
-}
-
-// One NHWC image through a convolution: in is h x w pixels of in_stride
-// bytes, out gets oh x ow pixels of out16 values (uint8, or float for the
-// last layer). `padding_pixel` holds in_stride bytes of the input zero point.
-struct ConvGeometry {
-  index_t h, w, in_stride, quads;  // quads = ceil(in_channels / 4) per pixel
-  index_t out16;                   // output channels rounded up to 16
-  nn::Window2D window;
-  nn::Window2D::Pads pads;
-  nn::Size2 out;
-  std::vector<index_t> tap_offsets;  // byte offset of each tap (ki, kj) from the origin pixel
-
-  ConvGeometry(index_t h_, index_t w_, index_t in_stride_, index_t quads_, index_t out16_, const nn::Window2D& win,
-               nn::Size2 out_)
-      : h(h_),
-        w(w_),
-        in_stride(in_stride_),
-        quads(quads_),
-        out16(out16_),
-        window(win),
-        pads(win.pads(h_, w_)),
-        out(out_) {
-    for (index_t ki = 0; ki < win.kernel.h; ++ki)
-      for (index_t kj = 0; kj < win.kernel.w; ++kj)
-        tap_offsets.push_back((ki * win.dilation.h * w + kj * win.dilation.w) * in_stride);
-  }
-  // Whether every tap of the origin lies inside the image.
-  bool interior(index_t y, index_t x) const {
-    return y >= 0 && x >= 0 && y + (window.kernel.h - 1) * window.dilation.h < h &&
-           x + (window.kernel.w - 1) * window.dilation.w < w;
-  }
-};
-
-// Output position p's top-left input pixel (before dilation), which may lie in the padding.
-struct Origin {
-  index_t y, x;
-};
-inline Origin origin(const ConvGeometry& g, index_t p) {
-  return {(p / g.out.w) * g.window.stride.h - g.pads.top, (p % g.out.w) * g.window.stride.w - g.pads.left};
-}
-
-// The input pixel under kernel tap (ki, kj) from an origin, or the padding pixel.
-inline const std::uint8_t* tap(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-                               Origin o, index_t ki, index_t kj) {
-  const index_t iy = o.y + ki * g.window.dilation.h, ix = o.x + kj * g.window.dilation.w;
-  if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return padding_pixel;
-  return image + (iy * g.w + ix) * g.in_stride;
-}
-
-#ifdef GLASSBOX_INT8_VNNI
-inline __m512 dequantize16(const Epilogue& e, index_t c, __m512i acc) {
-  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, _mm512_loadu_si512(e.offset + c))),
-                       _mm512_loadu_ps(e.scale + c));
-}
-inline void store16(const Epilogue& e, index_t c, __m512i acc, float* out) {
-  _mm512_storeu_ps(out, dequantize16(e, c, acc));
-}
-inline void store16(const Epilogue& e, index_t c, __m512i acc, std::uint8_t* out) {
-  __m512 v = _mm512_max_ps(dequantize16(e, c, acc), _mm512_set1_ps(static_cast<float>(e.low - e.zero_point)));
-  v = _mm512_min_ps(v, _mm512_set1_ps(static_cast<float>(e.high - e.zero_point)));
-  const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(e.zero_point));  // nearest, ties to even
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q));
-}
-
-// One tile: PT output positions x 16 * CV output channels from c16. Plain
-// tiles store each position (out points at the first one's pixel); pooled
-// tiles hold the 4 positions of a 2x2 pooling window and store their maximum
-// once: requantization is monotone in the int32 sum, so pooling the sums
-// first gives exactly the bytes that pooling the outputs would.
-template <int PT, int CV, bool POOL, class Out>
-void conv_tile(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-               const std::int8_t* weights, const index_t* positions, index_t c16, const Epilogue& e, Out* out) {
-  __m512i acc[PT][CV];
-  Origin origins[PT];
-  index_t base[PT];  // byte offsets: a pointer into the padding would be undefined
-  bool interior = true;
-  for (int t = 0; t < PT; ++t) {
-    origins[t] = origin(g, positions[t]);
-    interior = interior && g.interior(origins[t].y, origins[t].x);
-    base[t] = (origins[t].y * g.w + origins[t].x) * g.in_stride;
-    for (int v = 0; v < CV; ++v) acc[t][v] = _mm512_setzero_si512();
-  }
-  for (index_t ki = 0; ki < g.window.kernel.h; ++ki)
-    for (index_t kj = 0; kj < g.window.kernel.w; ++kj) {
-      const std::uint8_t* src[PT];
-      const index_t offset = g.tap_offsets[std::size_t(ki * g.window.kernel.w + kj)];
-      for (int t = 0; t < PT; ++t)
-        src[t] = interior ? image + base[t] + offset : tap(g, image, padding_pixel, origins[t], ki, kj);
-      const std::int8_t* wq = weights + ((ki * g.window.kernel.w + kj) * g.quads * g.out16 + c16) * 4;
-      for (index_t q = 0; q < g.quads; ++q, wq += g.out16 * 4) {
-        __m512i wv[CV];
-        for (int v = 0; v < CV; ++v) wv[v] = _mm512_loadu_si512(wq + 64 * v);
-        for (int t = 0; t < PT; ++t) {
-          std::int32_t quad;
-          std::memcpy(&quad, src[t] + 4 * q, 4);
-          const __m512i a = _mm512_set1_epi32(quad);
-          for (int v = 0; v < CV; ++v) acc[t][v] = _mm512_dpbusd_epi32(acc[t][v], a, wv[v]);
-        }
+// One image through a convolution with a vector kernel set: tiles of 4
+// output positions (with pool, the 4 of each 2x2 window), then the rest one
+// by one. See conv_image_scalar for what it computes.
+template <class Kernels, class Out>
+void conv_image_with(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
+                     const std::int8_t* weights, const Epilogue& e, Out* out, bool pool) {
+  const index_t positions = g.out.h * g.out.w, ph = g.out.h / 2, pw = g.out.w / 2;
+  if (pool) {
+    for (index_t py = 0; py < ph; ++py)
+      for (index_t px = 0; px < pw; ++px) {
+        const index_t p = 2 * py * g.out.w + 2 * px;
+        const index_t window[4] = {p, p + 1, p + g.out.w, p + g.out.w + 1};
+        Kernels::template tiles<4, true>(g, image, padding_pixel, weights, window, e, out + (py * pw + px) * g.out16);
       }
-    }
-  if constexpr (POOL) {
-    for (int v = 0; v < CV; ++v) {
-      const __m512i m =
-          _mm512_max_epi32(_mm512_max_epi32(acc[0][v], acc[1][v]), _mm512_max_epi32(acc[2][v], acc[3][v]));
-      store16(e, c16 + 16 * v, m, out + c16 + 16 * v);
-    }
-  } else {
-    for (int t = 0; t < PT; ++t)
-      for (int v = 0; v < CV; ++v) store16(e, c16 + 16 * v, acc[t][v], out + t * g.out16 + c16 + 16 * v);
+    return;
   }
-}
-
-template <int PT, bool POOL, class Out>
-void conv_tiles(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-                const std::int8_t* weights, const index_t* positions, const Epilogue& e, Out* out) {
-  index_t c = 0;
-  for (; c + 64 <= g.out16; c += 64) conv_tile<PT, 4, POOL>(g, image, padding_pixel, weights, positions, c, e, out);
-  switch ((g.out16 - c) / 16) {
-    case 3: conv_tile<PT, 3, POOL>(g, image, padding_pixel, weights, positions, c, e, out); break;
-    case 2: conv_tile<PT, 2, POOL>(g, image, padding_pixel, weights, positions, c, e, out); break;
-    case 1: conv_tile<PT, 1, POOL>(g, image, padding_pixel, weights, positions, c, e, out); break;
-    default: break;
+  index_t p = 0;
+  for (; p + 4 <= positions; p += 4) {
+    const index_t run[4] = {p, p + 1, p + 2, p + 3};
+    Kernels::template tiles<4, false>(g, image, padding_pixel, weights, run, e, out + p * g.out16);
   }
-}
-#endif
-
-// The int32 sum of output position p, channel c (the scalar path).
-inline std::int32_t conv_sum(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
-                             const std::int8_t* weights, index_t p, index_t c) {
-  std::int32_t acc = 0;
-  for (index_t ki = 0; ki < g.window.kernel.h; ++ki)
-    for (index_t kj = 0; kj < g.window.kernel.w; ++kj) {
-      const std::uint8_t* src = tap(g, image, padding_pixel, origin(g, p), ki, kj);
-      const std::int8_t* w = weights + (ki * g.window.kernel.w + kj) * g.quads * g.out16 * 4 + c * 4;
-      for (index_t q = 0; q < g.quads; ++q)
-        for (index_t j = 0; j < 4; ++j)
-          acc = wrapping_add(acc, std::int32_t(src[4 * q + j]) * std::int32_t(w[q * g.out16 * 4 + j]));
-    }
-  return acc;
+  for (; p < positions; ++p)
+    Kernels::template tiles<1, false>(g, image, padding_pixel, weights, &p, e, out + p * g.out16);
 }
 
 // One image through a convolution: out gets oh x ow pixels of out16 values
@@ -224,99 +59,11 @@ inline std::int32_t conv_sum(const ConvGeometry& g, const std::uint8_t* image, c
 template <class Out>
 void conv_image(const ConvGeometry& g, const std::uint8_t* image, const std::uint8_t* padding_pixel,
                 const std::int8_t* weights, const Epilogue& e, Out* out, bool pool = false) {
-  const index_t positions = g.out.h * g.out.w, ph = g.out.h / 2, pw = g.out.w / 2;
-#ifdef GLASSBOX_INT8_VNNI
-  if (pool) {
-    for (index_t py = 0; py < ph; ++py)
-      for (index_t px = 0; px < pw; ++px) {
-        const index_t p = 2 * py * g.out.w + 2 * px;
-        const index_t window[4] = {p, p + 1, p + g.out.w, p + g.out.w + 1};
-        conv_tiles<4, true>(g, image, padding_pixel, weights, window, e, out + (py * pw + px) * g.out16);
-      }
-    return;
-  }
-  index_t p = 0;
-  for (; p + 4 <= positions; p += 4) {
-    const index_t run[4] = {p, p + 1, p + 2, p + 3};
-    conv_tiles<4, false>(g, image, padding_pixel, weights, run, e, out + p * g.out16);
-  }
-  for (; p < positions; ++p) conv_tiles<1, false>(g, image, padding_pixel, weights, &p, e, out + p * g.out16);
+#if defined(GLASSBOX_INT8_VNNI) || defined(GLASSBOX_INT8_AVX2)
+  conv_image_with<Int8Kernels>(g, image, padding_pixel, weights, e, out, pool);
 #else
-  if (pool) {
-    for (index_t py = 0; py < ph; ++py)
-      for (index_t px = 0; px < pw; ++px) {
-        const index_t p = 2 * py * g.out.w + 2 * px;
-        for (index_t c = 0; c < g.out16; ++c) {
-          const std::int32_t m = std::max(std::max(conv_sum(g, image, padding_pixel, weights, p, c),
-                                                   conv_sum(g, image, padding_pixel, weights, p + 1, c)),
-                                          std::max(conv_sum(g, image, padding_pixel, weights, p + g.out.w, c),
-                                                   conv_sum(g, image, padding_pixel, weights, p + g.out.w + 1, c)));
-          store(e, c, m, out + (py * pw + px) * g.out16 + c);
-        }
-      }
-    return;
-  }
-  for (index_t p = 0; p < positions; ++p)
-    for (index_t c = 0; c < g.out16; ++c)
-      store(e, c, conv_sum(g, image, padding_pixel, weights, p, c), out + p * g.out16 + c);
+  conv_image_scalar(g, image, padding_pixel, weights, e, out, pool);
 #endif
-}
-
-// The patches of a 1-channel image (stride 1): for output position p, kh
-// rows of kw4 = round_up(kw, 4) bytes, pixel (iy, ix + j * dilation) or the
-// zero point outside the image. Beyond kw the bytes are whatever follows in
-// memory (the image buffer keeps 4 spare bytes): their weights are zero.
-inline void build_patches(const ConvGeometry& g, const std::uint8_t* image, std::uint8_t zero, std::uint8_t* patches) {
-  const index_t kh = g.window.kernel.h, kw = g.window.kernel.w, kw4 = round_up(kw, 4);
-  const index_t positions = g.out.h * g.out.w;
-  for (index_t p = 0; p < positions; ++p) {
-    const Origin o = origin(g, p);
-    const bool whole_rows = g.window.dilation.w == 1 && o.x >= 0 && o.x + kw <= g.w;
-    for (index_t ki = 0; ki < kh; ++ki) {
-      std::uint8_t* dst = patches + (p * kh + ki) * kw4;
-      const index_t iy = o.y + ki * g.window.dilation.h;
-      if (iy < 0 || iy >= g.h) {
-        std::fill(dst, dst + kw4, zero);
-      } else if (whole_rows) {
-        for (index_t q = 0; q < kw4; q += 4) std::memcpy(dst + q, image + iy * g.w + o.x + q, 4);  // inlined moves
-      } else {
-        for (index_t j = 0; j < kw4; ++j) {
-          const index_t ix = o.x + j * g.window.dilation.w;
-          dst[j] = j < kw && ix >= 0 && ix < g.w ? image[iy * g.w + ix] : zero;
-        }
-      }
-    }
-  }
-}
-
-// Max pooling of one NHWC image of `stride`-byte pixels (padding never wins:
-// every window holds a real pixel).
-inline void max_pool_image(const std::uint8_t* image, index_t h, index_t w, index_t stride, const nn::Window2D& win,
-                           const nn::Window2D::Pads& pads, nn::Size2 out, std::uint8_t* result) {
-  const bool two_by_two = win.kernel.h == 2 && win.kernel.w == 2 && win.stride.h == 2 && win.stride.w == 2 &&
-                          pads.top == 0 && pads.left == 0 && 2 * out.h <= h && 2 * out.w <= w;
-  for (index_t oy = 0; oy < out.h; ++oy)
-    for (index_t ox = 0; ox < out.w; ++ox) {
-      std::uint8_t* __restrict dst = result + (oy * out.w + ox) * stride;
-      if (two_by_two) {  // the common case in one pass
-        const std::uint8_t* __restrict a = image + (2 * oy * w + 2 * ox) * stride;
-        const std::uint8_t* __restrict b = a + w * stride;
-        for (index_t c = 0; c < stride; ++c)
-          dst[c] = std::max(std::max(a[c], a[c + stride]), std::max(b[c], b[c + stride]));
-        continue;
-      }
-      std::fill(dst, dst + stride, std::uint8_t(0));
-      for (index_t ky = 0; ky < win.kernel.h; ++ky) {
-        const index_t iy = oy * win.stride.h - pads.top + ky;
-        if (iy < 0 || iy >= h) continue;
-        for (index_t kx = 0; kx < win.kernel.w; ++kx) {
-          const index_t ix = ox * win.stride.w - pads.left + kx;
-          if (ix < 0 || ix >= w) continue;
-          const std::uint8_t* __restrict src = image + (iy * w + ix) * stride;
-          for (index_t c = 0; c < stride; ++c) dst[c] = std::max(dst[c], src[c]);
-        }
-      }
-    }
 }
 
 // out(n, m) for a dense layer over the rows x (n x k, contiguous) with
@@ -324,30 +71,11 @@ inline void max_pool_image(const std::uint8_t* image, index_t h, index_t w, inde
 template <class Out>
 void dense_rows(const std::uint8_t* x, index_t first, index_t last, index_t k, const std::int8_t* weights, index_t m,
                 const Epilogue& e, Out* out) {
-  for (index_t n = first; n < last; ++n) {
-    const std::uint8_t* row = x + n * k;
-#ifdef GLASSBOX_INT8_VNNI
-    index_t c = 0;
-    for (; c < m; c += 4) {
-      const int rows = static_cast<int>(std::min<index_t>(4, m - c));
-      __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-      for (index_t j = 0; j < k; j += 64) {
-        const __mmask64 mask = k - j >= 64 ? ~__mmask64(0) : (__mmask64(1) << (k - j)) - 1;
-        const __m512i xv = _mm512_maskz_loadu_epi8(mask, row + j);
-        for (int r = 0; r < 4; ++r)
-          if (r < rows)
-            acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_maskz_loadu_epi8(mask, weights + (c + r) * k + j));
-      }
-      for (int r = 0; r < rows; ++r) store(e, c + r, _mm512_reduce_add_epi32(acc[r]), out + n * m + c + r);
-    }
+#if defined(GLASSBOX_INT8_VNNI) || defined(GLASSBOX_INT8_AVX2)
+  Int8Kernels::rows(x, first, last, k, weights, m, e, out);
 #else
-    for (index_t c = 0; c < m; ++c) {
-      std::int32_t acc = 0;
-      for (index_t j = 0; j < k; ++j) acc = wrapping_add(acc, std::int32_t(row[j]) * std::int32_t(weights[c * k + j]));
-      store(e, c, acc, out + n * m + c);
-    }
+  dense_rows_scalar(x, first, last, k, weights, m, e, out);
 #endif
-  }
 }
 
 }  // namespace glassbox::quant::detail
