@@ -20,7 +20,8 @@ ctest --test-dir build/test -j "$jobs" --output-on-failure
 
 if [[ "${GLASSBOX_SKIP_SANITIZERS:-0}" != 1 ]]; then
   # -g1 (line tables): the sanitizers' reports still name file and line, and it compiles a third faster.
-  cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DGLASSBOX_SANITIZE=ON \
+  # -Og: a quarter less compile time than -O1 (test_train.cpp 57 -> 43 s), for a quarter more test time.
+  cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-Og -g1" -DGLASSBOX_SANITIZE=ON \
     -DGLASSBOX_BUILD_TESTS=ON -DGLASSBOX_BUILD_EXAMPLES=OFF -DGLASSBOX_FMT_HEADER_ONLY=OFF >/dev/null
   cmake --build build/sanitize -j "$jobs"
   ctest --test-dir build/sanitize -j "$jobs" -L unit --output-on-failure
