@@ -15,22 +15,20 @@
 //
 // Like Sequential it keeps every layer's output of the last forward for
 // inspection (output(i), dequantized). save()/load() use a small versioned
-// binary format with a CRC-32C over its body; load() validates every size
-// against the file before allocating.
+// binary format with a CRC-32C over its body (compress/quantized_format.hpp);
+// load() validates every size against the file before allocating. The
+// layouts and the weights' arrangement: compress/quantized_layout.hpp.
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include "glassbox/compress/int8_gemm.hpp"
 #include "glassbox/compress/quantize.hpp"
-#include "glassbox/core/binary_io.hpp"
-#include "glassbox/core/crc32c.hpp"
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/conv2d.hpp"
@@ -190,111 +188,13 @@ class QuantizedModel {
     return t;
   }
 
-  // The serialised model (see save()).
-  std::string bytes() const {
-    std::string body;
-    put_shape(body, sample_shape_);
-    put_params(body, input_);
-    put<std::uint32_t>(body, static_cast<std::uint32_t>(ops_.size()));
-    for (const Op& op : ops_) {
-      put<std::uint32_t>(body, static_cast<std::uint32_t>(op.kind));
-      put_string(body, op.name);
-      if (op.kind == Kind::conv2d || op.kind == Kind::max_pool2d) put_window(body, op.window);
-      if (op.kind != Kind::conv2d && op.kind != Kind::dense) continue;
-      put<std::int64_t>(body, op.in);
-      put<std::int64_t>(body, op.out);
-      put<std::uint8_t>(body, op.relu);
-      put<std::uint8_t>(body, op.float_output);
-      put_params(body, op.input);
-      put_params(body, op.output);
-      for (const QParams& q : op.weight_params) put<float>(body, q.scale);
-      for (const std::int32_t b : op.bias) put(body, b);
-      body.append(reinterpret_cast<const char*>(op.weights.data()), op.weights.size());
-    }
-    std::string file(kMagic, 4);
-    put<std::uint32_t>(file, kVersion);
-    put<std::uint64_t>(file, body.size());
-    put<std::uint32_t>(file, crc32c(body.data(), body.size()));
-    return file + body;
-  }
-
-  // Format (little-endian): "GBQ8", u32 version, u64 body size, u32 CRC-32C
-  // of the body; body: input shape (u32 rank, i64 dims), input quantizer
-  // (f32 scale, i32 zero point), u32 op count, then per op u32 kind, u32 name
-  // length, name, [window: i64 kh kw sh sw dh dw, u32 padding, i64 pad h w],
-  // [dense/conv2d: i64 in, i64 out, u8 relu, u8 float output, input and output
-  // quantizers, f32 weight scale and i32 bias per channel, the int8 weights
-  // in the kernel's layout]. Written atomically (temporary file, rename).
-  void save(const std::string& path) const { write_file_atomically(path, bytes()); }
-
-  static QuantizedModel load(const std::string& path) { return from_bytes(read_file(path), path); }
-
-  static QuantizedModel from_bytes(const std::string& data, const std::string& source = "int8 model") {
-    Reader header{{data, 0, source, "header"}};
-    if (data.size() < 20 || data.compare(0, 4, kMagic) != 0)
-      throw Error(fmt::format("{}: not a glassbox int8 model (bad magic or shorter than its header)", source));
-    header.pos = 4;
-    const auto version = header.get<std::uint32_t>("version");
-    if (version != kVersion)
-      throw Error(fmt::format("{}: format version {} (this build reads {})", source, version, kVersion));
-    const auto size = header.get<std::uint64_t>("body size");
-    const auto crc = header.get<std::uint32_t>("checksum");
-    if (size != data.size() - header.pos)
-      throw Error(
-          fmt::format("{}: body of {} bytes, header says {} (truncated?)", source, data.size() - header.pos, size));
-    if (crc32c(data.data() + header.pos, size) != crc) throw Error(fmt::format("{}: checksum mismatch", source));
-
-    Reader r{{data, header.pos, source, "model"}};
-    QuantizedModel m;
-    m.sample_shape_ = r.shape("input shape");
-    if (m.sample_shape_.rank() == 2) throw r.error("input shape", "samples must be (F) or (C, H, W)");
-    m.input_ = r.params("input quantizer");
-    const auto count = r.get<std::uint32_t>("op count");
-    if (count > 4096) throw r.error("op count", fmt::format("{} ops (at most 4096)", count));
-    r.need(std::uint64_t(count) * 8, "op count");
-    Layout layout = m.input_layout();
-    for (std::uint32_t i = 0; i < count; ++i) {
-      r.section = fmt::format("op {}", i);
-      Op op;
-      const auto kind = r.get<std::uint32_t>("kind");
-      if (kind < 1 || kind > 5) throw r.error("kind", fmt::format("unknown kind {}", kind));
-      op.kind = static_cast<Kind>(kind);
-      op.name = r.string("name");
-      if (op.kind == Kind::conv2d || op.kind == Kind::max_pool2d) op.window = r.window();
-      const bool weighted = op.kind == Kind::conv2d || op.kind == Kind::dense;
-      if (weighted) {
-        op.in = r.positive("in");
-        op.out = r.positive("out");
-        op.relu = r.get<std::uint8_t>("relu") != 0;
-        op.float_output = r.get<std::uint8_t>("float output") != 0;
-        op.input = r.params("input quantizer");
-        op.output = r.params("output quantizer");
-        r.need(std::uint64_t(op.out) * 8, "weight scales and biases");
-        for (index_t c = 0; c < op.out; ++c) {
-          QParams q = weight_params(0);
-          q.scale = r.get<float>("weight scale");
-          if (!(q.scale > 0) || !std::isfinite(q.scale)) throw r.error("weight scale", "not a positive number");
-          op.weight_params.push_back(q);
-        }
-        for (index_t c = 0; c < op.out; ++c) op.bias.push_back(r.get<std::int32_t>("bias"));
-      }
-      // The shapes must chain, and stay bounded.
-      const Layout before = layout;
-      layout = next_layout(layout, op, r.source + ": " + r.section);
-      m.ops_.push_back(std::move(op));
-      if (weighted) {
-        const std::uint64_t bytes = weight_bytes(m.ops_.back(), before, r.source + ": " + r.section);
-        r.need(bytes, "weights");
-        m.ops_.back().weights.resize(static_cast<std::size_t>(bytes));
-        std::memcpy(m.ops_.back().weights.data(), data.data() + r.pos, static_cast<std::size_t>(bytes));
-        r.pos += static_cast<std::size_t>(bytes);
-      }
-    }
-    if (r.pos != data.size()) throw r.error("end", fmt::format("{} bytes left over", data.size() - r.pos));
-    if (!layout.is_float) throw Error(source + ": the last layer must be dequantized (float output)");
-    m.prepare();
-    return m;
-  }
+  // The file format (compress/quantized_format.hpp): the serialised model,
+  // written atomically (temporary file, rename); load and from_bytes check
+  // every field and size before they allocate.
+  std::string bytes() const;
+  void save(const std::string& path) const;
+  static QuantizedModel load(const std::string& path);
+  static QuantizedModel from_bytes(const std::string& data, const std::string& source = "int8 model");
 
  private:
   void check_input(const char* who, const Tensor<float>& x) const {
@@ -387,252 +287,23 @@ class QuantizedModel {
     bool pooled = false;                      // conv2d: fused with the 2x2 max pooling after it
   };
 
-  static void put_params(std::string& s, const QParams& q) {
-    put<float>(s, q.scale);
-    put<std::int32_t>(s, q.zero_point);
-  }
-  static void put_shape(std::string& s, const Shape& shape) {
-    put<std::uint32_t>(s, static_cast<std::uint32_t>(shape.rank()));
-    for (int i = 0; i < shape.rank(); ++i) put<std::int64_t>(s, shape[i]);
-  }
-  static void put_window(std::string& s, const nn::Window2D& w) {
-    for (const index_t v : {w.kernel.h, w.kernel.w, w.stride.h, w.stride.w, w.dilation.h, w.dilation.w})
-      put<std::int64_t>(s, v);
-    put<std::uint32_t>(s, static_cast<std::uint32_t>(w.padding));
-    put<std::int64_t>(s, w.pad.h);
-    put<std::int64_t>(s, w.pad.w);
-  }
-
-  // Bounds-checked reading of this format's compound fields.
-  struct Reader : ByteReader {
-    index_t positive(const char* field, std::int64_t max = std::int64_t(1) << 24) {
-      return static_cast<index_t>(integer(field, 1, max));
-    }
-    QParams params(const char* field) {
-      QParams q;
-      q.scale = get<float>(field);
-      q.zero_point = get<std::int32_t>(field);
-      if (!(q.scale > 0) || !std::isfinite(q.scale) || q.zero_point < -128 || q.zero_point > 127)
-        throw error(field, fmt::format("scale {} / zero point {} out of range", q.scale, q.zero_point));
-      return q;
-    }
-    Shape shape(const char* field) {
-      const auto rank = get<std::uint32_t>(field);
-      if (rank < 1 || rank > 3) throw error(field, fmt::format("sample rank {} (expected 1 to 3)", rank));
-      std::vector<index_t> dims;
-      for (std::uint32_t i = 0; i < rank; ++i) dims.push_back(positive(field, 1 << 16));
-      if (rank == 1) return Shape{dims[0]};
-      if (rank == 2) return Shape{dims[0], dims[1]};
-      return Shape{dims[0], dims[1], dims[2]};
-    }
-    nn::Window2D window() {
-      nn::Window2D w;
-      w.kernel = {positive("kernel", 4096), positive("kernel", 4096)};
-      w.stride = {positive("stride", 4096), positive("stride", 4096)};
-      w.dilation = {positive("dilation", 4096), positive("dilation", 4096)};
-      const auto padding = get<std::uint32_t>("padding");
-      if (padding > 2) throw error("padding", fmt::format("unknown padding {}", padding));
-      w.padding = static_cast<nn::Padding>(padding);
-      const auto ph = get<std::int64_t>("pad"), pw = get<std::int64_t>("pad");
-      if (ph < 0 || pw < 0 || ph > 1024 || pw > 1024) throw error("pad", "out of range");
-      w.pad = {static_cast<index_t>(ph), static_cast<index_t>(pw)};
-      return w;
-    }
-  };
-
   // The bytes an activation holds or, for a Flatten's view, reads.
   const std::vector<std::uint8_t>& data_of(const Activation& a) const {
     if (a.source == kOwnBytes) return a.bytes;
     return a.source == kInput ? input_buffer_.bytes : data_of(outputs_[static_cast<std::size_t>(a.source)]);
   }
 
+  // The layouts and the kernels' constants (compress/quantized_layout.hpp).
   // The layout before each op and after the last; throws naming the op whose
   // input does not fit.
-  std::vector<Layout> layouts(const std::string& who = "QuantizedModel") const {
-    std::vector<Layout> l = chain(who);
-    if (!l.back().is_float) throw Error(who + ": the last layer must be dequantized (float output)");
-    return l;
-  }
-  std::vector<Layout> chain(const std::string& who = "QuantizedModel") const {
-    std::vector<Layout> l{input_layout()};
-    for (const Op& op : ops_) l.push_back(next_layout(l.back(), op, who));
-    return l;
-  }
-
-  Layout input_layout() const {
-    Layout l;
-    if (sample_shape_.rank() == 3)
-      l = Layout{true,
-                 false,
-                 false,
-                 sample_shape_[0],
-                 sample_shape_[1],
-                 sample_shape_[2],
-                 sample_shape_[0] == 1 ? 1 : detail::round_up(sample_shape_[0], 4),
-                 0};
-    else
-      l.features = sample_shape_[0];
-    return l;
-  }
-
-  // The layout after op, given the layout before it. Sizes are capped, so a
-  // corrupt file cannot make forward() allocate without bound.
-  static Layout next_layout(const Layout& in, const Op& op, const std::string& who) {
-    auto fail = [&](const std::string& what) { return Error(fmt::format("{}: {}: {}", who, op.name, what)); };
-    if (in.is_float && op.kind != Kind::flatten && op.kind != Kind::softmax)
-      throw fail("follows a float output; only flatten and softmax may");
-    Layout out = in;
-    switch (op.kind) {
-      case Kind::conv2d:
-      case Kind::max_pool2d: {
-        if (!in.image) throw fail("expects an image input");
-        if (op.kind == Kind::conv2d && in.c != op.in)
-          throw fail(fmt::format("input has {} channels, layer expects {}", in.c, op.in));
-        if (op.kind == Kind::max_pool2d && op.window.padding == nn::Padding::explicit_ &&
-            (2 * op.window.pad.h > op.window.kernel.h || 2 * op.window.pad.w > op.window.kernel.w))
-          throw fail("padding exceeds half the kernel");
-        const nn::Size2 o = op.window.output(op.name, in.h, in.w);
-        out.h = o.h;
-        out.w = o.w;
-        if (op.kind == Kind::conv2d) {
-          out.c = op.out;
-          out.stride = detail::round_up(op.out, 16);
-          out.is_float = op.float_output;
-        }
-        break;
-      }
-      case Kind::flatten:
-        if (in.image) out.image = false, out.flattened = true;
-        break;
-      case Kind::dense: {
-        if (in.image) throw fail("expects features (flatten first)");
-        const index_t features = in.flattened ? in.c * in.h * in.w : in.features;
-        if (features != op.in) throw fail(fmt::format("input has {} features, layer expects {}", features, op.in));
-        out = Layout{};
-        out.features = op.out;
-        out.is_float = op.float_output;
-        break;
-      }
-      case Kind::softmax:
-        if (!in.is_float || in.image || in.flattened) throw fail("softmax needs float (batch, classes) logits");
-        break;
-    }
-    if (out.h > (1 << 16) || out.w > (1 << 16) || out.bytes() > (index_t(1) << 31))
-      throw fail(fmt::format("activations of {} x {} x {} are too large", out.h, out.w, out.stride));
-    return out;
-  }
-
-  // Bytes of a dense or conv2d op's int8 weights, given its input layout;
-  // throws when the count overflows (a corrupt file).
-  static std::uint64_t weight_bytes(const Op& op, const Layout& in, const std::string& who = "QuantizedModel") {
-    std::uint64_t bytes = 1;
-    auto times = [&](index_t factor) {
-      const auto f = static_cast<std::uint64_t>(factor);
-      if (f != 0 && bytes > std::numeric_limits<std::uint64_t>::max() / f)
-        throw Error(fmt::format("{}: {}: weight size overflows", who, op.name));
-      bytes *= f;
-    };
-    if (op.kind == Kind::dense) {
-      times(op.out);
-      times(in.bytes());
-      return bytes;
-    }
-    times(detail::round_up(op.out, 16));
-    times(op.window.kernel.h);
-    if (in.stride == 1) {  // 1-channel rows: [kh][kw4 / 4][out16][4]
-      times(detail::round_up(op.window.kernel.w, 4));
-    } else {
-      times(op.window.kernel.w);
-      times((op.in + 3) / 4);
-      times(4);
-    }
-    return bytes;
-  }
-
-  // Moves op i's weights from the float layout (OIHW, or out x in) into its kernel's.
-  void arrange_weights(std::size_t i, const std::vector<std::int8_t>& plain) {
-    const Layout in = chain().at(i);
-    Op& op = ops_[i];
-    op.weights.assign(static_cast<std::size_t>(weight_bytes(op, in)), 0);
-    if (op.kind == Kind::conv2d) {
-      const index_t kh = op.window.kernel.h, kw = op.window.kernel.w, quads = (op.in + 3) / 4;
-      const index_t out16 = detail::round_up(op.out, 16);
-      if (in.stride == 1) {  // a 1-channel image's rows: [kh][kw4 / 4][out16][4]
-        const index_t kw4 = detail::round_up(kw, 4);
-        for (index_t o = 0; o < op.out; ++o)
-          for (index_t ki = 0; ki < kh; ++ki)
-            for (index_t kj = 0; kj < kw; ++kj)
-              op.weights[std::size_t(((ki * kw4 + kj) / 4 * out16 + o) * 4 + kj % 4)] =
-                  plain[std::size_t((o * kh + ki) * kw + kj)];
-        return;
-      }
-      for (index_t o = 0; o < op.out; ++o)
-        for (index_t c = 0; c < op.in; ++c)
-          for (index_t ki = 0; ki < kh; ++ki)
-            for (index_t kj = 0; kj < kw; ++kj)
-              op.weights[std::size_t((((ki * kw + kj) * quads + c / 4) * out16 + o) * 4 + c % 4)] =
-                  plain[std::size_t(((o * op.in + c) * kh + ki) * kw + kj)];
-      return;
-    }
-    const index_t k = in.bytes();
-    for (index_t o = 0; o < op.out; ++o) {
-      if (!in.flattened) {
-        std::copy_n(plain.begin() + o * op.in, op.in, op.weights.begin() + o * k);
-        continue;
-      }
-      // The float model flattens NCHW (feature c * h * w + p); the int8 path NHWC (p * stride + c).
-      for (index_t c = 0; c < in.c; ++c)
-        for (index_t p = 0; p < in.h * in.w; ++p)
-          op.weights[std::size_t(o * k + p * in.stride + c)] = plain[std::size_t(o * op.in + c * in.h * in.w + p)];
-    }
-  }
-
-  // The epilogues: zero point and bias folded into offset, scales per channel.
-  void prepare() {
-    layouts_ = layouts();
-    derived_.assign(ops_.size(), Derived{});
-    for (std::size_t i = 0; i < ops_.size(); ++i) {
-      const Op& op = ops_[i];
-      if (op.kind != Kind::conv2d && op.kind != Kind::dense) continue;
-      Derived& d = derived_[i];
-      if (fuse_pooling_ && op.kind == Kind::conv2d && !op.float_output && i + 1 < ops_.size()) {
-        const nn::Window2D& w = ops_[i + 1].window;
-        const nn::Window2D::Pads p = w.pads(layouts_[i + 1].h, layouts_[i + 1].w);
-        d.pooled = ops_[i + 1].kind == Kind::max_pool2d && w.kernel.h == 2 && w.kernel.w == 2 && w.stride.h == 2 &&
-                   w.stride.w == 2 && p.top == 0 && p.left == 0 && p.bottom == 0 && p.right == 0;
-      }
-      const index_t channels = op.kind == Kind::conv2d ? detail::round_up(op.out, 16) : op.out;
-      d.offset.assign(static_cast<std::size_t>(channels), 0);
-      d.scale.assign(static_cast<std::size_t>(channels), 0.0f);
-      std::vector<std::int32_t> sums(static_cast<std::size_t>(channels), 0);
-      if (op.kind == Kind::conv2d) {
-        for (std::size_t j = 0; j < op.weights.size(); ++j)
-          sums[(j / 4) % std::size_t(channels)] =
-              detail::wrapping_add(sums[(j / 4) % std::size_t(channels)], op.weights[j]);
-        d.padding_pixel.assign(static_cast<std::size_t>(layouts_[i].stride),
-                               static_cast<std::uint8_t>(op.input.zero_point + 128));
-      } else {
-        const std::size_t k = op.weights.size() / std::size_t(op.out);
-        for (std::size_t j = 0; j < op.weights.size(); ++j)
-          sums[j / k] = detail::wrapping_add(sums[j / k], op.weights[j]);
-      }
-      const std::int32_t zp = op.input.zero_point + 128;
-      for (index_t c = 0; c < op.out; ++c) {
-        const auto ci = static_cast<std::size_t>(c);
-        d.offset[ci] = detail::wrapping_add(op.bias[ci], -detail::wrapping_mul(zp, sums[ci]));
-        const float s = op.input.scale * op.weight_params[ci].scale;
-        d.scale[ci] = op.float_output ? s : s / op.output.scale;
-      }
-    }
-  }
-
-  detail::Epilogue epilogue(std::size_t i) const {
-    const Op& op = ops_[i];
-    detail::Epilogue e{derived_[i].offset.data(), derived_[i].scale.data()};
-    e.zero_point = op.output.zero_point + 128;
-    e.low = op.relu ? e.zero_point : 0;
-    return e;
-  }
+  std::vector<Layout> layouts(const std::string& who = "QuantizedModel") const;
+  std::vector<Layout> chain(const std::string& who = "QuantizedModel") const;
+  Layout input_layout() const;
+  static Layout next_layout(const Layout& in, const Op& op, const std::string& who);
+  static std::uint64_t weight_bytes(const Op& op, const Layout& in, const std::string& who = "QuantizedModel");
+  void arrange_weights(std::size_t i, const std::vector<std::int8_t>& plain);
+  void prepare();
+  detail::Epilogue epilogue(std::size_t i) const;
 
   void quantize_input(const float* x, index_t n, int threads) {
     const Layout& l = layouts_[0];
@@ -760,3 +431,6 @@ class QuantizedModel {
 };
 
 }  // namespace glassbox::quant
+
+#include "glassbox/compress/quantized_format.hpp"
+#include "glassbox/compress/quantized_layout.hpp"
