@@ -5,6 +5,7 @@
 // compile them.
 
 #include "glassbox/compress/distill.hpp"
+#include "glassbox/compress/fake_quantization.hpp"
 #include "glassbox/compress/int8_gemm.hpp"
 #include "glassbox/compress/prune.hpp"
 #include "glassbox/compress/quantize.hpp"
