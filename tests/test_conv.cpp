@@ -104,8 +104,8 @@ TEMPLATE_TEST_CASE("PyTorch parity: Conv2D (OIHW weights) and pooling", "", floa
 
 TEST_CASE("MaxPool2D 2x2: every row length, ties and NaN as PyTorch (first maximum, last NaN)") {
   Rng rng(8);
-  for (index_t width : {5, 7, 16, 26, 34}) {  // 2, 3, 8, 13 and 17 outputs per row: short rows and blocks of 8
-    const index_t height = 6;
+  for (index_t width : {5, 7, 16, 26, 34}) {   // 2, 3, 8, 13 and 17 outputs per row: short rows and blocks of 8
+    const index_t height = width % 2 ? 7 : 6;  // an odd last row in no window, too
     Tensor<float> x(Shape{2, 3, height, width});
     for (float& v : x) v = static_cast<float>(rng.below(3));  // many ties
     for (int k = 0; k < 6; ++k) x[static_cast<index_t>(rng.below(static_cast<std::uint64_t>(x.size())))] = NAN;
@@ -116,6 +116,7 @@ TEST_CASE("MaxPool2D 2x2: every row length, ties and NaN as PyTorch (first maxim
     REQUIRE(y.shape() == Shape{2, 3, oh, ow});
     Tensor<float> dy(y.shape());
     for (index_t k = 0; k < dy.size(); ++k) dy[k] = static_cast<float>(k + 1);
+    dx = Tensor<float>(x.shape(), 5.0f);  // a reused buffer: every value must be overwritten
     pool.backward(x, y, dy, &dx);
     Tensor<float> expected_dx(x.shape());
     for (index_t plane = 0; plane < 6; ++plane)
@@ -134,6 +135,110 @@ TEST_CASE("MaxPool2D 2x2: every row length, ties and NaN as PyTorch (first maxim
         }
     CHECK((dx.flat() == expected_dx.flat()).all());
   }
+}
+
+namespace {
+
+// A valid, stride-1 convolution by plain double loops: y, and from dy the
+// gradients dW, db and dx (through the fused ReLU where asked).
+struct PlainConv {
+  Tensor<double> y, dw, db, dx;
+};
+PlainConv plain_conv(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b, bool relu,
+                     const Tensor<double>& dy) {
+  const index_t n = x.dim(0), in = x.dim(1), h = x.dim(2), wd = x.dim(3);
+  const index_t out = w.dim(0), kh = w.dim(2), kw = w.dim(3), oh = h - kh + 1, ow = wd - kw + 1;
+  PlainConv r{Tensor<double>(Shape{n, out, oh, ow}), Tensor<double>(w.shape()), Tensor<double>(Shape{out}),
+              Tensor<double>(x.shape())};
+  auto X = [&](index_t s, index_t c, index_t i, index_t j) { return x[((s * in + c) * h + i) * wd + j]; };
+  auto W = [&](index_t o, index_t c, index_t i, index_t j) { return w[((o * in + c) * kh + i) * kw + j]; };
+  for (index_t s = 0; s < n; ++s)
+    for (index_t o = 0; o < out; ++o)
+      for (index_t i = 0; i < oh; ++i)
+        for (index_t j = 0; j < ow; ++j) {
+          double sum = b ? (*b)[o] : 0.0;
+          for (index_t c = 0; c < in; ++c)
+            for (index_t ki = 0; ki < kh; ++ki)
+              for (index_t kj = 0; kj < kw; ++kj) sum += W(o, c, ki, kj) * X(s, c, i + ki, j + kj);
+          const index_t at = ((s * out + o) * oh + i) * ow + j;
+          r.y[at] = relu ? std::max(sum, 0.0) : sum;
+          const double g = relu && sum <= 0 ? 0.0 : dy[at];
+          r.db[o] += g;
+          for (index_t c = 0; c < in; ++c)
+            for (index_t ki = 0; ki < kh; ++ki)
+              for (index_t kj = 0; kj < kw; ++kj) {
+                r.dw[((o * in + c) * kh + ki) * kw + kj] += g * X(s, c, i + ki, j + kj);
+                r.dx[((s * in + c) * h + i + ki) * wd + j + kj] += g * W(o, c, ki, kj);
+              }
+        }
+  return r;
+}
+
+template <class T>
+void check_against_plain_loops(index_t in, index_t out, Size2 kernel, index_t h, index_t w, bool relu, bool bias,
+                               double tolerance, bool direct) {
+  INFO(in << " -> " << out << " channels, " << kernel.h << "x" << kernel.w << " on " << h << "x" << w
+          << (relu ? ", relu" : "") << (bias ? ", bias" : ""));
+  CHECK(nn::detail::DirectConv::applies(in, kernel.h, kernel.w, w - kernel.w + 1, true, true) == direct);
+  Rng rng(static_cast<std::uint64_t>(in * 100 + out * 10 + h + w));
+  typename nn::Conv2D<T>::Options options;
+  options.bias = bias;
+  options.activation = relu ? nn::Activation::relu : nn::Activation::none;
+  nn::Conv2D<T> conv(in, out, kernel, options);
+  conv.weight().value = test::cast<T>(random_tensor(conv.weight().value.shape(), rng));
+  if (bias) conv.bias().value = test::cast<T>(random_tensor(Shape{out}, rng, -0.3, 0.3));
+  const Tensor<double> x = random_tensor(Shape{3, in, h, w}, rng);
+  const Tensor<double> dy = random_tensor(Shape{3, out, h - kernel.h + 1, w - kernel.w + 1}, rng);
+  Tensor<double> wd(conv.weight().value.shape()), bd(Shape{out});
+  for (index_t i = 0; i < wd.size(); ++i) wd[i] = static_cast<double>(conv.weight().value[i]);
+  if (bias)
+    for (index_t i = 0; i < out; ++i) bd[i] = static_cast<double>(conv.bias().value[i]);
+  const Tensor<T> xt = test::cast<T>(x), dyt = test::cast<T>(dy);
+  const Tensor<double> xr = [&] {  // the reference sees the same (rounded) inputs
+    Tensor<double> r(x.shape());
+    for (index_t i = 0; i < r.size(); ++i) r[i] = static_cast<double>(xt[i]);
+    return r;
+  }();
+  Tensor<double> dyr(dy.shape());
+  for (index_t i = 0; i < dyr.size(); ++i) dyr[i] = static_cast<double>(dyt[i]);
+  const PlainConv expected = plain_conv(xr, wd, bias ? &bd : nullptr, relu, dyr);
+  Tensor<T> y, dx;
+  conv.forward(xt, y, Mode::train);
+  conv.backward(xt, y, dyt, &dx);
+  CHECK(test::relative_error(y, expected.y) < tolerance);
+  CHECK(test::relative_error(conv.weight().grad, expected.dw) < tolerance);
+  if (bias) CHECK(test::relative_error(conv.bias().grad, expected.db) < tolerance);
+  CHECK(test::relative_error(dx, expected.dx) < tolerance);
+  if (relu) CHECK(y.flat().minCoeff() == T(0));  // the ReLU did cut
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Conv2D: the direct kernels for small patches and the GEMM path agree with plain loops", "[direct]",
+                   float, double) {
+  const double tolerance = std::is_same_v<TestType, float> ? 1e-5 : 1e-12;
+  // The direct kernels (nn/conv_direct.hpp): patches of at most 32 values, rows of 16 outputs or more.
+  check_against_plain_loops<TestType>(1, 32, {3, 3}, 28, 28, true, true, tolerance, true);  // the seed CNN's layer
+  check_against_plain_loops<TestType>(1, 5, {3, 3}, 10, 21, true, true, tolerance,
+                                      true);  // channels 4 + 1, rows 16 + 3
+  check_against_plain_loops<TestType>(3, 6, {3, 3}, 12, 20, false, false, tolerance, true);  // 27 taps: 3 blocks of 9
+  check_against_plain_loops<TestType>(2, 3, {5, 3}, 9, 20, true, false, tolerance, true);    // 30 taps: 3 blocks of 10
+  check_against_plain_loops<TestType>(1, 4, {1, 8}, 3, 23, false, true, tolerance, true);    // rows of exactly 16
+  // The GEMM path: deeper patches, or rows shorter than the direct kernels' block.
+  check_against_plain_loops<TestType>(4, 6, {3, 3}, 11, 20, true, true, tolerance, false);  // 36 taps
+  check_against_plain_loops<TestType>(1, 5, {3, 3}, 9, 17, true, true, tolerance, false);   // rows of 15
+}
+
+TEST_CASE("Gradient check: Conv2D through the direct kernels (double)", "[direct]") {
+  Rng rng(23);
+  nn::Conv2D<double> plain(2, 5, {3, 3});
+  plain.set_name("plain");
+  check_layer_gradients(plain, random_tensor(Shape{2, 2, 5, 18}, rng));  // rows of 16
+  nn::Conv2D<double>::Options relu;
+  relu.activation = nn::Activation::relu;
+  nn::Conv2D<double> fused(1, 3, {2, 3}, relu);
+  fused.set_name("fused");
+  check_layer_gradients(fused, random_tensor(Shape{2, 1, 4, 19}, rng));  // rows of 17
 }
 
 TEST_CASE("Conv2D results do not depend on the thread count") {

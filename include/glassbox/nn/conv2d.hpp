@@ -9,6 +9,8 @@
 // Each sample is one GEMM, W (out x in*kh*kw) * im2col(x) (in*kh*kw x oh*ow),
 // and samples are spread over the threads (one thread per GEMM: the GEMMs of
 // small networks are too small to split). Workspaces are kept across batches.
+// A layer with small patches (an image model's first layer) runs the direct
+// kernels of nn/conv_direct.hpp instead, forward and for its weight gradient.
 
 #include <fmt/format.h>
 
@@ -17,6 +19,7 @@
 #include "glassbox/core/precompiled.hpp"
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/activations.hpp"
+#include "glassbox/nn/conv_direct.hpp"
 #include "glassbox/nn/im2col.hpp"
 #include "glassbox/nn/init.hpp"
 #include "glassbox/nn/window.hpp"
@@ -83,6 +86,16 @@ class Conv2D : public Layer<T> {
     const auto w = weight_matrix();
     const T* xd = x.data();
     T* yd = y.data();
+    if (g.direct) {
+      const detail::DirectConv direct = direct_kernels(g);
+      const T* bias = options_.bias ? bias_.value.data() : nullptr;
+      const bool relu = options_.activation == Activation::relu;
+      parallel_for(g.n, threads, [&](index_t s) {
+        direct.forward(xd + s * g.in_size, weight_.value.data(), bias, relu, yd + s * out_ * g.positions);
+        this->output_block_done(s, s + 1);
+      });
+      return;
+    }
     parallel_for(g.n, threads, [&](index_t s) {
       const ConstMap col = lower(xd + s * g.in_size, g);
       Map out(yd + s * out_ * g.positions, out_, g.positions);
@@ -116,8 +129,15 @@ class Conv2D : public Layer<T> {
     const T* dyd = dy.data();
     T* dxd = dx ? dx->data() : nullptr;
     const bool relu = options_.activation == Activation::relu;
+    const bool direct_grads = g.direct && parameter_grads;
+    const detail::DirectConv direct = direct_kernels(g);
     parallel_for(g.n, threads, [&](index_t s) {
       const auto t = static_cast<std::size_t>(thread_index());
+      if (direct_grads)
+        direct.weight_grad(xd + s * g.in_size, dyd + s * out_ * g.positions,
+                           relu ? yd + s * out_ * g.positions : nullptr, weight_grads_[t].data(),
+                           options_.bias ? bias_grads_[t].data() : nullptr);
+      if (!dxd && direct_grads) return;
       const T* grad_data = dyd + s * out_ * g.positions;
       if (relu) {  // through the fused ReLU: zero where it was off (NaN passes, as in PyTorch)
         const ConstMap out(yd + s * out_ * g.positions, out_, g.positions);
@@ -126,7 +146,7 @@ class Conv2D : public Layer<T> {
         grad_data = masked_[t].data();
       }
       const ConstMap grad_out(grad_data, out_, g.positions);
-      if (parameter_grads) {
+      if (parameter_grads && !direct_grads) {
         const ConstMap col = lower(xd + s * g.in_size, g);
         Map(weight_grads_[t].data(), out_, g.patch).noalias() += grad_out * col.transpose();
         if (options_.bias) bias_grads_[t].flat() += grad_out.rowwise().sum().array();
@@ -169,6 +189,7 @@ class Conv2D : public Layer<T> {
     Size2 out;
     Window2D::Pads pads;
     bool identity_lowering;  // 1x1, stride 1, no padding: im2col(x) is x itself
+    bool direct;             // small patches, stride 1, no dilation or padding: nn/conv_direct.hpp
   };
 
   Geometry geometry(const Shape& in) const {
@@ -184,7 +205,17 @@ class Conv2D : public Layer<T> {
     g.identity_lowering = window_.kernel.h == 1 && window_.kernel.w == 1 && window_.stride.h == 1 &&
                           window_.stride.w == 1 && g.pads.top == 0 && g.pads.left == 0 && g.pads.bottom == 0 &&
                           g.pads.right == 0;
+    const bool unpadded = g.pads.top == 0 && g.pads.left == 0 && g.pads.bottom == 0 && g.pads.right == 0;
+    const bool unit_steps =
+        window_.stride.h == 1 && window_.stride.w == 1 && window_.dilation.h == 1 && window_.dilation.w == 1;
+    g.direct = !g.identity_lowering &&
+               detail::DirectConv::applies(in_, window_.kernel.h, window_.kernel.w, g.out.w, unit_steps, unpadded);
     return g;
+  }
+
+  detail::DirectConv direct_kernels(const Geometry& g) const {
+    return g.direct ? detail::DirectConv(in_, out_, g.h, g.w, window_.kernel.h, window_.kernel.w)
+                    : detail::DirectConv(1, 1, 1, 1, 1, 1);
   }
 
   ConstMap weight_matrix() const {
@@ -208,9 +239,10 @@ class Conv2D : public Layer<T> {
       for (auto& b : buffers)
         if (b.shape() != shape) b.resize(shape);
     };
-    if (!g.identity_lowering) fit(columns_, Shape{g.patch, g.positions});
+    if (!g.identity_lowering && !g.direct) fit(columns_, Shape{g.patch, g.positions});
     if (input_grad) fit(grad_columns_, Shape{g.patch, g.positions});
-    if (for_backward && options_.activation == Activation::relu) fit(masked_, Shape{out_, g.positions});
+    if (for_backward && options_.activation == Activation::relu && (input_grad || !g.direct))
+      fit(masked_, Shape{out_, g.positions});
     if (for_backward) fit(weight_grads_, weight_.value.shape());
     if (for_backward && options_.bias) fit(bias_grads_, Shape{out_});
   }

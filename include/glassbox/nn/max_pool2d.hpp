@@ -63,10 +63,15 @@ class MaxPool2D : public Pool2D<T> {
     const T* g = dy.data();
     T* d = dx->data();
     const Winner* wd = winners_.data();
+    const index_t h = x.dim(2), w = x.dim(3), oh = dy.dim(2), ow = dy.dim(3);
+    const Window2D::Pads p = window_.pads(h, w);
+    const bool tiled = window_.kernel.h == 2 && window_.kernel.w == 2 && window_.stride.h == 2 &&
+                       window_.stride.w == 2 && p.top == 0 && p.left == 0 && 2 * oh <= h && 2 * ow <= w;
     for_planes(
         x.dim(0), x.dim(1),
         [&](index_t plane) {
           T* dplane = d + plane * in_plane;
+          if (tiled) return scatter_2x2(g + plane * out_plane, wd + plane * out_plane, h, w, oh, ow, dplane);
           std::fill(dplane, dplane + in_plane, T(0));  // here, not in a separate pass: the plane is in cache
           for (index_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) dplane[wd[o]] += g[o];
         },
@@ -74,6 +79,28 @@ class MaxPool2D : public Pool2D<T> {
   }
 
  private:
+  // Backward of non-overlapping 2x2 windows (the seed CNN's pooling): every
+  // input value is written once, the winner's gradient or zero, so no pass
+  // zeroes the plane first; a last odd row or column, in no window, gets zeros.
+  static void scatter_2x2(const T* g, const Winner* winners, index_t h, index_t w, index_t oh, index_t ow, T* d) {
+    for (index_t oy = 0; oy < oh; ++oy) {
+      T* top = d + 2 * oy * w;
+      T* bottom = top + w;
+      const auto first = static_cast<Winner>(2 * oy * w), width = static_cast<Winner>(w);
+      for (index_t ox = 0; ox < ow; ++ox) {
+        const Winner win = winners[oy * ow + ox] - first - 2 * static_cast<Winner>(ox);
+        const T grad = T(0) + g[oy * ow + ox];  // as 0 + grad, the sum it replaces (-0 becomes +0)
+        top[2 * ox] = win == 0 ? grad : T(0);
+        top[2 * ox + 1] = win == 1 ? grad : T(0);
+        bottom[2 * ox] = win == width ? grad : T(0);
+        bottom[2 * ox + 1] = win == width + 1 ? grad : T(0);
+      }
+      std::fill(top + 2 * ow, top + w, T(0));
+      std::fill(bottom + 2 * ow, bottom + w, T(0));
+    }
+    std::fill(d + 2 * oh * w, d + h * w, T(0));
+  }
+
   // Runs plane_fn on every plane over the threads. With a sample or more per
   // thread it goes sample by sample (the same split of the planes) and calls
   // sample_done(s) after each, so that the sample can be reported.
