@@ -19,6 +19,8 @@
 //
 //   mnist_cnn [MNIST_DIR] [EPOCHS] [RUN_DIR]   (data/mnist, 5, runs/seed_cnn-<date>-<time>)
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -33,6 +35,9 @@ int main(int argc, char** argv) try {
   const std::string report = argc > 3 ? argv[3] : "runs/seed_cnn-" + seed_cnn::timestamp();
 
   io::Mnist<float> data = io::load_mnist<float>(dir);
+  const double data_megabytes = static_cast<double>(data.train_images.size() + data.train_labels.size() +
+                                                    data.test_images.size() + data.test_labels.size()) *
+                                sizeof(float) / (1024.0 * 1024.0);
   std::printf("MNIST from %s: %td training and %td test images, %d thread(s)\n", dir.c_str(), data.train_images.dim(0),
               data.test_images.dim(0), num_threads());
 
@@ -73,6 +78,10 @@ int main(int argc, char** argv) try {
   const seed_cnn::Paths paths = seed_cnn::decision_paths(model, data.test_images, data.test_labels);
   seed_cnn::write_run(report, "glassbox: the seed CNN on MNIST", model, watch, history, errors, maps, paths,
                       data.test_images, data.test_labels, tensorboard);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);  // ru_maxrss: KiB on Linux
+  std::printf("Peak memory: %.0f MB resident (the MNIST tensors: %.0f MB while training)\n",
+              static_cast<double>(usage.ru_maxrss) / 1024.0, data_megabytes);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "mnist_cnn: %s\n", e.what());
