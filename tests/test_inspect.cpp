@@ -314,6 +314,24 @@ TEST_CASE("GradientFlow records gradient norms and the update-to-weight ratio", 
   CHECK(flow.alert_count() == 0);
 }
 
+TEST_CASE("GradientFlow records backward passes in eval mode only when its schedule asks", "[inspect]") {
+  Sequential<double> model = mlp();
+  Rng rng(3);
+  const Tensor<double> x = random_tensor(Shape{4, 6}, rng), seed = random_tensor(Shape{4, 3}, rng);
+  GradientFlow<double> training_only(model);
+  GradientFlowOptions both;
+  both.schedule.eval = true;
+  GradientFlow<double> with_eval(model, both);
+  model.forward(x, Mode::eval);
+  model.backward(seed);                                    // a diagnostic backward of a model that is not training
+  CHECK_THROWS_AS(training_only.layer("dense_2"), Error);  // nothing recorded
+  REQUIRE(with_eval.layer("dense_2").records.size() == 1);
+  CHECK(with_eval.layer("dense_2").records.back().norm == Approx(seed.flat().matrix().norm()).epsilon(1e-12));
+  CHECK(with_eval.layer("dense_2").records.back().context.mode == Mode::eval);
+  CHECK(with_eval.parameter("dense_1.weight").records.back().grad_norm ==
+        Approx(model.layer("dense_1").parameters()[0]->grad.flat().matrix().norm()).epsilon(1e-12));
+}
+
 TEST_CASE("GradientFlow flags a vanishing gradient in a deep sigmoid stack, not in a healthy net", "[inspect]") {
   Rng rng(9);
   const Tensor<double> x = random_tensor(Shape{16, 8}, rng), y = random_tensor(Shape{16, 1}, rng);

@@ -20,6 +20,7 @@ template class glassbox::nn::Sigmoid<float>;
 template class glassbox::nn::Tanh<float>;
 template class glassbox::nn::GELU<float>;
 template class glassbox::nn::Softmax<float>;
+template class glassbox::nn::LogSoftmax<float>;
 template class glassbox::nn::MSELoss<float>;
 template class glassbox::nn::SoftmaxCrossEntropy<float>;
 template class glassbox::nn::BCEWithLogitsLoss<float>;
@@ -77,6 +78,21 @@ TEST_CASE("Gradient check: every layer, input and parameters (double)") {
   SECTION("softmax") {
     nn::Softmax<double> softmax;
     check_layer_gradients(softmax, x);
+  }
+  SECTION("log_softmax") {
+    nn::LogSoftmax<double> log_softmax;
+    check_layer_gradients(log_softmax, x);
+    // Rows of exp(y) sum to 1, and a large logit does not overflow.
+    Tensor<double> y, big(Shape{1, 3}, {1000, 0, -1000});
+    log_softmax.forward(x, y, Mode::eval);
+    for (index_t r = 0; r < y.dim(0); ++r) {
+      double total = 0;
+      for (index_t c = 0; c < y.dim(1); ++c) total += std::exp(y[r * y.dim(1) + c]);
+      CHECK(total == Approx(1).epsilon(1e-12));
+    }
+    log_softmax.forward(big, y, Mode::eval);
+    CHECK(y[0] == 0);
+    CHECK(y[1] == -1000);
   }
   SECTION("elementwise layers accept any batch-first rank") {
     nn::Tanh<double> tanh_layer;

@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "glassbox/nn/cross_entropy_loss.hpp"
+#include "glassbox/nn/functional.hpp"
 
 namespace glassbox::distill {
 
@@ -81,8 +82,9 @@ class DistillationLoss : public nn::Loss<T> {
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
   static Matrix log_softmax(const Matrix& z) {
-    const auto shifted = (z.colwise() - z.rowwise().maxCoeff()).eval();
-    return shifted.colwise() - shifted.array().exp().rowwise().sum().log().matrix();
+    Matrix y(z.rows(), z.cols());
+    nn::functional::log_softmax_rows(z, y);
+    return y;
   }
 
   // Labels and teacher logits out of the (N, 1 + C) targets.

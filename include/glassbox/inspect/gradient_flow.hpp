@@ -9,8 +9,10 @@
 //
 // A gradient whose L2 norm is below `vanishing` (1e-7) or above `exploding`
 // (1e3) is flagged on its record and reported by alerts(), naming the layer or
-// parameter. Only training passes are recorded (schedule.eval is ignored:
-// backward passes of evaluations, such as saliency, are not training).
+// parameter. Training passes are recorded; backward passes in eval mode
+// (saliency, attributions) only when schedule.eval asks for them, as when a
+// model that is examined rather than trained (one imported from ONNX) is
+// run backward from its loss.
 //
 // In data-parallel training (dist::DataParallel), a step's records first
 // describe this replica's share of the global batch; merged (merge_pending,
@@ -74,7 +76,7 @@ struct GradientAlert {
 };
 
 struct GradientFlowOptions {
-  Schedule schedule;               // train passes only
+  Schedule schedule;               // eval passes only when schedule.eval
   std::vector<HookTarget> layers;  // empty: every layer
   double vanishing = 1e-7;
   double exploding = 1e3;
@@ -200,7 +202,7 @@ class GradientFlow : public MergeableRecorder {
     Tensor<T> before;  // the value the optimizer step started from
   };
 
-  bool due(const HookContext& c) const { return c.mode == Mode::train && options_.schedule.due(c); }
+  bool due(const HookContext& c) const { return options_.schedule.due(c); }
 
   using Magnitude = detail::GradientMagnitude;
   using ParameterScan = detail::ParameterScan;

@@ -148,7 +148,7 @@ LayerSpec describe(Layer<T>& layer) {
   } else if (!dynamic_cast<nn::GlobalAvgPool2D<T>*>(&layer) && !dynamic_cast<nn::Flatten<T>*>(&layer) &&
              !dynamic_cast<nn::ReLU<T>*>(&layer) && !dynamic_cast<nn::Sigmoid<T>*>(&layer) &&
              !dynamic_cast<nn::Tanh<T>*>(&layer) && !dynamic_cast<nn::Softmax<T>*>(&layer) &&
-             !dynamic_cast<nn::Identity<T>*>(&layer)) {
+             !dynamic_cast<nn::LogSoftmax<T>*>(&layer) && !dynamic_cast<nn::Identity<T>*>(&layer)) {
     throw Error(
         fmt::format("{}: layers of kind '{}' cannot be saved (not a built-in layer)", layer.name(), layer.kind()));
   }
@@ -195,7 +195,7 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
     return shapes;
   }
   for (const char* kind : {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu",
-                           "sigmoid", "tanh", "gelu", "softmax", "identity"})
+                           "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"})
     if (spec.kind == kind) return {};
   throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
 }
@@ -267,6 +267,7 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
       return std::make_unique<nn::GELU<T>>(
           static_cast<typename nn::GELU<T>::Approximation>(r.integer("approximation", 0, 1)));
     if (kind == "softmax") return std::make_unique<nn::Softmax<T>>();
+    if (kind == "log_softmax") return std::make_unique<nn::LogSoftmax<T>>();
   } catch (const Error& e) {
     // A layer constructor's own check (a dropout rate of 2): say where.
     if (std::string(e.what()).rfind(where, 0) == 0) throw;

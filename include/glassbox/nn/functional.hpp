@@ -22,4 +22,12 @@ void softmax_rows(const In& z, Out&& p) {
   p.array().colwise() /= p.rowwise().sum().array();
 }
 
+// log(softmax) of each row of z, without forming the softmax: z - max -
+// log(sum(exp(z - max))). Same shapes and aliasing rule as softmax_rows.
+template <class In, class Out>
+void log_softmax_rows(const In& z, Out&& y) {
+  y = z.colwise() - z.rowwise().maxCoeff();
+  y.colwise() -= y.array().exp().rowwise().sum().log().matrix();
+}
+
 }  // namespace glassbox::nn::functional
