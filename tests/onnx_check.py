@@ -5,8 +5,8 @@ For each exported model: onnx.checker (full check) and strict shape inference
 must pass and infer the output shape; the layer names must be the node names;
 and a PyTorch model rebuilt from the ONNX initializers must give glassbox's
 outputs on the 100 saved inputs (max abs difference < 1e-4). The seed CNN is
-rebuilt as torch.nn modules; the model with every layer kind is run node by
-node with torch.nn.functional.
+rebuilt as torch.nn modules; the others are run node by node with
+torch.nn.functional (recurrent nodes as torch.nn's LSTM, GRU and RNN).
 
     onnx_check.py OUT_DIR      exit 0: pass, 1: fail, 77: skipped (no onnx/torch)
 """
@@ -67,6 +67,28 @@ def pad_2d(x, pads, value):
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
+def recurrent(op, a, i):
+    """An ONNX LSTM / GRU / RNN node (forward, time-major) as the torch.nn module
+    with its gates put back in PyTorch's order; returns Y (T, 1, N, H) and Y_h."""
+    w, r, b = i[1][0], i[2][0], i[3][0]
+    hidden = a["hidden_size"]
+    # PyTorch's blocks from ONNX's: LSTM i f g o from i o f c, GRU r z n from z r h.
+    order = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}[op]
+    if op == "GRU":
+        assert a.get("linear_before_reset") == 1
+    def blocks(t):
+        return torch.cat([t[g * hidden:(g + 1) * hidden] for g in order])
+    module = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[op](w.shape[1], hidden)
+    with torch.no_grad():
+        module.weight_ih_l0.copy_(blocks(w))
+        module.weight_hh_l0.copy_(blocks(r))
+        module.bias_ih_l0.copy_(blocks(b[:len(order) * hidden]))
+        module.bias_hh_l0.copy_(blocks(b[len(order) * hidden:]))
+    y, state = module(i[0])
+    h = state[0] if op == "LSTM" else state
+    return [y.unsqueeze(1), h]
+
+
 def run_graph(model, weights, x):
     """Evaluates the graph node by node with torch functions."""
     values = dict(weights)
@@ -112,6 +134,17 @@ def run_graph(model, weights, x):
             y = torch.erf(i[0])
         elif op in ("Add", "Mul", "Div"):
             y = {"Add": torch.add, "Mul": torch.mul, "Div": torch.div}[op](i[0], i[1])
+        elif op == "LogSoftmax":
+            y = F.log_softmax(i[0], dim=a["axis"])
+        elif op == "Transpose":
+            y = i[0].permute(*a["perm"])
+        elif op == "Squeeze":
+            y = i[0].squeeze(int(i[1][0]))
+        elif op in ("LSTM", "GRU", "RNN"):
+            for name, value in zip(node.output, recurrent(op, a, i)):
+                if name:
+                    values[name] = value
+            continue
         else:
             raise AssertionError(f"node {node.name}: op {op} not handled by this check")
         values[node.output[0]] = y

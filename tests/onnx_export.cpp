@@ -6,7 +6,9 @@
 //     the first 100 test digits;
 //   - every_kind: every built-in layer kind (tests/checkpoint_models.hpp),
 //     trained on random 8x8 images so that batch norm's statistics are not
-//     their initial values, exported at opset 17.
+//     their initial values, exported at opset 17;
+//   - recurrent: an LSTM and a SimpleRNN giving every step, a GRU giving its
+//     last state, a Dense and a log-softmax, exported at opset 14.
 //   onnx_export OUT_DIR MNIST_DIR
 
 #include <cstdio>
@@ -82,10 +84,23 @@ int main(int argc, char** argv) try {
   Tensor<float> probe(Shape{100, 1, 8, 8});
   for (float& v : probe) v = static_cast<float>(rng.normal());
 
+  // Recurrent layers, each kind, with and without every step's output, and a log-softmax.
+  Sequential<float> recurrent(Shape{6, 5}, 5);
+  nn::Recurrent<float>::Options sequences;
+  sequences.return_sequences = true;
+  recurrent.add<nn::LSTM<float>>(5, 8, sequences);
+  recurrent.add<nn::SimpleRNN<float>>(8, 6, sequences);
+  recurrent.add<nn::GRU<float>>(6, 7);
+  recurrent.add<nn::Dense<float>>(7, 3);
+  recurrent.add<nn::LogSoftmax<float>>();
+  Tensor<float> steps(Shape{100, 6, 5});
+  for (float& v : steps) v = static_cast<float>(rng.normal());
+
   const std::string json = "{" + export_case(dir, "seed_cnn", seed, digits, 13) + ", " +
-                           export_case(dir, "every_kind", every, probe, 17) + "}\n";
+                           export_case(dir, "every_kind", every, probe, 17) + ", " +
+                           export_case(dir, "recurrent", recurrent, steps, 14) + "}\n";
   write_text_file(dir + "/cases.json", json);
-  std::printf("exported seed_cnn and every_kind to %s\n", dir.c_str());
+  std::printf("exported seed_cnn, every_kind and recurrent to %s\n", dir.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "onnx_export: %s\n", e.what());

@@ -15,10 +15,14 @@
 //     shape; pooling -> MaxPool / AveragePool / GlobalAveragePool; Flatten ->
 //     Flatten (axis 1); Dropout -> Identity; BatchNorm -> BatchNormalization
 //     (ONNX's momentum is 1 - glassbox's); ReLU, LeakyReLU, Sigmoid, Tanh,
-//     Softmax (last axis) -> their ONNX ops. GELU has no ONNX op before opset
+//     Softmax and LogSoftmax (last axis) -> their ONNX ops. GELU has no ONNX op before opset
 //     20, so it is written as its formula (Erf, or Tanh for the tanh form) in
-//     nodes named "<layer>/<step>".
+//     nodes named "<layer>/<step>"; SimpleRNN, LSTM and GRU -> RNN, LSTM and
+//     GRU (gates in ONNX's order, GRU with linear_before_reset = 1, which is
+//     PyTorch's and glassbox's GRU) between Transposes to and from
+//     time-major, with W, R and B as initializers "<layer>.W" and so on.
 // A model without a declared sample shape needs one passed in.
+// Import (io::import_onnx) is io/onnx_import.hpp, included here.
 
 #include <fmt/format.h>
 
@@ -30,52 +34,17 @@
 
 #include "glassbox/core/binary_io.hpp"
 #include "glassbox/io/layer_spec.hpp"
+#include "glassbox/io/onnx_import.hpp"
+#include "glassbox/io/protobuf.hpp"
 #include "glassbox/model/sequential.hpp"
 
 namespace glassbox::io {
 
 namespace onnx_detail {
 
-// Protocol-buffer encoding: each field is a varint key (number << 3 | wire
-// type) then a varint, a fixed 32-bit value, or a length and bytes.
-class Proto {
- public:
-  Proto& varint(int field, std::uint64_t v) {
-    key(field, 0);
-    raw_varint(v);
-    return *this;
-  }
-  Proto& int64(int field, std::int64_t v) { return varint(field, static_cast<std::uint64_t>(v)); }
-  Proto& float32(int field, float v) {
-    key(field, 5);
-    put(bytes_, v);
-    return *this;
-  }
-  Proto& bytes(int field, const std::string& b) {
-    key(field, 2);
-    raw_varint(b.size());
-    bytes_ += b;
-    return *this;
-  }
-  Proto& message(int field, const Proto& m) { return bytes(field, m.bytes_); }
-  const std::string& str() const { return bytes_; }
+using Proto = ProtoWriter;
 
- private:
-  void key(int field, int wire) {
-    raw_varint(static_cast<std::uint64_t>(field) << 3 | static_cast<std::uint64_t>(wire));
-  }
-  void raw_varint(std::uint64_t v) {
-    while (v >= 0x80) {
-      bytes_ += static_cast<char>((v & 0x7f) | 0x80);
-      v >>= 7;
-    }
-    bytes_ += static_cast<char>(v);
-  }
-  std::string bytes_;
-};
-
-// onnx.proto enum values.
-enum DataType { float_type = 1, int64_type = 7, double_type = 11 };
+// onnx.proto's AttributeProto types.
 enum AttributeType { attr_float = 1, attr_int = 2, attr_ints = 7 };
 
 inline Proto attribute_int(const std::string& name, std::int64_t v) {
@@ -97,7 +66,7 @@ inline Proto attribute_ints(const std::string& name, const std::vector<std::int6
 }
 
 template <class T>
-constexpr DataType data_type() {
+constexpr TensorType data_type() {
   return sizeof(T) == 4 ? float_type : double_type;
 }
 
@@ -120,9 +89,14 @@ class GraphBuilder {
  public:
   void node(const std::string& op, const std::vector<std::string>& inputs, const std::string& output,
             const std::string& name, const std::vector<Proto>& attributes = {}) {
+    node(op, inputs, std::vector<std::string>{output}, name, attributes);
+  }
+  void node(const std::string& op, const std::vector<std::string>& inputs, const std::vector<std::string>& outputs,
+            const std::string& name, const std::vector<Proto>& attributes = {}) {
     Proto n;
     for (const std::string& in : inputs) n.bytes(1, in);
-    n.bytes(2, output).bytes(3, name).bytes(4, op);
+    for (const std::string& out : outputs) n.bytes(2, out);
+    n.bytes(3, name).bytes(4, op);
     for (const Proto& a : attributes) n.message(5, a);
     graph_.message(1, n);
   }
@@ -134,6 +108,12 @@ class GraphBuilder {
     graph_.message(5, p);
   }
   void scalar(const std::string& name, double v) { initializer(name, Tensor<T>(Shape{}, {static_cast<T>(v)})); }
+  void int64s(const std::string& name, const std::vector<std::int64_t>& values) {
+    Proto p;
+    p.int64(1, static_cast<std::int64_t>(values.size())).varint(2, int64_type).bytes(8, name);
+    p.bytes(9, std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(std::int64_t)));
+    graph_.message(5, p);
+  }
   Proto& graph() { return graph_; }
 
  private:
@@ -149,6 +129,46 @@ inline std::vector<Proto> window_attributes(const nn::Window2D& w, index_t h, in
                        attribute_ints("pads", {p.top, p.left, p.bottom, p.right})};
   if (dilations) a.push_back(attribute_ints("dilations", {w.dilation.h, w.dilation.w}));
   return a;
+}
+
+// A recurrent layer as ONNX writes one over time-major sequences: Transpose
+// to (T, N, F), the LSTM / GRU / RNN node with W, R and B in ONNX's gate
+// order, then every step's output Y squeezed and transposed back to (N, T, H)
+// (return_sequences), or the last hidden state Y_h squeezed to (N, H).
+template <class T>
+void emit_recurrent(GraphBuilder<T>& g, nn::Recurrent<T>& r, const std::string& input, const std::string& output) {
+  const std::string& name = r.name();
+  const std::string op = r.kind() == "lstm" ? "LSTM" : r.kind() == "gru" ? "GRU" : "RNN";
+  // ONNX's gate order in glassbox's (PyTorch's) blocks: LSTM i o f c of i f g o, GRU z r h of r z n.
+  const std::vector<index_t> order = op == "LSTM"  ? std::vector<index_t>{0, 3, 1, 2}
+                                     : op == "GRU" ? std::vector<index_t>{1, 0, 2}
+                                                   : std::vector<index_t>{0};
+  const index_t h = r.hidden_size(), gates = r.gates();
+  auto reordered = [&](const Tensor<T>& from, T* to, index_t block) {
+    for (const index_t gate : order) to = std::copy(from.data() + gate * block, from.data() + (gate + 1) * block, to);
+  };
+  Tensor<T> w(Shape{1, gates * h, r.input_size()}), rec(Shape{1, gates * h, h}), b(Shape{1, 2 * gates * h});
+  reordered(r.weight_ih().value, w.data(), h * r.input_size());
+  reordered(r.weight_hh().value, rec.data(), h * h);
+  reordered(r.bias_ih().value, b.data(), h);
+  reordered(r.bias_hh().value, b.data() + gates * h, h);
+  g.initializer(name + ".W", w);
+  g.initializer(name + ".R", rec);
+  g.initializer(name + ".B", b);
+  g.node("Transpose", {input}, name + "/time_major", name + "/transpose_in", {attribute_ints("perm", {1, 0, 2})});
+  std::vector<Proto> attributes{attribute_int("hidden_size", h)};
+  if (op == "GRU") attributes.push_back(attribute_int("linear_before_reset", 1));
+  const std::vector<std::string> inputs{name + "/time_major", name + ".W", name + ".R", name + ".B"};
+  if (r.options().return_sequences) {
+    g.int64s(name + "/step_axis", {1});
+    g.node(op, inputs, std::vector<std::string>{name + "/y"}, name, attributes);
+    g.node("Squeeze", {name + "/y", name + "/step_axis"}, name + "/steps", name + "/squeeze");
+    g.node("Transpose", {name + "/steps"}, output, name + "/transpose_out", {attribute_ints("perm", {1, 0, 2})});
+  } else {
+    g.int64s(name + "/direction_axis", {0});
+    g.node(op, inputs, std::vector<std::string>{"", name + "/y_h"}, name, attributes);
+    g.node("Squeeze", {name + "/y_h", name + "/direction_axis"}, output, name + "/squeeze");
+  }
 }
 
 // Writes the nodes (and, for layers without children, the initializers) that
@@ -172,6 +192,10 @@ void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, c
     }
     emit_layer(g, block->shortcut(), input, block->shortcut().name(), in_shape);
     g.node("Add", {from, block->shortcut().name()}, output, name);
+    return;
+  }
+  if (auto* r = dynamic_cast<nn::Recurrent<T>*>(&layer)) {
+    emit_recurrent(g, *r, input, output);
     return;
   }
   for (Parameter<T>* p : layer.parameters()) g.initializer(p->name, p->value);
@@ -216,6 +240,8 @@ void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, c
     g.node("Tanh", {input}, output, name);
   } else if (dynamic_cast<nn::Softmax<T>*>(&layer)) {
     g.node("Softmax", {input}, output, name, {attribute_int("axis", -1)});
+  } else if (dynamic_cast<nn::LogSoftmax<T>*>(&layer)) {
+    g.node("LogSoftmax", {input}, output, name, {attribute_int("axis", -1)});
   } else if (auto* e = dynamic_cast<nn::GELU<T>*>(&layer)) {
     const std::string s = name + "/";
     g.scalar(s + "half", 0.5);

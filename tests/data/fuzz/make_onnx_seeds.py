@@ -1,0 +1,61 @@
+#!/usr/bin/python3
+"""Writes the ONNX fuzz seeds (tests/data/fuzz/seeds/onnx) with PyTorch's
+exporter: tiny models that reach every part of the importer (Gemm, MatMul +
+Add, Conv + Relu with padding, pooling, batch norm, GELU's formula, a
+residual block with a projection, Reshape, Softmax). The fourth seed,
+every_kind_glassbox.onnx, is glassbox's own export (opset 17) of
+tests/checkpoint_models.hpp's every_kind_model().
+
+    /usr/bin/python3 tests/data/fuzz/make_onnx_seeds.py
+"""
+import os
+
+import torch
+
+torch.manual_seed(0)
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", "onnx")
+
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1, stride=2)
+        self.projection = torch.nn.Conv2d(2, 3, 1, stride=2)
+        self.head = torch.nn.Linear(3 * 3 * 3, 2)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x)) + self.projection(x)
+        return torch.softmax(self.head(x.reshape(x.shape[0], -1)), dim=1)
+
+
+class MatMulMlp(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(4, 3))
+        self.b = torch.nn.Parameter(torch.randn(3))
+        self.norm = torch.nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        return torch.nn.functional.gelu(self.norm(x @ self.w + self.b))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    cases = {
+        "block.onnx": (Block(), (1, 2, 6, 6), False),
+        "matmul_gelu.onnx": (MatMulMlp(), (2, 4), False),
+        "pools.onnx": (torch.nn.Sequential(torch.nn.Conv2d(1, 2, 2), torch.nn.LeakyReLU(),
+                                           torch.nn.AvgPool2d(2, padding=1), torch.nn.MaxPool2d(2),
+                                           torch.nn.Flatten(), torch.nn.Linear(2, 2), torch.nn.LogSoftmax(1)),
+                       (1, 1, 5, 5), True),
+    }
+    for name, (model, shape, dynamic) in cases.items():
+        model.eval()
+        axes = {"x": {0: "batch"}, "y": {0: "batch"}} if dynamic else None
+        torch.onnx.export(model, torch.rand(*shape), os.path.join(OUT, name), opset_version=13,
+                          input_names=["x"], output_names=["y"], dynamic_axes=axes)
+    print(f"make_onnx_seeds: {len(cases)} seeds in {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""First half of the ONNX import test (tests/onnx_import_check.cpp is the second).
+
+Builds small PyTorch models with random weights, exports each with
+torch.onnx.export (opset 14, dynamic batch), and writes next to it 100
+inputs, PyTorch's outputs, a random output weighting R and the gradient of
+sum(outputs * R) with respect to the inputs (autograd), all raw little-endian
+float32; manifest.txt lists each case with the input and output shapes.
+
+    onnx_import_models.py OUT_DIR      exit 0: written, 77: skipped (no torch/onnx)
+"""
+import os
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import onnx  # noqa: F401  (torch.onnx.export needs it)
+except ImportError as e:
+    print(f"SKIP: the ONNX import test needs Debian's python3-torch and python3-onnx ({e})")
+    sys.exit(77)
+
+torch.manual_seed(0)
+CASES = 100
+
+
+class SeedCnn(torch.nn.Sequential):
+    """The seed CNN: Conv2D(32, 3x3, relu) -> MaxPool 2x2 -> Flatten -> Dense(10, softmax)."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Conv2d(1, 32, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                         torch.nn.Linear(5408, 10), torch.nn.Softmax(dim=1))
+
+
+class SmallResNet(torch.nn.Module):
+    """A stem (conv + batch norm, folded by the exporter), a residual block with
+    a strided 1x1 projection shortcut, one with an identity shortcut, global
+    average pooling and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.conv_a = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.conv_b = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.projection = torch.nn.Conv2d(8, 16, 1, stride=2)
+        self.conv_c = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.head = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.conv_b(torch.relu(self.conv_a(x))) + self.projection(x)
+        x = x + torch.tanh(self.conv_c(x))
+        return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def mlp():
+    """GELU in both forms, batch norm on features (kept as a node), dropout, log-softmax."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 64), torch.nn.GELU(), torch.nn.BatchNorm1d(64), torch.nn.Dropout(0.3),
+        torch.nn.Linear(64, 32), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(32, 10),
+        torch.nn.LogSoftmax(dim=1))
+
+
+def pools():
+    """Padded and strided windows: explicit conv padding, leaky ReLU, average
+    pooling that leaves the padding out of its count and one that counts it
+    (exported as a Pad node), max pooling with a stride."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.LeakyReLU(0.1),
+        torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False), torch.nn.MaxPool2d(2, stride=1),
+        torch.nn.AvgPool2d(2, padding=1), torch.nn.Flatten(), torch.nn.Linear(6 * 3 * 3, 12), torch.nn.Tanh(),
+        torch.nn.Linear(12, 3),
+        torch.nn.Sigmoid())
+
+
+class LstmClassifier(torch.nn.Module):
+    """Row-by-row digits: an LSTM over 28 steps of 28 pixels, its last step's output, a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(28, 32, batch_first=True)
+        self.head = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        steps, _ = self.lstm(x)
+        return self.head(steps[:, -1, :])
+
+
+class GruLastState(torch.nn.Module):
+    """A GRU's final hidden state h_n into a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = torch.nn.GRU(12, 16, batch_first=True)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        return self.head(h[-1])
+
+
+class RnnSequence(torch.nn.Module):
+    """A tanh RNN's every step, flattened into a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.RNN(6, 8, batch_first=True)
+        self.head = torch.nn.Linear(5 * 8, 3)
+
+    def forward(self, x):
+        steps, _ = self.rnn(x)
+        return self.head(steps.flatten(1))
+
+
+def randomize_statistics(model):
+    """Batch norm with running statistics that are not the defaults."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def write(path, tensor):
+    tensor.detach().numpy().astype("<f4").tofile(path)
+
+
+def main(out):
+    os.makedirs(out, exist_ok=True)
+    cases = [("seed_cnn", SeedCnn(), (1, 28, 28)), ("small_resnet", SmallResNet(), (1, 12, 12)),
+             ("mlp_gelu", mlp(), (784,)), ("pools", pools(), (3, 10, 10)),
+             ("lstm_classifier", LstmClassifier(), (28, 28)), ("gru_last_state", GruLastState(), (7, 12)),
+             ("rnn_sequence", RnnSequence(), (5, 6))]
+    with open(f"{out}/manifest.txt", "w") as manifest:
+        for name, model, sample in cases:
+            randomize_statistics(model)
+            model.eval()
+            torch.onnx.export(model, torch.rand(1, *sample), f"{out}/{name}.onnx", opset_version=14,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            x = torch.rand(CASES, *sample, requires_grad=True)
+            y = model(x)
+            weighting = torch.randn(y.shape)
+            (y * weighting).sum().backward()
+            write(f"{out}/{name}.in.f32", x)
+            write(f"{out}/{name}.out.f32", y)
+            write(f"{out}/{name}.r.f32", weighting)
+            write(f"{out}/{name}.grad.f32", x.grad)
+            dims = lambda s: " ".join(str(d) for d in [len(s), *s])  # noqa: E731
+            manifest.write(f"{name} {dims(tuple(x.shape))} {dims(tuple(y.shape))}\n")
+    print(f"onnx_import_models: {len(cases)} models in {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])

@@ -1,0 +1,469 @@
+// io/onnx_import.hpp: what glassbox exports comes back bit for bit with its
+// names; the importer's op mapping (GELU by evaluation, residual blocks,
+// MatMul + Add, Gemm's transposes and scales, Reshape); and hostile files
+// (truncated, wrong types, absurd sizes, cycles, missing tensors, unknown ops
+// and attributes) give a glassbox::Error naming the node or field, never a
+// crash. PyTorch's own exports are checked by ctest's onnx_import.
+#include <filesystem>
+#include <glassbox/io/checkpoint.hpp>
+#include <glassbox/io/onnx.hpp>
+
+#include "checkpoint_models.hpp"
+#include "support.hpp"
+
+using namespace glassbox;
+using Catch::Matchers::Contains;
+
+namespace {
+
+using io::onnx_detail::attribute_float;
+using io::onnx_detail::attribute_int;
+using io::onnx_detail::attribute_ints;
+using io::onnx_detail::Proto;
+
+// Hand-built ONNX files, field by field (onnx.proto's numbers), so that each
+// test can break exactly one thing.
+class OnnxFile {
+ public:
+  OnnxFile& input(const std::string& name, const std::vector<std::int64_t>& dims, int elem_type = 1) {
+    graph_.message(11, value_info(name, dims, elem_type));
+    return *this;
+  }
+  OnnxFile& output(const std::string& name) {
+    graph_.message(12, value_info(name, {}, 1));
+    return *this;
+  }
+  OnnxFile& node(const std::string& op, const std::vector<std::string>& inputs, const std::string& output,
+                 const std::string& name, const std::vector<Proto>& attributes = {}) {
+    return node(op, inputs, std::vector<std::string>{output}, name, attributes);
+  }
+  OnnxFile& node(const std::string& op, const std::vector<std::string>& inputs, const std::vector<std::string>& outputs,
+                 const std::string& name, const std::vector<Proto>& attributes = {}) {
+    Proto n;
+    for (const std::string& in : inputs) n.bytes(1, in);
+    for (const std::string& out : outputs) n.bytes(2, out);
+    n.bytes(3, name).bytes(4, op);
+    for (const Proto& a : attributes) n.message(5, a);
+    graph_.message(1, n);
+    return *this;
+  }
+  OnnxFile& initializer(const std::string& name, const std::vector<std::int64_t>& dims,
+                        const std::vector<float>& values, int data_type = 1) {
+    Proto t;
+    for (const std::int64_t d : dims) t.int64(1, d);
+    t.varint(2, static_cast<std::uint64_t>(data_type)).bytes(8, name);
+    t.bytes(9, std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+    graph_.message(5, t);
+    return *this;
+  }
+  OnnxFile& int64_initializer(const std::string& name, const std::vector<std::int64_t>& values) {
+    Proto t;
+    t.int64(1, static_cast<std::int64_t>(values.size())).varint(2, 7).bytes(8, name);
+    t.bytes(9, std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(std::int64_t)));
+    return raw_initializer(t);
+  }
+  OnnxFile& raw_initializer(const Proto& tensor) {
+    graph_.message(5, tensor);
+    return *this;
+  }
+  OnnxFile& opset(int version) {
+    opset_ = version;
+    return *this;
+  }
+  std::string bytes() const {
+    Proto m;
+    m.int64(1, 8).message(7, graph_).message(8, Proto().bytes(1, "").int64(2, opset_));
+    return m.str();
+  }
+
+ private:
+  static Proto value_info(const std::string& name, const std::vector<std::int64_t>& dims, int elem_type) {
+    Proto shape;
+    for (const std::int64_t d : dims) shape.message(1, d < 0 ? Proto().bytes(2, "batch") : Proto().int64(1, d));
+    Proto tensor;
+    tensor.varint(1, static_cast<std::uint64_t>(elem_type)).message(2, shape);
+    return Proto().bytes(1, name).message(2, Proto().message(1, tensor));
+  }
+  Proto graph_;
+  int opset_ = 13;
+};
+
+// x (batch, 3) -> Gemm with a (2, 3) weight and a bias -> y.
+OnnxFile gemm_file(std::vector<Proto> attributes = {attribute_int("transB", 1)}) {
+  OnnxFile f;
+  f.input("x", {-1, 3})
+      .output("y")
+      .initializer("w", {2, 3}, {1, 2, 3, 4, 5, 6})
+      .initializer("b", {2}, {0.5f, -0.5f})
+      .node("Gemm", {"x", "w", "b"}, "y", "fc", attributes);
+  return f;
+}
+
+Sequential<float> import(const std::string& bytes) { return io::onnx_from_bytes<float>(bytes, "test.onnx"); }
+
+Tensor<float> random_input(const Shape& shape, std::uint64_t seed) {
+  Rng rng(seed);
+  Tensor<float> x(shape);
+  for (float& v : x) v = static_cast<float>(rng.normal());
+  return x;
+}
+
+// Every layer's name, children included, in order.
+std::vector<std::string> all_names(Sequential<float>& m) {
+  std::vector<std::string> names;
+  std::function<void(Layer<float>&)> visit = [&](Layer<float>& l) {
+    names.push_back(l.name() + " " + std::to_string(l.parameters().size()));
+    for (Layer<float>* child : l.children()) visit(*child);
+  };
+  for (std::size_t i = 0; i < m.size(); ++i) visit(m.layer(i));
+  return names;
+}
+
+std::vector<std::string> files_in(const std::string& relative) {
+  std::vector<std::string> files;
+  const std::string dir = test::data_path(relative);
+  if (!std::filesystem::exists(dir)) return files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+TEST_CASE("import_onnx gives back what export_onnx wrote: same names, outputs bit for bit, same file again") {
+  Sequential<float> every = test::every_kind_model();
+  Rng rng(11);
+  for (Parameter<float>* p : every.parameters())
+    for (float& v : p->value) v = static_cast<float>(rng.normal() * 0.5);
+  for (std::size_t i = 0; i < every.size(); ++i)
+    for (auto& [name, buffer] : every.layer(i).buffers())
+      for (float& v : *buffer)
+        v = static_cast<float>(name.find("var") != std::string::npos ? 0.5 + rng.uniform() : rng.normal());
+
+  for (const int opset : {13, 17}) {
+    INFO("opset " << opset);
+    const std::string bytes = io::onnx_bytes(every, opset);
+    Sequential<float> back = import(bytes);
+    CHECK(all_names(back) == all_names(every));
+    const Tensor<float> x = random_input(Shape{7, 1, 8, 8}, 5);
+    const Tensor<float> expected = every.predict(x), got = back.predict(x);
+    REQUIRE(got.shape() == expected.shape());
+    for (index_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == expected[i]);
+    CHECK(io::onnx_bytes(back, opset) == bytes);
+  }
+
+  // An MLP with exact GELU and log-softmax, through a file; in double too.
+  Sequential<double> mlp(Shape{6});
+  mlp.add<nn::Dense<double>>(6, 5);
+  mlp.add<nn::GELU<double>>();
+  mlp.add<nn::Dense<double>>(5, 4);
+  mlp.add<nn::LogSoftmax<double>>();
+  const std::string path = (std::filesystem::temp_directory_path() / "glassbox_test_onnx_mlp.onnx").string();
+  io::export_onnx(mlp, path);
+  Sequential<double> mlp_back = io::import_onnx<double>(path);
+  REQUIRE(mlp_back.size() == 4);
+  CHECK(mlp_back.layer(1).kind() == "gelu");
+  CHECK(mlp_back.layer(3).kind() == "log_softmax");
+  Tensor<double> x(Shape{3, 6});
+  Rng r(2);
+  for (double& v : x) v = r.normal();
+  const Tensor<double> a = mlp.predict(x), b = mlp_back.predict(x);
+  for (index_t i = 0; i < a.size(); ++i) CHECK(a[i] == b[i]);
+  CHECK_THROWS_WITH(io::import_onnx<float>(path + ".missing"), Contains(".missing") && Contains("cannot open"));
+  // LogSoftmax is a built-in kind: checkpoints keep it.
+  io::Checkpoint<double> saved = io::checkpoint_from_bytes<double>(io::checkpoint_bytes(mlp_back));
+  CHECK(saved.model.layer(3).kind() == "log_softmax");
+  CHECK(saved.model.predict(x)[5] == b[5]);
+}
+
+TEST_CASE("import_onnx maps Gemm's transposes and scales, MatMul + Add, Reshape and a residual block") {
+  const Tensor<float> x(Shape{2, 3}, {1, 0, -1, 0.5f, 2, 1});
+  // Gemm with transB: y = x W^T + b.
+  Sequential<float> plain = import(gemm_file().bytes());
+  REQUIRE(plain.size() == 1);
+  CHECK(plain.layer(0).name() == "fc");
+  Tensor<float> y = plain.predict(x);
+  CHECK(y[0] == Approx(1 - 3 + 0.5));
+  CHECK(y[3] == Approx(4 * 0.5 + 5 * 2 + 6 - 0.5));
+
+  // Without transB the weight is (in, out); alpha and beta scale.
+  OnnxFile scaled;
+  scaled.input("x", {-1, 3})
+      .output("y")
+      .initializer("w", {3, 2}, {1, 4, 2, 5, 3, 6})
+      .initializer("b", {2}, {0.5f, -0.5f})
+      .node("Gemm", {"x", "w", "b"}, "y", "fc", {attribute_float("alpha", 2), attribute_float("beta", 3)});
+  y = import(scaled.bytes()).predict(x);
+  CHECK(y[0] == Approx(2 * (1 - 3) + 1.5));
+  CHECK(y[3] == Approx(2 * (4 * 0.5 + 5 * 2 + 6) - 1.5));
+
+  // MatMul then Add of a bias: one Dense with a bias.
+  OnnxFile matmul;
+  matmul.input("x", {-1, 3})
+      .output("y")
+      .initializer("w", {3, 2}, {1, 4, 2, 5, 3, 6})
+      .initializer("b", {2}, {0.5f, -0.5f})
+      .node("MatMul", {"x", "w"}, "h", "mm")
+      .node("Add", {"b", "h"}, "y", "bias");
+  Sequential<float> mm = import(matmul.bytes());
+  REQUIRE(mm.size() == 1);
+  CHECK(mm.layer(0).kind() == "dense");
+  CHECK(mm.predict(x)[0] == Approx(1 - 3 + 0.5));
+
+  // Reshape to (batch, -1) flattens; a branch added back to its input is a residual block.
+  OnnxFile block;
+  block.input("x", {-1, 1, 2, 2})
+      .output("y")
+      .int64_initializer("shape", {0, -1})
+      .node("Reshape", {"x", "shape"}, "flat", "reshape")
+      .node("Relu", {"flat"}, "r", "relu")
+      .node("Tanh", {"r"}, "t", "tanh")
+      .node("Add", {"flat", "t"}, "y", "block");
+  Sequential<float> res = import(block.bytes());
+  REQUIRE(res.size() == 2);
+  CHECK(res.layer(0).kind() == "flatten");
+  auto* residual = dynamic_cast<nn::Residual<float>*>(&res.layer(1));
+  REQUIRE(residual);
+  CHECK(residual->name() == "block");
+  CHECK(residual->size() == 2);
+  CHECK(!residual->has_projection());
+  const Tensor<float> out = res.predict(Tensor<float>(Shape{1, 1, 2, 2}, {-1, 0, 0.5f, 2}));
+  CHECK(out[0] == -1);
+  CHECK(out[2] == Approx(0.5 + std::tanh(0.5)));
+
+  OnnxFile reshape;
+  reshape.input("x", {-1, 4})
+      .output("y")
+      .int64_initializer("shape", {0, 2, 2})
+      .node("Reshape", {"x", "shape"}, "y", "to_square");
+  CHECK_THROWS_WITH(import(reshape.bytes()),
+                    Contains("node 'to_square' (Reshape)") && Contains("no general reshape layer"));
+}
+
+TEST_CASE("import_onnx reads recurrent layers back, and refuses what glassbox's cannot compute") {
+  Sequential<float> steps(Shape{6, 5}, 3);
+  nn::Recurrent<float>::Options sequences;
+  sequences.return_sequences = true;
+  steps.add<nn::LSTM<float>>(5, 8, sequences);
+  steps.add<nn::SimpleRNN<float>>(8, 6, sequences);
+  steps.add<nn::GRU<float>>(6, 7);
+  steps.add<nn::Dense<float>>(7, 3);
+  const Tensor<float> x = random_input(Shape{4, 6, 5}, 9);
+  for (const int opset : {13, 17}) {
+    const std::string bytes = io::onnx_bytes(steps, opset);
+    Sequential<float> back = import(bytes);
+    CHECK(all_names(back) == all_names(steps));
+    REQUIRE(back.size() == 4);
+    CHECK(back.layer(0).kind() == "lstm");
+    CHECK(back.layer(1).kind() == "simple_rnn");
+    CHECK(back.layer(2).kind() == "gru");
+    const Tensor<float> expected = steps.predict(x), got = back.predict(x);
+    for (index_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == expected[i]);
+    CHECK(io::onnx_bytes(back, opset) == bytes);
+  }
+
+  // x (batch, 4 steps, 3) -> Transpose -> GRU (hidden 2) -> Squeeze(Y_h) -> y
+  auto gru = [](const std::vector<Proto>& attributes, const std::vector<std::string>& extra_inputs = {}) {
+    std::vector<std::string> inputs{"t", "w", "r"};
+    inputs.insert(inputs.end(), extra_inputs.begin(), extra_inputs.end());
+    OnnxFile f;
+    f.input("x", {-1, 4, 3})
+        .output("y")
+        .initializer("w", {1, 6, 3}, std::vector<float>(18, 0.1f))
+        .initializer("r", {1, 6, 2}, std::vector<float>(12, 0.2f))
+        .initializer("lengths", {1}, {4})
+        .int64_initializer("axis", {0})
+        .node("Transpose", {"x"}, "t", "to_time", {attribute_ints("perm", {1, 0, 2})})
+        .node("GRU", inputs, std::vector<std::string>{"", "h"}, "gru", attributes)
+        .node("Squeeze", {"h", "axis"}, "y", "last");
+    return f.bytes();
+  };
+  Sequential<float> plain = import(gru({attribute_int("linear_before_reset", 1)}));
+  REQUIRE(plain.size() == 1);
+  CHECK(plain.layer(0).name() == "gru");
+  CHECK(plain.predict(Tensor<float>(Shape{1, 4, 3}, 1.0f)).shape() == Shape{1, 2});
+  CHECK_THROWS_WITH(import(gru({})), Contains("node 'gru' (GRU): attribute 'linear_before_reset' = 0") &&
+                                         Contains("unlike glassbox's and PyTorch's GRU"));
+  Proto bidirectional;
+  bidirectional.bytes(1, "direction").bytes(4, "bidirectional").varint(20, 3);
+  CHECK_THROWS_WITH(import(gru({attribute_int("linear_before_reset", 1), bidirectional})),
+                    Contains("attribute 'direction' = 'bidirectional' is not supported"));
+  CHECK_THROWS_WITH(import(gru({attribute_int("linear_before_reset", 1)}, {"", "lengths"})),
+                    Contains("input 4 (sequence_lens) is not supported"));
+}
+
+TEST_CASE("import_onnx recognises GELU from its formula and refuses other elementwise arithmetic") {
+  // x * 0.5 * (1 + erf(x / sqrt(2))), in PyTorch's order, with Constant nodes.
+  auto constant = [](float v) {
+    return std::vector<Proto>{[&] {
+      Proto t;
+      t.varint(2, 1).bytes(9, std::string(reinterpret_cast<const char*>(&v), 4));
+      Proto a;
+      a.bytes(1, "value").message(5, t).varint(20, 4);
+      return a;
+    }()};
+  };
+  OnnxFile gelu;
+  gelu.input("x", {-1, 4})
+      .output("y")
+      .node("Constant", {}, "sqrt2", "c1", constant(1.41421356f))
+      .node("Constant", {}, "one", "c2", constant(1))
+      .node("Constant", {}, "half", "c3", constant(0.5f))
+      .node("Div", {"x", "sqrt2"}, "d", "/act/Div")
+      .node("Erf", {"d"}, "e", "/act/Erf")
+      .node("Add", {"e", "one"}, "a", "/act/Add")
+      .node("Mul", {"x", "a"}, "m", "/act/Mul")
+      .node("Mul", {"m", "half"}, "y", "/act/Mul_1");
+  Sequential<float> m = import(gelu.bytes());
+  REQUIRE(m.size() == 1);
+  CHECK(m.layer(0).kind() == "gelu");
+  CHECK(m.layer(0).name() == "act");
+  const Tensor<float> y = m.predict(Tensor<float>(Shape{1, 4}, {-1, 0, 1, 2}));
+  CHECK(y[2] == Approx(0.8413447));
+
+  // The same nodes with 0.6 for the half: not GELU, so a branch glassbox cannot import.
+  OnnxFile other;
+  other.input("x", {-1, 4})
+      .output("y")
+      .node("Constant", {}, "sqrt2", "c1", constant(1.41421356f))
+      .node("Constant", {}, "one", "c2", constant(1))
+      .node("Constant", {}, "half", "c3", constant(0.6f))
+      .node("Div", {"x", "sqrt2"}, "d", "div")
+      .node("Erf", {"d"}, "e", "erf")
+      .node("Add", {"e", "one"}, "a", "add")
+      .node("Mul", {"x", "a"}, "m", "mul")
+      .node("Mul", {"m", "half"}, "y", "mul_1");
+  CHECK_THROWS_WITH(import(other.bytes()), Contains("node 'div' (Div)") && Contains("branch from 'x'"));
+}
+
+TEST_CASE("import_onnx names the node, op and attribute it cannot import") {
+  CHECK_THROWS_WITH(import(gemm_file({attribute_int("transA", 1)}).bytes()),
+                    Contains("test.onnx") && Contains("node 'fc' (Gemm)") && Contains("'transA' = 1"));
+  CHECK_THROWS_WITH(import(gemm_file({attribute_int("broadcast", 1)}).bytes()),
+                    Contains("node 'fc' (Gemm)") && Contains("attribute 'broadcast' is not supported"));
+  CHECK_THROWS_WITH(import(gemm_file({attribute_float("transB", 1)}).bytes()),
+                    Contains("attribute 'transB' has type 1, expected 2"));
+
+  OnnxFile conv;
+  conv.input("x", {-1, 2, 5, 5})
+      .output("y")
+      .initializer("w", {2, 1, 3, 3}, std::vector<float>(18, 0.1f))
+      .node("Conv", {"x", "w"}, "y", "grouped", {attribute_int("group", 2)});
+  CHECK_THROWS_WITH(import(conv.bytes()),
+                    Contains("node 'grouped' (Conv)") && Contains("'group' = 2") && Contains("grouped and depthwise"));
+
+  OnnxFile uneven;
+  uneven.input("x", {-1, 1, 5, 5})
+      .output("y")
+      .initializer("w", {1, 1, 3, 3}, std::vector<float>(9, 0.1f))
+      .node("Conv", {"x", "w"}, "y", "c", {attribute_ints("pads", {0, 0, 2, 1})});
+  CHECK_THROWS_WITH(import(uneven.bytes()), Contains("'pads' = [0, 0, 2, 1]"));
+
+  OnnxFile unknown;
+  unknown.input("x", {-1, 3}).output("y").node("Celu", {"x"}, "y", "odd");
+  CHECK_THROWS_WITH(import(unknown.bytes()), Contains("node 'odd' (Celu): this op is not supported"));
+
+  OnnxFile computed_weight;
+  computed_weight.input("x", {-1, 3})
+      .output("y")
+      .node("Relu", {"x"}, "r", "relu")
+      .node("MatMul", {"x", "r"}, "y", "mm");
+  CHECK_THROWS_WITH(import(computed_weight.bytes()), Contains("branch from 'x'"));
+
+  OnnxFile dynamic;
+  dynamic.input("x", {-1, -1}).output("y").node("Relu", {"x"}, "y", "relu");
+  CHECK_THROWS_WITH(import(dynamic.bytes()), Contains("input 'x' dimension 1") && Contains("run time"));
+
+  OnnxFile two_outputs;
+  two_outputs.input("x", {-1, 3}).output("y").output("z").node("Relu", {"x"}, "y", "a").node("Tanh", {"x"}, "z", "b");
+  CHECK_THROWS_WITH(import(two_outputs.bytes()), Contains("2 outputs"));
+
+  CHECK_THROWS_WITH(import(gemm_file().opset(9).bytes()), Contains("opset 9 is not supported (11 to 17)"));
+  OnnxFile integers;
+  integers.input("x", {-1, 3}, 7).output("y").node("Relu", {"x"}, "y", "relu");
+  CHECK_THROWS_WITH(import(integers.bytes()), Contains("element type 7"));
+}
+
+TEST_CASE("import_onnx refuses broken graphs: cycles, missing tensors, tensors made twice") {
+  OnnxFile cycle;
+  cycle.input("x", {-1, 3}).output("b").node("Add", {"x", "b"}, "a", "first").node("Relu", {"a"}, "b", "second");
+  CHECK_THROWS_WITH(import(cycle.bytes()), Contains("cycle through node 'first' (Add), node 'second' (Relu)"));
+
+  OnnxFile missing;
+  missing.input("x", {-1, 3}).output("y").node("Gemm", {"x", "w"}, "y", "fc");
+  CHECK_THROWS_WITH(import(missing.bytes()),
+                    Contains("node 'fc' (Gemm) reads 'w', which no node, initializer or graph input provides"));
+
+  OnnxFile twice;
+  twice.input("x", {-1, 3}).output("y").node("Relu", {"x"}, "y", "a").node("Tanh", {"x"}, "y", "b");
+  CHECK_THROWS_WITH(import(twice.bytes()), Contains("tensor 'y' is produced twice"));
+
+  OnnxFile never;
+  never.input("x", {-1, 3}).output("z").node("Relu", {"x"}, "y", "a");
+  CHECK_THROWS_WITH(import(never.bytes()), Contains("graph output 'z' is never computed"));
+
+  OnnxFile no_graph_output;
+  no_graph_output.input("x", {-1, 3}).output("x");
+  CHECK_THROWS_WITH(import(no_graph_output.bytes()), Contains("test.onnx: the graph computes nothing"));
+}
+
+TEST_CASE("import_onnx checks tensors against the bytes present before allocating") {
+  auto with = [](const Proto& tensor) { return gemm_file().raw_initializer(tensor).bytes(); };
+  Proto huge;  // 2^40 floats declared, none present
+  huge.int64(1, std::int64_t(1) << 40).varint(2, 1).bytes(8, "huge");
+  CHECK_THROWS_WITH(import(with(huge)), Contains("initializer 'huge' has dimension 1099511627776"));
+  Proto product;  // each dimension allowed, the product absurd
+  product.int64(1, 1 << 20).int64(1, 1 << 20).varint(2, 1).bytes(8, "product");
+  CHECK_THROWS_WITH(import(with(product)), Contains("initializer 'product' declares more than"));
+  Proto short_raw;
+  short_raw.int64(1, 4).varint(2, 1).bytes(8, "short").bytes(9, std::string(12, '\0'));
+  CHECK_THROWS_WITH(import(with(short_raw)), Contains("'short' declares 4 float values but holds 12 bytes"));
+  Proto negative;
+  negative.int64(1, -3).varint(2, 1).bytes(8, "negative");
+  CHECK_THROWS_WITH(import(with(negative)), Contains("'negative' has dimension -3"));
+  Proto strings;
+  strings.int64(1, 1).varint(2, 8).bytes(8, "text");
+  CHECK_THROWS_WITH(import(with(strings)), Contains("'text' has element type 8"));
+  Proto external;
+  external.int64(1, 2).varint(2, 1).bytes(8, "outside").varint(14, 1);
+  CHECK_THROWS_WITH(import(with(external)), Contains("'outside' keeps its data in an external file"));
+  Proto unpacked;  // float_data, one value per field: fine when the count matches
+  unpacked.int64(1, 2).varint(2, 1).bytes(8, "listed").float32(4, 1).float32(4, 2);
+  CHECK_NOTHROW(import(with(unpacked)));
+
+  // Malformed protobuf: each a clean error with the byte offset.
+  CHECK_THROWS_WITH(import(std::string("\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 11)),
+                    Contains("test.onnx: malformed protobuf at byte"));
+  CHECK_THROWS_WITH(import(std::string("\x3a\xff\xff\xff\x0f", 5)),
+                    Contains("field 7 declares 33554431 bytes, 0 are left"));
+  CHECK_THROWS_WITH(import(std::string("\x0b", 1)), Contains("wire type 3"));
+  CHECK_THROWS_WITH(import(""), Contains("not an ONNX model"));
+
+  // Every truncation of a real model is refused cleanly.
+  Sequential<float> seed = test::every_kind_model();
+  const std::string bytes = io::onnx_bytes(seed);
+  for (std::size_t length = 0; length < bytes.size(); length += 1 + length / 64) {
+    INFO("first " << length << " of " << bytes.size() << " bytes");
+    CHECK_THROWS_AS(import(bytes.substr(0, length)), Error);
+  }
+}
+
+// scripts/fuzz.sh onnx starts from these seeds and commits what it finds
+// (once fixed) to regressions/onnx: each must import or fail with an Error.
+TEST_CASE("onnx fuzz seeds import, and fuzz findings give glassbox::Error") {
+  const auto seeds = files_in("fuzz/seeds/onnx");
+  CHECK(seeds.size() >= 3);
+  for (const std::string& f : seeds) {
+    INFO(f);
+    CHECK_NOTHROW(io::import_onnx<float>(f));
+  }
+  for (const std::string& f : files_in("fuzz/regressions/onnx")) {
+    INFO(f);
+    try {
+      Sequential<float> m = io::import_onnx<float>(f);
+      io::onnx_from_bytes<float>(io::onnx_bytes(m), f + " (exported again)");
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains(f));
+    }
+  }
+}
