@@ -6,6 +6,7 @@
 // their ratio.
 //   bench_onnx_import [SEED_CNN_ONNX]       (bench/onnx_import.sh passes PyTorch's)
 #include <glassbox/io/onnx.hpp>
+#include <glassbox/io/onnx_import.hpp>
 #include <string>
 
 #include "bench_util.hpp"

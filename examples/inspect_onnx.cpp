@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <glassbox/glassbox.hpp>
 #include <glassbox/io/onnx.hpp>
+#include <glassbox/io/onnx_import.hpp>
 #include <glassbox/viz/dot.hpp>
 #include <glassbox/viz/html_report.hpp>
 #include <glassbox/viz/png.hpp>

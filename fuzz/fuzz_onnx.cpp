@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <glassbox/io/onnx.hpp>
+#include <glassbox/io/onnx_import.hpp>
 #include <optional>
 #include <string_view>
 

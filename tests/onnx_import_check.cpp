@@ -9,6 +9,7 @@
 #include <fstream>
 #include <glassbox/glassbox.hpp>
 #include <glassbox/io/onnx.hpp>
+#include <glassbox/io/onnx_import.hpp>
 #include <sstream>
 #include <string>
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <glassbox/io/checkpoint.hpp>
 #include <glassbox/io/onnx.hpp>
+#include <glassbox/io/onnx_import.hpp>
 
 #include "checkpoint_models.hpp"
 #include "support.hpp"

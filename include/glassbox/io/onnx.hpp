@@ -22,7 +22,8 @@
 //     PyTorch's and glassbox's GRU) between Transposes to and from
 //     time-major, with W, R and B as initializers "<layer>.W" and so on.
 // A model without a declared sample shape needs one passed in.
-// Import (io::import_onnx) is io/onnx_import.hpp, included here.
+// Import (io::import_onnx) is io/onnx_import.hpp, kept out of this header
+// (and of glassbox.hpp) so that the programs that only export compile faster.
 
 #include <fmt/format.h>
 
@@ -34,7 +35,7 @@
 
 #include "glassbox/core/binary_io.hpp"
 #include "glassbox/io/layer_spec.hpp"
-#include "glassbox/io/onnx_import.hpp"
+#include "glassbox/io/onnx_model.hpp"
 #include "glassbox/io/protobuf.hpp"
 #include "glassbox/model/sequential.hpp"
 
