@@ -47,6 +47,21 @@ inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   return m;
 }
 
+// Each recurrent kind on (6 steps, 5 features): an LSTM and a SimpleRNN giving
+// every step, a GRU giving its last state, a Dense and a log-softmax.
+inline glassbox::Sequential<float> recurrent_model(std::uint64_t seed = 5) {
+  using namespace glassbox;
+  Sequential<float> m(Shape{6, 5}, seed);
+  nn::Recurrent<float>::Options sequences;
+  sequences.return_sequences = true;
+  m.add<nn::LSTM<float>>(5, 8, sequences);
+  m.add<nn::SimpleRNN<float>>(8, 6, sequences);
+  m.add<nn::GRU<float>>(6, 7);
+  m.add<nn::Dense<float>>(7, 3);
+  m.add<nn::LogSoftmax<float>>();
+  return m;
+}
+
 inline void fill_parameters(glassbox::Sequential<float>& m, float value) {
   for (glassbox::Parameter<float>* p : m.parameters()) p->value.fill(value);
 }

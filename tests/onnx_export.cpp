@@ -84,15 +84,7 @@ int main(int argc, char** argv) try {
   Tensor<float> probe(Shape{100, 1, 8, 8});
   for (float& v : probe) v = static_cast<float>(rng.normal());
 
-  // Recurrent layers, each kind, with and without every step's output, and a log-softmax.
-  Sequential<float> recurrent(Shape{6, 5}, 5);
-  nn::Recurrent<float>::Options sequences;
-  sequences.return_sequences = true;
-  recurrent.add<nn::LSTM<float>>(5, 8, sequences);
-  recurrent.add<nn::SimpleRNN<float>>(8, 6, sequences);
-  recurrent.add<nn::GRU<float>>(6, 7);
-  recurrent.add<nn::Dense<float>>(7, 3);
-  recurrent.add<nn::LogSoftmax<float>>();
+  Sequential<float> recurrent = test::recurrent_model();
   Tensor<float> steps(Shape{100, 6, 5});
   for (float& v : steps) v = static_cast<float>(rng.normal());
 
