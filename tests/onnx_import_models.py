@@ -74,6 +74,19 @@ def pools():
         torch.nn.Sigmoid())
 
 
+class ViewCnn(torch.nn.Module):
+    """x.view(x.size(0), -1): a Reshape whose shape the graph computes from the tensor's own shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
 class LstmClassifier(torch.nn.Module):
     """Row-by-row digits: an LSTM over 28 steps of 28 pixels, its last step's output, a linear head."""
 
@@ -133,7 +146,7 @@ def main(out):
     cases = [("seed_cnn", SeedCnn(), (1, 28, 28)), ("small_resnet", SmallResNet(), (1, 12, 12)),
              ("mlp_gelu", mlp(), (784,)), ("pools", pools(), (3, 10, 10)),
              ("lstm_classifier", LstmClassifier(), (28, 28)), ("gru_last_state", GruLastState(), (7, 12)),
-             ("rnn_sequence", RnnSequence(), (5, 6))]
+             ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8))]
     with open(f"{out}/manifest.txt", "w") as manifest:
         for name, model, sample in cases:
             randomize_statistics(model)

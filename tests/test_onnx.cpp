@@ -225,6 +225,27 @@ TEST_CASE("import_onnx maps Gemm's transposes and scales, MatMul + Add, Reshape 
   CHECK(out[0] == -1);
   CHECK(out[2] == Approx(0.5 + std::tanh(0.5)));
 
+  // The batch read from the tensor's own shape, as PyTorch writes x.view(x.size(0), -1).
+  auto view = [](const std::string& shape_of) {
+    OnnxFile f;
+    f.input("x", {-1, 1, 2, 2})
+        .output("y")
+        .int64_initializer("zero", {0})
+        .int64_initializer("minus_one", {-1})
+        .node("Relu", {"x"}, "r", "relu")
+        .node("Shape", {shape_of}, "shape", "shape")
+        .node("Gather", {"shape", "zero"}, "batch", "batch")
+        .node("Concat", {"batch", "minus_one"}, "target", "target", {attribute_int("axis", 0)})
+        .node("Reshape", {"r", "target"}, "y", "view");
+    return f.bytes();
+  };
+  Sequential<float> viewed = import(view("r"));
+  REQUIRE(viewed.size() == 2);
+  CHECK(viewed.layer(1).kind() == "flatten");
+  CHECK(viewed.predict(Tensor<float>(Shape{3, 1, 2, 2}, 1.0f)).shape() == Shape{3, 4});
+  CHECK_THROWS_WITH(import(view("x")), Contains("node 'view' (Reshape)") &&
+                                           Contains("the shape of a tensor other than the one it reshapes"));
+
   OnnxFile reshape;
   reshape.input("x", {-1, 4})
       .output("y")

@@ -11,7 +11,8 @@
 // its formula (any arrangement of elementwise nodes that computes GELU, exact
 // or tanh form: recognised by evaluating the nodes), MaxPool, AveragePool,
 // GlobalAveragePool + Flatten, BatchNormalization (inference), Flatten,
-// Reshape to (batch, features), Dropout, Identity, Constant, initializers;
+// Reshape to (batch, features) (its shape constant or computed from the
+// tensor's own shape), Dropout, Identity, Constant, initializers;
 // LSTM, GRU and RNN (forward, zero initial states, between the Transposes
 // exporters write around them); and residual blocks: a branch that leaves a
 // tensor and comes back in an Add (a chain of layers on one side, the input
@@ -124,6 +125,8 @@ class Importer {
     }
     declared_batch_ = in.dims[0];
     for (const OnnxTensor& t : m_.initializers) constants_[t.name] = &t;
+    for (const OnnxNode& n : m_.nodes)
+      for (const std::string& out : n.outputs) producer_[out] = &n;
     for (const OnnxNode& n : m_.nodes) {
       if (!n.domain.empty() && n.domain != "ai.onnx")
         throw Error(
@@ -202,16 +205,13 @@ class Importer {
 
   // The non-Constant nodes the graph output depends on, in topological order.
   std::vector<const OnnxNode*> needed_nodes() {
-    std::map<std::string, const OnnxNode*> producer;
-    for (const OnnxNode& n : m_.nodes)
-      for (const std::string& out : n.outputs) producer[out] = &n;
     std::set<const OnnxNode*> needed;
     std::vector<std::string> pending{m_.outputs[0].name};
     while (!pending.empty()) {
       const std::string t = pending.back();
       pending.pop_back();
-      const auto p = producer.find(t);
-      if (p == producer.end() || p->second->op == "Constant" || !needed.insert(p->second).second) continue;
+      const auto p = producer_.find(t);
+      if (p == producer_.end() || p->second->op == "Constant" || !needed.insert(p->second).second) continue;
       for (const std::string& in : p->second->inputs) {
         uses_.insert(in);
         if (dynamic(in)) pending.push_back(in);
@@ -396,6 +396,9 @@ class Importer {
 
   // Reshape's target for an input of `in` (batch 1), or an error.
   Shape reshape_target(const OnnxNode& n, const Shape& in) const;
+  std::vector<std::int64_t> shape_values(const OnnxNode& n, const std::string& name, const Shape& in,
+                                         std::size_t& budget) const;
+  static constexpr std::int64_t batch_entry = -2;  // in shape_values: the batch dimension
 
   // True when `n` turns `in` into (batch, everything else).
   bool flattens(const OnnxNode& n, const Shape& in) const;
@@ -430,6 +433,7 @@ class Importer {
   // ConstantOfShape): the fill value of a ConstantOfShape, NaN for the others.
   std::map<std::string, double> shape_derived_;
   std::set<std::string> uses_;  // tensors some node the output depends on reads
+  std::map<std::string, const OnnxNode*> producer_;
 };
 
 }  // namespace onnx_detail
