@@ -93,6 +93,9 @@ TEST_CASE("Gradient check: every layer, input and parameters (double)") {
     log_softmax.forward(big, y, Mode::eval);
     CHECK(y[0] == 0);
     CHECK(y[1] == -1000);
+    Sequential<double> no_classes(Shape{0});
+    CHECK_THROWS_WITH(no_classes.add<nn::LogSoftmax<double>>(),
+                      Catch::Matchers::Contains("log_softmax_1") && Catch::Matchers::Contains("no classes"));
   }
   SECTION("elementwise layers accept any batch-first rank") {
     nn::Tanh<double> tanh_layer;

@@ -27,6 +27,12 @@ Eigen::Map<LastDimRows<T>> last_dim_rows(Tensor<T>& t) {
   const index_t last = t.dim(t.rank() - 1);
   return Eigen::Map<LastDimRows<T>>(t.data(), t.size() / last, last);
 }
+// Both softmaxes keep the shape and need at least one class.
+inline Shape softmax_shape(const std::string& layer, const Shape& in) {
+  require_batch_first(layer, in);
+  if (in[in.rank() - 1] == 0) throw_shape_error(layer, fmt::format("input {} has no classes", in.str()));
+  return in;
+}
 }  // namespace detail
 
 template <class T>
@@ -34,11 +40,7 @@ class Softmax : public Layer<T> {
  public:
   std::string kind() const override { return "softmax"; }
 
-  Shape output_shape(const Shape& in) const override {
-    require_batch_first(this->name(), in);
-    if (in[in.rank() - 1] == 0) throw_shape_error(this->name(), fmt::format("input {} has no classes", in.str()));
-    return in;
-  }
+  Shape output_shape(const Shape& in) const override { return detail::softmax_shape(this->name(), in); }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(x.shape());
@@ -61,7 +63,7 @@ class LogSoftmax : public Layer<T> {
  public:
   std::string kind() const override { return "log_softmax"; }
 
-  Shape output_shape(const Shape& in) const override { return Softmax<T>().output_shape(in); }
+  Shape output_shape(const Shape& in) const override { return detail::softmax_shape(this->name(), in); }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
     y.resize(output_shape(x.shape()));
