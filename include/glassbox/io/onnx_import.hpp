@@ -57,41 +57,8 @@ namespace glassbox::io {
 
 namespace onnx_detail {
 
-// A hook target's name from a node's: characters other than letters, digits,
-// '-' and '_' become '_'. PyTorch names nodes "/<module path>/<Op>": the
-// layer takes the module's name ("/stem/Conv" -> "stem",
-// "/layer1/layer1.0/conv1/Conv" -> "layer1_0_conv1"), with its kind after a
-// Sequential's bare index ("/0/Conv" -> "0_conv2d").
-inline std::string layer_name(const std::string& node_name, const std::string& kind) {
-  std::string source = node_name;
-  const std::size_t last = node_name.rfind('/');
-  if (!node_name.empty() && node_name[0] == '/' && last > 0) {
-    // Each scope is a module's full dotted path ("layer1.0") or its attribute
-    // name under the scope before ("conv1"): rebuild the full path.
-    source.clear();
-    std::size_t start = 1;
-    while (start < last) {
-      const std::size_t end = node_name.find('/', start);
-      const std::string scope = node_name.substr(start, end - start);
-      if (source.empty() || scope.compare(0, source.size() + 1, source + ".") == 0)
-        source = scope;
-      else
-        source += "." + scope;
-      start = end + 1;
-    }
-  }
-  std::string out;
-  for (const char c : source) {
-    const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (keep || (c == '_' && !out.empty()))
-      out += c;
-    else if (!out.empty() && out.back() != '_')
-      out += '_';
-  }
-  while (!out.empty() && out.back() == '_') out.pop_back();
-  if (!out.empty() && out.find_first_not_of("0123456789_") == std::string::npos) out += "_" + kind;
-  return out;
-}
+// A hook target's name from a node's (onnx_import_patterns.hpp).
+inline std::string layer_name(const std::string& node_name, const std::string& kind);
 
 template <class T>
 class Importer {
