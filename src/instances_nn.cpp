@@ -6,6 +6,7 @@
 #include "glassbox/core/tensor.hpp"
 #include "glassbox/io/idx.hpp"
 #include "glassbox/io/mnist.hpp"
+#include "glassbox/model/graph.hpp"
 #include "glassbox/model/hooks.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/activations.hpp"

@@ -30,6 +30,7 @@
 #include "glassbox/io/idx.hpp"
 #include "glassbox/io/mnist.hpp"
 #include "glassbox/io/onnx.hpp"
+#include "glassbox/model/graph.hpp"
 #include "glassbox/model/hooks.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/activations.hpp"

@@ -21,7 +21,8 @@
 //   ARCH: u8 has sample shape, u32 rank, i64 dims; u32 layer count; per layer
 //     kind, name (strings: u32 length + bytes), u32 field count, per field
 //     key string and f64 value (io/layer_spec.hpp), u32 child count and the
-//     children in the same layout (a residual block's body, then its shortcut).
+//     children in the same layout (a residual block's body, then its shortcut;
+//     a graph's layer nodes, its wiring being fields).
 //   PARM: u32 count; per parameter name, shape (u32 rank, i64 dims), u8 has
 //     mask, the values, then the mask's values if any.
 //   STAT: i64 training steps, i64 epochs completed, the model's Rng state;

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "glassbox/model/graph.hpp"
 #include "glassbox/nn/activations.hpp"
 #include "glassbox/nn/avg_pool2d.hpp"
 #include "glassbox/nn/batch_norm.hpp"
@@ -35,7 +36,9 @@ namespace glassbox::io {
 struct LayerSpec {
   std::string kind, name;  // inside a block, the name within it ("conv2d_1", "shortcut")
   std::vector<std::pair<std::string, double>> fields;
-  std::vector<LayerSpec> children;  // nn::Residual: the body's layers, then the shortcut
+  // nn::Residual: the body's layers, then the shortcut; Graph: its layer
+  // nodes in order, the wiring in fields (detail::describe_wiring).
+  std::vector<LayerSpec> children;
 
   void set(const std::string& key, double value) { fields.emplace_back(key, value); }
   const double* find(const std::string& key) const {
@@ -102,15 +105,37 @@ inline nn::PoolOptions pool_options(const SpecReader& r) {
   return o;
 }
 
+// A graph's wiring as fields: "nodes" (without the input), per node j from 1
+// "j.op" (Graph::Op), "j.inputs" and "j.input_k" (earlier nodes' indices),
+// "j.axis" for a concat; and "output". Merge names are not saved: a graph
+// rebuilt in the same order names its merges alike.
+template <class T>
+void describe_wiring(const Graph<T>& g, LayerSpec& s) {
+  using Node = typename Graph<T>::Node;
+  s.set("nodes", static_cast<double>(g.node_count() - 1));
+  for (std::size_t j = 1; j < g.node_count(); ++j) {
+    const std::string key = std::to_string(j) + ".";
+    s.set(key + "op", static_cast<double>(g.op(Node{j})));
+    const auto inputs = g.inputs(Node{j});
+    s.set(key + "inputs", static_cast<double>(inputs.size()));
+    for (std::size_t k = 0; k < inputs.size(); ++k) s.set(key + "input_" + std::to_string(k), double(inputs[k].id));
+    if (g.op(Node{j}) == Graph<T>::Op::concat) s.set(key + "axis", g.axis(Node{j}));
+  }
+  s.set("output", static_cast<double>(g.output().id));
+}
+
+constexpr std::int64_t max_graph_nodes = 1 << 16;
+
 }  // namespace detail
 
 // The spec of a built-in layer; throws for a kind it does not know.
 template <class T>
 LayerSpec describe(Layer<T>& layer) {
   LayerSpec s{layer.kind(), layer.name(), {}, {}};
-  if (auto* block = dynamic_cast<nn::Residual<T>*>(&layer)) {
+  if (dynamic_cast<nn::Residual<T>*>(&layer) || dynamic_cast<Graph<T>*>(&layer)) {
     const std::string prefix = layer.name() + ".";
-    for (Layer<T>* child : block->children()) {
+    if (auto* graph = dynamic_cast<Graph<T>*>(&layer)) detail::describe_wiring(*graph, s);
+    for (Layer<T>* child : layer.children()) {
       LayerSpec c = describe(*child);
       if (c.name.rfind(prefix, 0) == 0) c.name = c.name.substr(prefix.size());
       s.children.push_back(std::move(c));
@@ -185,9 +210,11 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
     const auto f = r.integer("features", 1, max_features);
     return {{"weight", Shape{f}}, {"bias", Shape{f}}};
   }
-  if (spec.kind == "residual") {  // the children's, named within the block
-    if (spec.children.size() < 2) throw r.error("children", "a residual block needs a body and a shortcut");
-    if (spec.children.back().name != "shortcut") throw r.error("children", "the last child must be the shortcut");
+  if (spec.kind == "residual" || spec.kind == "graph") {  // the children's, named within the block
+    if (spec.kind == "residual" && spec.children.size() < 2)
+      throw r.error("children", "a residual block needs a body and a shortcut");
+    if (spec.kind == "residual" && spec.children.back().name != "shortcut")
+      throw r.error("children", "the last child must be the shortcut");
     std::vector<std::pair<std::string, Shape>> shapes;
     for (const LayerSpec& child : spec.children)
       for (auto& [local, shape] : parameter_shapes(child, where + ", in " + spec.name))
@@ -199,6 +226,46 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
     if (spec.kind == kind) return {};
   throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
 }
+
+template <class T>
+std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& where);
+
+namespace detail {
+// A graph from its spec: every index checked against the nodes before it.
+template <class T>
+std::unique_ptr<Layer<T>> make_graph(const LayerSpec& spec, const SpecReader& r, const std::string& where) {
+  using Op = typename Graph<T>::Op;
+  using Node = typename Graph<T>::Node;
+  auto g = std::make_unique<Graph<T>>();
+  const auto nodes = static_cast<std::size_t>(r.integer("nodes", 1, max_graph_nodes));
+  std::size_t child = 0;
+  for (std::size_t j = 1; j <= nodes; ++j) {
+    const std::string key = std::to_string(j) + ".";
+    const auto op = static_cast<Op>(r.integer(key + "op", int(Op::layer), int(Op::concat)));
+    const auto count = r.integer(key + "inputs", op == Op::layer ? 1 : 2, op == Op::layer ? 1 : max_graph_nodes);
+    std::vector<Node> inputs;
+    for (std::int64_t k = 0; k < count; ++k)
+      inputs.push_back(
+          Node{static_cast<std::size_t>(r.integer(key + "input_" + std::to_string(k), 0, std::int64_t(j) - 1))});
+    if (op == Op::layer) {
+      if (child == spec.children.size())
+        throw r.error(key + "op", fmt::format("names layer {} of {} children", child + 1, spec.children.size()));
+      const LayerSpec& c = spec.children[child++];
+      g->add(inputs[0], make_layer<T>(c, where + ", in " + spec.name), c.name);
+    } else if (op == Op::sum) {
+      g->sum(inputs);
+    } else if (op == Op::multiply) {
+      g->multiply(inputs);
+    } else {
+      g->concat(inputs, static_cast<int>(r.integer(key + "axis", -Shape::max_rank, Shape::max_rank)));
+    }
+  }
+  if (child != spec.children.size())
+    throw r.error("children", fmt::format("{} children, but the nodes use {}", spec.children.size(), child));
+  g->set_output(Node{static_cast<std::size_t>(r.integer("output", 1, std::int64_t(nodes)))});
+  return g;
+}
+}  // namespace detail
 
 // Builds the layer of `spec` (parameters uninitialised until the caller loads
 // them). Errors name `where`, the layer and the field.
@@ -249,6 +316,7 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
         block->set_shortcut(make_layer<T>(spec.children.back(), where + ", in " + spec.name));
       return block;
     }
+    if (kind == "graph") return detail::make_graph<T>(spec, r, where);
     if (kind == "identity") return std::make_unique<nn::Identity<T>>();
     if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();
     if (kind == "flatten") return std::make_unique<nn::Flatten<T>>();

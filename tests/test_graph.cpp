@@ -1,0 +1,255 @@
+// Graph: gradient checks for every merge (concat, sum, multiply), a tensor
+// read by several nodes, graphs and residual blocks inside each other;
+// forward values by hand; hooks and recorders for the nodes inside a graph;
+// and the errors of a graph wired wrong.
+
+#include <filesystem>
+
+#include "support.hpp"
+
+using namespace glassbox;
+using Catch::Matchers::Contains;
+using test::check_layer_gradients;
+using test::random_tensor;
+
+namespace {
+
+nn::Conv2D<double>::Options same_padding() {
+  nn::Conv2D<double>::Options o;
+  o.padding = nn::Padding::same;
+  return o;
+}
+
+// Inception-like: three branches of different depth, concatenated.
+std::unique_ptr<Graph<double>> inception(index_t channels) {
+  auto g = std::make_unique<Graph<double>>();
+  auto x = g->input();
+  auto a = g->add<nn::Conv2D<double>>(x, channels, 2, nn::Size2{1, 1});
+  auto b = g->add<nn::Conv2D<double>>(x, channels, 3, nn::Size2{3, 3}, same_padding());
+  b = g->add<nn::Tanh<double>>(b);
+  b = g->add<nn::Conv2D<double>>(b, 3, 2, nn::Size2{3, 3}, same_padding());
+  auto c = g->add<nn::AvgPool2D<double>>(x, nn::Size2{3, 3}, nn::PoolOptions{{1, 1}, nn::Padding::same, {0, 0}});
+  g->concat({a, b, c});
+  return g;
+}
+
+// y = dense_3(tanh(dense_1(x))) + dense_2(x) * sigmoid(dense_2(x)): a shortcut
+// of one layer read twice, a gate, and x read by two branches.
+template <class T = double>
+std::unique_ptr<Graph<T>> gated(index_t features) {
+  auto g = std::make_unique<Graph<T>>();
+  auto x = g->input();
+  auto h = g->template add<nn::Dense<T>>(x, features, features);
+  h = g->template add<nn::Tanh<T>>(h);
+  h = g->template add<nn::Dense<T>>(h, features, features);
+  auto s = g->template add<nn::Dense<T>>(x, features, features);
+  auto gate = g->template add<nn::Sigmoid<T>>(s);
+  g->sum({h, g->multiply({s, gate})});
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("graph: gradient checks", "[graph]") {
+  Rng rng(1);
+  SECTION("concat of three branches along channels") {
+    check_layer_gradients(*inception(2), random_tensor(Shape{2, 2, 5, 5}, rng));
+  }
+  SECTION("sum and multiply, a node read by three others") {
+    check_layer_gradients(*gated(4), random_tensor(Shape{3, 4}, rng));
+  }
+  SECTION("the input read twice by one merge, and concat along the last axis") {
+    Graph<double> g;
+    auto x = g.input();
+    auto twice = g.sum({x, x});
+    auto d = g.add<nn::Dense<double>>(twice, 3, 2);
+    g.concat({d, g.multiply({x, x, x})}, -1);
+    check_layer_gradients(g, random_tensor(Shape{4, 3}, rng));
+  }
+  SECTION("a residual block inside a graph, a graph inside a residual block") {
+    auto inner = gated(4);
+    nn::Residual<double> block;
+    block.add(std::move(inner));
+    block.add<nn::Tanh<double>>();
+    Graph<double> g;
+    auto x = g.input();
+    auto r = g.add(x, std::make_unique<nn::Residual<double>>(std::move(block)));
+    g.concat({r, g.add<nn::Dense<double>>(x, 4, 2)});
+    check_layer_gradients(g, random_tensor(Shape{3, 4}, rng));
+  }
+}
+
+TEST_CASE("graph: forward by hand, names, parameters", "[graph]") {
+  Sequential<double> model(Shape{4}, 3);
+  model.add<nn::Dense<double>>(4, 4);
+  model.add(gated(4));
+  auto& g = dynamic_cast<Graph<double>&>(model.layer("graph_1"));
+  CHECK(g.layer(Graph<double>::Node{1}).name() == "graph_1.dense_1");
+  CHECK(&model.layer("graph_1.sigmoid_1") == &g.layer(Graph<double>::Node{5}));
+  CHECK(g.node_name(g.output()) == "sum_1");
+  CHECK(g.op(Graph<double>::Node{6}) == Graph<double>::Op::multiply);
+  CHECK(g.config() == "5 layers, 2 merges");
+  std::vector<std::string> names;
+  for (Parameter<double>* p : model.parameters()) names.push_back(p->name);
+  CHECK(names == std::vector<std::string>{"dense_1.weight", "dense_1.bias", "graph_1.dense_1.weight",
+                                          "graph_1.dense_1.bias", "graph_1.dense_2.weight", "graph_1.dense_2.bias",
+                                          "graph_1.dense_3.weight", "graph_1.dense_3.bias"});
+
+  Rng rng(2);
+  const Tensor<double> x = random_tensor(Shape{5, 4}, rng);
+  model.forward(x);
+  const Tensor<double>& in = model.output(0);
+  Tensor<double> h1, h2, h3, s, gate;
+  model.layer("graph_1.dense_1").forward(in, h1, Mode::eval);
+  model.layer("graph_1.tanh_1").forward(h1, h2, Mode::eval);
+  model.layer("graph_1.dense_2").forward(h2, h3, Mode::eval);
+  model.layer("graph_1.dense_3").forward(in, s, Mode::eval);
+  model.layer("graph_1.sigmoid_1").forward(s, gate, Mode::eval);
+  Tensor<double> expected(h3.shape());
+  expected.flat() = h3.flat() + s.flat() * gate.flat();
+  CHECK(test::max_abs_difference(expected, model.output(1)) < 1e-12);
+
+  SECTION("concat places each input's channels in order") {
+    Graph<double> cat;
+    auto c0 = cat.input();
+    cat.concat({cat.add<nn::ReLU<double>>(c0), cat.add<nn::Tanh<double>>(c0)});
+    Tensor<double> image(Shape{2, 1, 2, 2}), out;
+    for (index_t i = 0; i < image.size(); ++i) image[i] = double(i) - 3.5;
+    cat.forward(image, out, Mode::eval);
+    REQUIRE(out.shape() == Shape{2, 2, 2, 2});
+    for (index_t n = 0; n < 2; ++n)
+      for (index_t p = 0; p < 4; ++p) {
+        CHECK(out[n * 8 + p] == std::max(0.0, image[n * 4 + p]));
+        CHECK(out[n * 8 + 4 + p] == std::tanh(image[n * 4 + p]));
+      }
+  }
+}
+
+TEST_CASE("graph: hooks fire for the layers inside a graph", "[graph][hooks]") {
+  Sequential<double> model(Shape{4}, 3);
+  model.add(gated(4));
+  model.add<nn::Dense<double>>(4, 2);
+  Rng rng(5);
+  const Tensor<double> x = random_tensor(Shape{3, 4}, rng);
+  std::vector<std::string> forward_names, backward_names;
+  HookHandle f = model.add_forward_hook([&](const ForwardEvent<double>& e) { forward_names.push_back(e.name); });
+  HookHandle b = model.add_backward_hook([&](const BackwardEvent<double>& e) { backward_names.push_back(e.name); });
+  const Tensor<double> out = model.forward(x, Mode::train);
+  CHECK(forward_names == std::vector<std::string>{"graph_1.dense_1", "graph_1.tanh_1", "graph_1.dense_2",
+                                                  "graph_1.dense_3", "graph_1.sigmoid_1", "graph_1", "dense_1"});
+  model.backward(Tensor<double>(out.shape(), 1.0), true);
+  CHECK(backward_names == std::vector<std::string>{"dense_1", "graph_1.sigmoid_1", "graph_1.dense_3", "graph_1.dense_2",
+                                                   "graph_1.tanh_1", "graph_1.dense_1", "graph_1"});
+  const Tensor<double> plain_dx = model.input_grad();
+  f.remove();
+  b.remove();
+
+  SECTION("a modifying hook inside a graph acts as zeroing that unit's weights would") {
+    auto copy = gated(4);
+    Sequential<double> twin(Shape{4}, 3);
+    twin.add(std::move(copy));
+    twin.add<nn::Dense<double>>(4, 2);
+    HookHandle zero =
+        model.add_modifying_forward_hook("graph_1.dense_3", [](const ForwardEvent<double>&, Tensor<double>& y) {
+          for (index_t n = 0; n < y.dim(0); ++n) y.data()[n * y.dim(1) + 2] = 0;
+        });
+    auto& dense = dynamic_cast<nn::Dense<double>&>(twin.layer("graph_1.dense_3"));
+    dense.weight().value.matrix().row(2).setZero();
+    dense.bias().value[2] = 0;
+    CHECK(test::max_abs_difference(model.forward(x), twin.forward(x)) < 1e-12);
+  }
+  SECTION("recorders see every layer node; hooks leave gradients unchanged") {
+    inspect::ActivationStats<double> stats(model);
+    inspect::GradientFlow<double> flow(model);
+    model.forward(x, Mode::train);
+    model.backward(Tensor<double>(out.shape(), 1.0), true);
+    CHECK(test::max_abs_difference(model.input_grad(), plain_dx) == 0.0);
+    CHECK(stats.series("graph_1.sigmoid_1").records.size() == 1);
+    CHECK(stats.series("graph_1.sigmoid_1").records.back().min > 0);
+    CHECK(flow.parameter("graph_1.dense_3.weight").records.back().grad_norm > 0);
+  }
+}
+
+TEST_CASE("graph: errors name the graph and the node", "[graph]") {
+  Graph<float> g;
+  auto x = g.input();
+  auto a = g.add<nn::Dense<float>>(x, 4, 3);
+  auto b = g.add<nn::Dense<float>>(x, 4, 2);
+  CHECK_THROWS_WITH(g.sum({a}), Contains("sum needs at least two inputs"));
+  CHECK_THROWS_WITH(g.concat({a, b}, 0), Contains("would mix samples"));
+  CHECK_THROWS_WITH(g.add(Graph<float>::Node{42}, std::make_unique<nn::ReLU<float>>()),
+                    Contains("add names node 42, but the graph has 3 nodes"));
+  CHECK_THROWS_WITH(g.add(a, std::make_unique<nn::ReLU<float>>(), "dense_1"), Contains("'dense_1' already exists"));
+  CHECK_THROWS_WITH(g.add(a, std::make_unique<nn::ReLU<float>>(), "input"), Contains("'input' already exists"));
+  auto sum = g.sum({a, b});
+  CHECK_THROWS_WITH(g.output_shape(Shape{1, 4}),
+                    Contains("sum_1: input 2 ('dense_2') has shape (1, 2) but input 1 ('dense_1') (1, 3)") &&
+                        Contains("equal shapes"));
+  g.set_output(a);
+  CHECK_THROWS_WITH(g.output_shape(Shape{1, 4}), Contains("node 'dense_2' does not lead to the output 'dense_1'"));
+  g.set_output(sum);
+  g.set_output(g.concat({a, b}, 3));
+  CHECK_THROWS_WITH(g.output_shape(Shape{1, 4}), Contains("does not lead to the output 'concat_1'"));
+
+  Graph<float> wide;
+  auto w = wide.concat({wide.input(), wide.input()}, 2);
+  CHECK_THROWS_WITH(wide.output_shape(Shape{1, 4}), Contains("concat_1: axis 2 is not a non-batch axis of its rank-2"));
+  (void)w;
+  Graph<float> empty;
+  CHECK_THROWS_WITH(empty.output_shape(Shape{1, 4}), Contains("the graph has no nodes"));
+
+  Sequential<float> model(Shape{5});
+  auto owned = std::make_unique<Graph<float>>();
+  Graph<float>& ref = *owned;
+  ref.sum({ref.add<nn::Dense<float>>(ref.input(), 4, 3), ref.input()});
+  CHECK_THROWS_WITH(model.add(std::move(owned)), Contains("graph_1.dense_1: input has 5 features"));
+  Sequential<float> fits(Shape{4});
+  auto good = std::make_unique<Graph<float>>();
+  Graph<float>& kept = *good;
+  kept.sum({kept.add<nn::Dense<float>>(kept.input(), 4, 4), kept.input()});
+  fits.add(std::move(good));
+  CHECK_THROWS_WITH(kept.sum({kept.input(), kept.input()}),
+                    Contains("graph_1: a graph cannot change once it is in a model"));
+}
+
+TEST_CASE("graph: checkpoints keep the wiring, names and values", "[graph][checkpoint]") {
+  Sequential<float> model(Shape{2, 6, 6}, 7);
+  model.add<nn::Conv2D<float>>(2, 3, nn::Size2{3, 3});
+  auto g = std::make_unique<Graph<float>>();
+  auto x = g->input();
+  auto a = g->add<nn::Conv2D<float>>(x, 3, 2, nn::Size2{1, 1});
+  auto b = g->add(x, std::make_unique<nn::BatchNorm<float>>(3), "norm");
+  b = g->add<nn::Conv2D<float>>(b, 3, 2, nn::Size2{1, 1});
+  auto gate = g->add<nn::Sigmoid<float>>(b);
+  g->set_output(g->concat({g->sum({a, b}), g->multiply({a, gate}), x}, -3));
+  model.add(std::move(g));
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(7 * 16, 3);
+  Rng rng(3);
+  const Tensor<float> batch = test::cast<float>(random_tensor(Shape{4, 2, 6, 6}, rng));
+  model.forward(batch, Mode::train);  // moves the running statistics off their start
+
+  const std::string path = (std::filesystem::temp_directory_path() / "glassbox_graph_test.gbck").string();
+  io::save_checkpoint(model, path);
+  io::Checkpoint<float> loaded = io::load_checkpoint<float>(path);
+  auto& back = dynamic_cast<Graph<float>&>(loaded.model.layer("graph_1"));
+  CHECK(back.node_count() == 8);
+  CHECK(back.node_name(back.output()) == "concat_1");
+  CHECK(back.axis(back.output()) == -3);
+  CHECK(loaded.model.layer("graph_1.norm").kind() == "batch_norm");
+  const Tensor<float> expected = model.forward(batch);
+  const Tensor<float>& restored = loaded.model.forward(batch);
+  REQUIRE(restored.shape() == expected.shape());
+  CHECK(std::equal(restored.begin(), restored.end(), expected.begin()));
+
+  SECTION("wiring that points forward, or at a layer the file does not hold, is refused") {
+    io::LayerSpec spec = io::describe(model.layer("graph_1"));
+    for (auto& [key, value] : spec.fields)
+      if (key == "3.input_0") value = 5;
+    CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"),
+                      Contains("file.gbck, layer 'graph_1' (graph), field '3.input_0': 5 is not an integer in [0, 2]"));
+    spec = io::describe(model.layer("graph_1"));
+    spec.children.pop_back();
+    CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"), Contains("field '4.op': names layer 4 of 3 children"));
+  }
+}
