@@ -62,6 +62,40 @@ inline glassbox::Sequential<float> recurrent_model(std::uint64_t seed = 5) {
   return m;
 }
 
+// A Graph between a conv and a classifier: an Inception-like concat of three
+// branches (a 1x1 conv; a conv with fused ReLU, batch norm and a residual
+// block; an average pool), a sigmoid gate multiplying one branch, a sum of
+// three, and a conv after the last merge.
+inline glassbox::Sequential<float> graph_model(std::uint64_t seed = 9) {
+  using namespace glassbox;
+  Sequential<float> m(Shape{1, 6, 6}, seed);
+  nn::Conv2D<float>::Options same;
+  same.padding = nn::Padding::same;
+  m.add<nn::Conv2D<float>>(1, 4, nn::Size2{3, 3}, same);
+  auto g = std::make_unique<Graph<float>>();
+  auto x = g->input();
+  auto a = g->add<nn::Conv2D<float>>(x, 4, 3, nn::Size2{1, 1});
+  nn::Conv2D<float>::Options relu = same;
+  relu.activation = nn::Activation::relu;
+  auto b = g->add<nn::Conv2D<float>>(x, 4, 3, nn::Size2{3, 3}, relu);
+  b = g->add<nn::BatchNorm<float>>(b, 3);
+  auto block = std::make_unique<nn::Residual<float>>();
+  block->add<nn::Conv2D<float>>(3, 3, nn::Size2{3, 3}, same);
+  block->add<nn::Tanh<float>>();
+  b = g->add(b, std::move(block));
+  auto c = g->add<nn::AvgPool2D<float>>(x, nn::Size2{3, 3}, nn::PoolOptions{{1, 1}, nn::Padding::same, {0, 0}});
+  auto gate = g->add<nn::Sigmoid<float>>(c);
+  auto gated = g->multiply({c, gate});
+  auto cat = g->concat({a, b, gated});
+  auto mixed = g->add<nn::Conv2D<float>>(cat, 10, 4, nn::Size2{1, 1});
+  g->sum({mixed, x, g->add<nn::ReLU<float>>(x)});
+  m.add(std::move(g));
+  m.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  m.add<nn::Flatten<float>>();
+  m.add<nn::Dense<float>>(36, 3);
+  return m;
+}
+
 inline void fill_parameters(glassbox::Sequential<float>& m, float value) {
   for (glassbox::Parameter<float>* p : m.parameters()) p->value.fill(value);
 }

@@ -8,7 +8,10 @@
 //     trained on random 8x8 images so that batch norm's statistics are not
 //     their initial values, exported at opset 17;
 //   - recurrent: an LSTM and a SimpleRNN giving every step, a GRU giving its
-//     last state, a Dense and a log-softmax, exported at opset 14.
+//     last state, a Dense and a log-softmax, exported at opset 14;
+//   - graph: a Graph layer with concat, multiply and sum merges and a
+//     residual block inside (tests/checkpoint_models.hpp), trained on random
+//     6x6 images, exported at opset 15.
 //   onnx_export OUT_DIR MNIST_DIR
 
 #include <cstdio>
@@ -88,11 +91,20 @@ int main(int argc, char** argv) try {
   Tensor<float> steps(Shape{100, 6, 5});
   for (float& v : steps) v = static_cast<float>(rng.normal());
 
+  Sequential<float> graph = test::graph_model();
+  Tensor<float> images(Shape{256, 1, 6, 6});
+  for (float& v : images) v = static_cast<float>(rng.normal());
+  optim::Adam<float> adam3(graph.parameters(), 1e-2f);
+  train::fit(graph, adam3, loss, images, y, fit);
+  Tensor<float> graph_probe(Shape{100, 1, 6, 6});
+  for (float& v : graph_probe) v = static_cast<float>(rng.normal());
+
   const std::string json = "{" + export_case(dir, "seed_cnn", seed, digits, 13) + ", " +
                            export_case(dir, "every_kind", every, probe, 17) + ", " +
-                           export_case(dir, "recurrent", recurrent, steps, 14) + "}\n";
+                           export_case(dir, "recurrent", recurrent, steps, 14) + ", " +
+                           export_case(dir, "graph", graph, graph_probe, 15) + "}\n";
   write_text_file(dir + "/cases.json", json);
-  std::printf("exported seed_cnn, every_kind and recurrent to %s\n", dir.c_str());
+  std::printf("exported seed_cnn, every_kind, recurrent and graph to %s\n", dir.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "onnx_export: %s\n", e.what());

@@ -54,6 +54,50 @@ class SmallResNet(torch.nn.Module):
         return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+class BranchResNet(torch.nn.Module):
+    """Branches that are not plain residual blocks: a ResNet-D downsampling
+    block (its shortcut an average pool and a 1x1 conv with batch norm), an
+    Inception-like concat of a 1x1 conv, a 3x3 conv chain and a max pool, and
+    a gate multiplying a branch by its sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(8, 12, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(12, 12, 3, padding=1))
+        self.down = torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Conv2d(8, 12, 1), torch.nn.BatchNorm2d(12))
+        self.branch1 = torch.nn.Conv2d(12, 6, 1)
+        self.branch3 = torch.nn.Sequential(torch.nn.Conv2d(12, 4, 1), torch.nn.Tanh(), torch.nn.Conv2d(4, 6, 3, padding=1))
+        self.pool = torch.nn.MaxPool2d(3, stride=1, padding=1)
+        self.gate = torch.nn.Conv2d(24, 24, 1)
+        self.head = torch.nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(self.body(x) + self.down(x))
+        x = torch.cat([self.branch1(x), self.branch3(x), self.pool(x)], dim=1)
+        x = x * torch.sigmoid(self.gate(x))
+        return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class DenseBlock(torch.nn.Module):
+    """DenseNet's pattern: every conv reads the concat of the input and every
+    earlier conv's output, so one tensor feeds several concats."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(5, 3, 3, padding=1)
+        self.conv3 = torch.nn.Conv2d(8, 3, 1)
+        self.head = torch.nn.Linear(11 * 6 * 6, 5)
+
+    def forward(self, x):
+        y1 = torch.relu(self.conv1(x))
+        y2 = torch.relu(self.conv2(torch.cat([x, y1], 1)))
+        y3 = torch.tanh(self.conv3(torch.cat([x, y1, y2], 1)))
+        return self.head(torch.cat([x, y1, y2, y3], 1).flatten(1))
+
+
 def mlp():
     """GELU in both forms, batch norm on features (kept as a node), dropout, log-softmax."""
     return torch.nn.Sequential(
@@ -146,7 +190,8 @@ def main(out):
     cases = [("seed_cnn", SeedCnn(), (1, 28, 28)), ("small_resnet", SmallResNet(), (1, 12, 12)),
              ("mlp_gelu", mlp(), (784,)), ("pools", pools(), (3, 10, 10)),
              ("lstm_classifier", LstmClassifier(), (28, 28)), ("gru_last_state", GruLastState(), (7, 12)),
-             ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8))]
+             ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8)),
+             ("branch_resnet", BranchResNet(), (1, 12, 12)), ("dense_block", DenseBlock(), (2, 6, 6))]
     with open(f"{out}/manifest.txt", "w") as manifest:
         for name, model, sample in cases:
             randomize_statistics(model)

@@ -4,7 +4,11 @@
 // and the errors of a graph wired wrong.
 
 #include <filesystem>
+#include <glassbox/compress.hpp>
 
+#include "checkpoint_models.hpp"
+#include "glassbox/viz/diagram.hpp"
+#include "glassbox/viz/dot.hpp"
 #include "support.hpp"
 
 using namespace glassbox;
@@ -252,4 +256,56 @@ TEST_CASE("graph: checkpoints keep the wiring, names and values", "[graph][check
     spec.children.pop_back();
     CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"), Contains("field '4.op': names layer 4 of 3 children"));
   }
+}
+
+TEST_CASE("graph: diagrams draw every node and edge; pruning reaches inside, int8 refuses by name", "[graph][viz]") {
+  Sequential<float> model = test::graph_model();
+  const std::string dot = viz::to_dot(model);
+  CHECK_THAT(dot, Contains("subgraph cluster_layer1 {") && Contains("label=\"graph_1 (graph)\""));
+  CHECK_THAT(dot, Contains("layer1_1 [label=\"graph_1.conv2d_1 (conv2d)\\n(N, 3, 6, 6)\\n15 parameters\"]"));
+  CHECK_THAT(dot, Contains("layer1_8 [shape=ellipse") && Contains("label=\"concat_1 (concat)\\n(N, 10, 6, 6)\"]"));
+  for (const char* edge :
+       {"layer0 -> layer1_1;", "layer0 -> layer1_2;", "layer1_1 -> layer1_8;", "layer1_4 -> layer1_8;",
+        "layer1_7 -> layer1_8;", "layer1_5 -> layer1_7;", "layer1_6 -> layer1_7;", "layer1_11 -> layer2;"})
+    CHECK_THAT(dot, Contains(edge));
+
+  const std::string svg = viz::to_svg_diagram(model);
+  CHECK_THAT(svg, Contains("data-layer=\"graph_1\"><title>graph_1 (graph): output (N, 4, 6, 6)"));
+  CHECK_THAT(svg, Contains(">concat_1 (concat)</text>") && Contains(">from conv2d_1, residual_1, multiply_1</text>") &&
+                      Contains(">from input</text>"));
+  CHECK_THAT(svg, Contains("data-layer=\"graph_1.residual_1\""));
+
+  std::vector<std::string> pruned;
+  for (Parameter<float>* p : prune::weights(model)) pruned.push_back(p->name);
+  CHECK(pruned == std::vector<std::string>{"conv2d_1.weight", "graph_1.conv2d_1.weight", "graph_1.conv2d_2.weight",
+                                           "graph_1.residual_1.conv2d_1.weight", "graph_1.conv2d_3.weight",
+                                           "dense_1.weight"});
+  prune::magnitude(prune::weights(model), 0.5, prune::Scope::global);
+  const Parameter<float>& inner = *model.layer("graph_1.residual_1.conv2d_1").parameters()[0];
+  REQUIRE(inner.has_mask());
+  Tensor<float> x(Shape{2, 1, 6, 6}, 0.5f);
+  CHECK_THROWS_WITH(quant::calibrate(model, x), Contains("graph_1 (graph) has no int8 kernel"));
+}
+
+TEST_CASE("graph: attributions see through the graph (Integrated Gradients' completeness)", "[graph][attribution]") {
+  Sequential<double> model(Shape{4}, 5);
+  model.add(gated(4));
+  model.add<nn::Dense<double>>(4, 3);
+  Rng rng(8);
+  const Tensor<double> x = random_tensor(Shape{3, 4}, rng);
+  const std::vector<index_t> targets{0, 2, 1};
+  inspect::IntegratedGradientsOptions options;
+  options.rule = inspect::IntegrationRule::gauss_legendre;
+  options.steps = 64;
+  inspect::IntegratedGradients<double> ig(model, options);
+  const Tensor<double> attribution = ig.attribute(x, targets);
+  // Completeness: attributions sum to f(x) - f(baseline), the baseline being 0.
+  const Tensor<double> at_x = model.predict(x), at_zero = model.predict(Tensor<double>(x.shape(), 0.0));
+  for (index_t n = 0; n < 3; ++n) {
+    double sum = 0;
+    for (index_t k = 0; k < 4; ++k) sum += attribution.matrix()(n, k);
+    const auto t = targets[static_cast<std::size_t>(n)];
+    CHECK(sum == Approx(at_x.matrix()(n, t) - at_zero.matrix()(n, t)).margin(1e-9));
+  }
+  for (double d : ig.convergence_delta()) CHECK(std::abs(d) < 1e-9);
 }

@@ -35,12 +35,18 @@ enum class Scope {
 };
 
 // The weights that pruning usually targets: every dense and conv2d layer's
-// "weight" (biases are few and matter more).
+// "weight" (biases are few and matter more), those inside residual blocks
+// and graphs included.
 template <class T>
 std::vector<Parameter<T>*> weights(Sequential<T>& model) {
   std::vector<Parameter<T>*> out;
-  for (std::size_t i = 0; i < model.size(); ++i) {
-    Layer<T>& layer = model.layer(i);
+  std::vector<Layer<T>*> pending;
+  for (std::size_t i = model.size(); i-- > 0;) pending.push_back(&model.layer(i));
+  while (!pending.empty()) {  // depth first, in the order the layers run
+    Layer<T>& layer = *pending.back();
+    pending.pop_back();
+    const std::vector<Layer<T>*> children = layer.children();
+    pending.insert(pending.end(), children.rbegin(), children.rend());
     if (layer.kind() != "dense" && layer.kind() != "conv2d") continue;
     for (Parameter<T>* p : layer.parameters())
       if (p->local_name() == "weight") out.push_back(p);

@@ -21,6 +21,9 @@
 //     GRU (gates in ONNX's order, GRU with linear_before_reset = 1, which is
 //     PyTorch's and glassbox's GRU) between Transposes to and from
 //     time-major, with W, R and B as initializers "<layer>.W" and so on.
+//   - Graph -> its nodes (layers as above; sums as Add or Sum, products as
+//     Mul, concats as Concat), named "<graph>.<node>"; the metadata entry
+//     "glassbox.graphs" lists the graphs, so that import groups them again.
 // A model without a declared sample shape needs one passed in.
 // Import (io::import_onnx) is io/onnx_import.hpp, kept out of this header
 // (and of glassbox.hpp) so that the programs that only export compile faster.
@@ -37,6 +40,7 @@
 #include "glassbox/io/layer_spec.hpp"
 #include "glassbox/io/onnx_model.hpp"
 #include "glassbox/io/protobuf.hpp"
+#include "glassbox/model/graph.hpp"
 #include "glassbox/model/sequential.hpp"
 
 namespace glassbox::io {
@@ -116,6 +120,9 @@ class GraphBuilder {
     graph_.message(5, p);
   }
   Proto& graph() { return graph_; }
+  // The names of the Graph layers written, for the importer to group their
+  // nodes again (metadata "glassbox.graphs").
+  std::vector<std::string> graph_layers;
 
  private:
   Proto graph_;
@@ -172,6 +179,47 @@ void emit_recurrent(GraphBuilder<T>& g, nn::Recurrent<T>& r, const std::string& 
   }
 }
 
+template <class T>
+void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, const std::string& output,
+                const Shape& in_shape);
+
+// A Graph's nodes: each layer node as its layer, a sum of two as Add (more:
+// Sum), a product as a chain of Mul, a concat as Concat; node tensors are
+// named "<graph>.<node>".
+template <class T>
+void emit_graph(GraphBuilder<T>& g, Graph<T>& graph, const std::string& input, const std::string& output,
+                const Shape& in_shape) {
+  using Node = typename Graph<T>::Node;
+  using Op = typename Graph<T>::Op;
+  const std::vector<Shape> shapes = graph.node_shapes(in_shape);
+  std::vector<std::string> tensors{input};
+  for (std::size_t j = 1; j < graph.node_count(); ++j) {
+    const Node node{j};
+    const std::string name = graph.name() + "." + graph.node_name(node);
+    const std::string tensor = j == graph.output().id ? output : name;
+    std::vector<std::string> inputs;
+    for (Node in : graph.inputs(node)) inputs.push_back(tensors[in.id]);
+    const Op op = graph.op(node);
+    if (op == Op::layer) {
+      emit_layer(g, graph.layer(node), inputs[0], tensor, shapes[graph.inputs(node)[0].id]);
+    } else if (op == Op::concat) {
+      g.node("Concat", inputs, tensor, name, {attribute_int("axis", graph.axis(node))});
+    } else if (op == Op::sum && inputs.size() > 2) {
+      g.node("Sum", inputs, tensor, name);
+    } else {  // in the order Graph computes it: ((a op b) op c) ...
+      std::string from = inputs[0];
+      for (std::size_t k = 1; k < inputs.size(); ++k) {
+        const bool last = k + 1 == inputs.size();
+        const std::string step = last ? tensor : fmt::format("{}/{}", name, k);
+        g.node(op == Op::sum ? "Add" : "Mul", {from, inputs[k]}, step, last ? name : step);
+        from = step;
+      }
+    }
+    tensors.push_back(tensor);
+  }
+  g.graph_layers.push_back(graph.name());
+}
+
 // Writes the nodes (and, for layers without children, the initializers) that
 // compute `layer` from the tensor `input` into the tensor `output`.
 template <class T>
@@ -193,6 +241,10 @@ void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, c
     }
     emit_layer(g, block->shortcut(), input, block->shortcut().name(), in_shape);
     g.node("Add", {from, block->shortcut().name()}, output, name);
+    return;
+  }
+  if (auto* graph = dynamic_cast<Graph<T>*>(&layer)) {
+    emit_graph(g, *graph, input, output, in_shape);
     return;
   }
   if (auto* r = dynamic_cast<nn::Recurrent<T>*>(&layer)) {
@@ -305,6 +357,11 @@ std::string onnx_bytes(Sequential<T>& model, int opset = 13, std::optional<Shape
   m.bytes(2, "glassbox").bytes(3, "0.1.0");
   m.message(7, graph);
   m.message(8, Proto().bytes(1, "").int64(2, opset));
+  if (!g.graph_layers.empty()) {
+    std::string names;
+    for (const std::string& n : g.graph_layers) names += (names.empty() ? "" : "\n") + n;
+    m.message(14, Proto().bytes(1, "glassbox.graphs").bytes(2, names));
+  }
   return m.str();
 }
 

@@ -14,17 +14,22 @@
 // Reshape to (batch, features) (its shape constant or computed from the
 // tensor's own shape), Dropout, Identity, Constant, initializers;
 // LSTM, GRU and RNN (forward, zero initial states, between the Transposes
-// exporters write around them); and residual blocks: a branch that leaves a
+// exporters write around them); residual blocks: a branch that leaves a
 // tensor and comes back in an Add (a chain of layers on one side, the input
-// or one layer on the other) becomes an nn::Residual.
+// or one layer on the other) becomes an nn::Residual; and any other
+// branching (Add, Sum, Mul or Concat of branches, shortcuts of several
+// layers, tensors read by several nodes) becomes a Graph layer
+// (onnx_import_graph.hpp): the model stays a Sequential, whose chain parts
+// are its own layers.
 //
 // Layer names come from the node names (PyTorch's module paths; characters
 // a hook target cannot hold become '_'), or kind_N when a node has none; a
 // model exported by glassbox comes back with its own names and bit-for-bit
-// its outputs. Anything else (another op, an attribute glassbox does not
-// implement, a shape known only at run time, a graph with branches that are
-// not residual blocks) is a glassbox::Error naming the file, the node, its op
-// and the attribute.
+// its outputs (its Graph layers are grouped again from the metadata entry
+// "glassbox.graphs"). Anything else (another op, an attribute glassbox does
+// not implement, a shape known only at run time, merges that broadcast, a
+// graph with several inputs or outputs) is a glassbox::Error naming the
+// file, the node, its op and the attribute.
 
 #include <fmt/format.h>
 
@@ -40,6 +45,7 @@
 
 #include "glassbox/core/binary_io.hpp"
 #include "glassbox/io/onnx_model.hpp"
+#include "glassbox/model/graph.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/activations.hpp"
 #include "glassbox/nn/avg_pool2d.hpp"
@@ -91,6 +97,13 @@ class Importer {
             fmt::format("{}: input '{}' declares more than {} values per sample", where_, in.name, max_dimension));
     }
     declared_batch_ = in.dims[0];
+    for (const auto& [key, value] : m_.metadata)
+      if (key == "glassbox.graphs")
+        for (std::size_t start = 0; start <= value.size();) {
+          const std::size_t end = std::min(value.find('\n', start), value.size());
+          if (end > start) graph_layers_.insert(value.substr(start, end - start));
+          start = end + 1;
+        }
     for (const OnnxTensor& t : m_.initializers) constants_[t.name] = &t;
     for (const OnnxNode& n : m_.nodes)
       for (const std::string& out : n.outputs) producer_[out] = &n;
@@ -191,63 +204,18 @@ class Importer {
   }
 
   // Splits `nodes` (computing `output` from `input`) where one tensor alone
-  // carries everything the rest needs, and turns each piece into layers.
+  // carries everything the rest needs, and turns each piece into layers
+  // (onnx_import_graph.hpp).
   void chain(const std::vector<const OnnxNode*>& nodes, const std::string& input, const std::string& output,
-             Sink& sink) {
-    std::map<std::string, int> uses{{output, 1}};
-    for (const OnnxNode* n : nodes)
-      for (const std::string& in : n->inputs)
-        if (dynamic(in)) ++uses[in];
-    std::vector<Segment> segments;
-    std::set<std::string> live{input};
-    Segment current{{}, input, {}};
-    for (const OnnxNode* n : nodes) {
-      bool reads_live = false;
-      for (const std::string& in : n->inputs)
-        if (dynamic(in)) {
-          reads_live = true;
-          if (--uses[in] == 0) live.erase(in);
-        }
-      if (!reads_live) fail(*n, "computes from constants only; glassbox does not fold constant subgraphs");
-      for (const std::string& out : n->outputs)
-        if (!out.empty() && uses[out] > 0) live.insert(out);
-      current.nodes.push_back(n);
-      if (live.size() == 1) {
-        current.out = *live.begin();
-        segments.push_back(current);
-        current = Segment{{}, current.out, {}};
-      }
-    }
-    if (!current.nodes.empty() || (segments.empty() ? input : segments.back().out) != output)
-      throw Error(fmt::format("{}: the graph does not end in '{}' as one chain", where_, output));
-    for (std::size_t i = 0; i < segments.size(); ++i) {
-      // The one-node pieces that follow, which some ops absorb.
-      std::vector<const OnnxNode*> following;
-      for (std::size_t k = i + 1; k < segments.size() && segments[k].nodes.size() == 1 && following.size() < 6; ++k)
-        following.push_back(segments[k].nodes[0]);
-      bool converted = true;
-      try {
-        if (const std::size_t merged = gelu(segments, i, sink))
-          i += merged - 1;
-        else if (segments[i].nodes.size() == 1)
-          i += single(*segments[i].nodes[0], segments[i].in, following, sink);
-        else
-          converted = residual(segments[i], sink);
-      } catch (const Error& e) {
-        // A layer's own checks (sizes, rates, shapes) do not know the file or the node: say them.
-        if (std::string_view(e.what()).substr(0, where_.size()) == where_) throw;
-        throw Error(fmt::format("{}: {}: {}", where_, segments[i].nodes.back()->label(), e.what()));
-      }
-      if (!converted) {
-        std::string names;
-        for (const OnnxNode* n : segments[i].nodes) names += (names.empty() ? "" : ", ") + n->label();
-        throw Error(
-            fmt::format("{}: {} branch from '{}' and meet again in '{}'; glassbox imports branches only as "
-                        "residual blocks (an Add of a chain and its input or one layer)",
-                        where_, names, segments[i].in, segments[i].out));
-      }
-    }
-  }
+             Sink& sink);
+
+  // The Graph layers glassbox exported (named in the model's metadata) at
+  // this level: for each segment that starts one, the last segment of it.
+  static constexpr std::size_t no_group = static_cast<std::size_t>(-1);
+  std::vector<std::size_t> graph_groups(const std::vector<Segment>& segments, const std::string& prefix) const;
+  bool in_block(const Segment& s, const std::string& block) const;
+  // The glassbox Graph directly under `prefix` that node `n` belongs to, or "".
+  const std::string& graph_block_of(const OnnxNode& n, const std::string& prefix) const;
 
   void emit(Sink& sink, std::unique_ptr<Layer<T>> layer, const OnnxNode& n) {
     std::string name = n.name;
@@ -385,6 +353,23 @@ class Importer {
   // one layer, is the shortcut.
   bool residual(const Segment& s, Sink& sink);
 
+  // A branching piece as a Graph layer (onnx_import_graph.hpp), named `name`;
+  // `prefix` is stripped from its nodes' names.
+  struct GraphPiece;
+  void graph(const std::vector<const OnnxNode*>& nodes, const std::string& in, const std::string& out, std::string name,
+             const std::string& prefix, bool exported, Sink& sink);
+  // True when the region is one child layer of an exported graph (not merges alone).
+  bool one_layer(const GraphPiece& p, const std::vector<const OnnxNode*>& region) const;
+  // Plans the step that builds `tensor` (and those it reads); runs one.
+  std::size_t plan(GraphPiece& p, const std::string& tensor);
+  typename Graph<T>::Node run_step(GraphPiece& p, const typename GraphPiece::Step& step,
+                                   const std::vector<typename Graph<T>::Node>& built);
+  // The nodes between tensors `from` and `to` (indices in p) when nothing
+  // outside them reads what they compute, other than `to`.
+  bool closed_region(GraphPiece& p, std::size_t from, std::size_t to, std::vector<const OnnxNode*>& region) const;
+
+  static constexpr std::size_t max_graph_nodes = 4096;
+  static constexpr std::size_t max_graph_work = std::size_t(1) << 24;
   static constexpr index_t max_window = 1 << 16;  // larger windows are absurd, and overflow index sums
   static constexpr int max_depth = 32;            // residual blocks inside residual blocks
 
@@ -401,6 +386,7 @@ class Importer {
   std::map<std::string, double> shape_derived_;
   std::set<std::string> uses_;  // tensors some node the output depends on reads
   std::map<std::string, const OnnxNode*> producer_;
+  std::set<std::string> graph_layers_;  // from the metadata of glassbox's export
 };
 
 }  // namespace onnx_detail
@@ -408,6 +394,7 @@ class Importer {
 }  // namespace glassbox::io
 
 // The Importer's members, defined out of the class by concern.
+#include "glassbox/io/onnx_import_graph.hpp"
 #include "glassbox/io/onnx_import_ops.hpp"
 #include "glassbox/io/onnx_import_patterns.hpp"
 

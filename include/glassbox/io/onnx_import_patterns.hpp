@@ -373,7 +373,10 @@ bool Importer<T>::residual(const Segment& s, Sink& sink) {
     }
   }
   if (seen.size() + 1 != s.nodes.size()) return false;
-  const std::string block_name = layer_name(add.name, "residual");
+  std::string local = add.name;  // without the enclosing block's "<block>."
+  if (!sink.prefix.empty() && local.compare(0, sink.prefix.size(), sink.prefix) == 0)
+    local.erase(0, sink.prefix.size());
+  const std::string block_name = layer_name(local, "residual");
   const std::string prefix = add.name.empty() ? std::string() : add.name + ".";
   int body = sides[1].size() > sides[0].size() ? 1 : 0;
   // glassbox's export names the shortcut's node "<block>.shortcut".
@@ -386,6 +389,7 @@ bool Importer<T>::residual(const Segment& s, Sink& sink) {
     explicit Deeper(int& d) : depth(++d) {}
     ~Deeper() { --depth; }
   } deeper(depth_);
+  const std::size_t assigned = assignments_.size();
   auto block = std::make_unique<nn::Residual<T>>();
   Sink inner;
   inner.shape = sink.shape;
@@ -404,9 +408,10 @@ bool Importer<T>::residual(const Segment& s, Sink& sink) {
   std::unique_ptr<Layer<T>> shortcut_layer;
   cut.add = [&](std::unique_ptr<Layer<T>> layer, const std::string&) { shortcut_layer = std::move(layer); };
   chain(sides[shortcut], s.in, add.inputs[shortcut], cut);
-  if (cut.layers > 1)
-    fail(add,
-         fmt::format("its shortcut has {} layers; a residual block's shortcut is the input or one layer", cut.layers));
+  if (cut.layers > 1) {  // a shortcut of several layers: the piece becomes a Graph instead
+    assignments_.erase(assignments_.begin() + static_cast<std::ptrdiff_t>(assigned), assignments_.end());
+    return false;
+  }
   if (shortcut_layer && !dynamic_cast<nn::Identity<T>*>(shortcut_layer.get()))
     b.set_shortcut(std::move(shortcut_layer));
   if (inner.shape != cut.shape)

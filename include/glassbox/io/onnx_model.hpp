@@ -15,7 +15,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <queue>
 #include <set>
 #include <string>
 #include <string_view>
@@ -91,7 +93,8 @@ struct OnnxModel {
   std::string graph_name;
   std::vector<OnnxNode> nodes;  // topologically sorted
   std::vector<OnnxTensor> initializers;
-  std::vector<OnnxValueInfo> inputs, outputs;  // inputs without the initializers some exporters list
+  std::vector<OnnxValueInfo> inputs, outputs;                 // inputs without the initializers some exporters list
+  std::vector<std::pair<std::string, std::string>> metadata;  // metadata_props
 };
 
 namespace onnx_detail {
@@ -123,6 +126,20 @@ class Parser {
       switch (r.field()) {
         case 1: m.ir_version = r.int64(); break;
         case 2: m.producer = std::string(r.bytes()); break;
+        case 14: {
+          std::pair<std::string, std::string> entry;
+          ProtoReader e = r.message();
+          while (e.next()) {
+            if (e.field() == 1)
+              entry.first = std::string(e.bytes());
+            else if (e.field() == 2)
+              entry.second = std::string(e.bytes());
+            else
+              e.skip();
+          }
+          m.metadata.push_back(std::move(entry));
+          break;
+        }
         case 7:
           graph(r.message(), m);
           has_graph = true;
@@ -368,15 +385,17 @@ class Parser {
       }
     for (const OnnxValueInfo& v : m.outputs)
       if (!producer.count(v.name)) throw Error(fmt::format("{}: graph output '{}' is never computed", where_, v.name));
-    std::vector<std::size_t> order, ready;
-    for (std::size_t i = m.nodes.size(); i-- > 0;)
-      if (waiting[i] == 0) ready.push_back(i);
+    // The earliest ready node first: a file already in order keeps it.
+    std::vector<std::size_t> order;
+    std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> ready;
+    for (std::size_t i = 0; i < m.nodes.size(); ++i)
+      if (waiting[i] == 0) ready.push(i);
     while (!ready.empty()) {
-      const std::size_t i = ready.back();
-      ready.pop_back();
+      const std::size_t i = ready.top();
+      ready.pop();
       order.push_back(i);
-      for (auto r = readers[i].rbegin(); r != readers[i].rend(); ++r)
-        if (--waiting[*r] == 0) ready.push_back(*r);
+      for (const std::size_t r : readers[i])
+        if (--waiting[r] == 0) ready.push(r);
     }
     if (order.size() != m.nodes.size()) {
       std::string cycle;

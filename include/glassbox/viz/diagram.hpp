@@ -3,7 +3,8 @@
 // has its picture without Graphviz: one box per layer, top to bottom, with
 // its name, kind, output shape, parameter count and, when recorders are
 // given, their newest statistics; a residual block is drawn as its body
-// beside a shortcut (a line, or the projection's box) that meet at a "+".
+// beside a shortcut (a line, or the projection's box) that meet at a "+",
+// and a Graph layer as its nodes in a frame, each saying what it reads.
 //
 //   write_text_file("model_diagram.svg", viz::to_svg_diagram(model));
 //
@@ -23,6 +24,7 @@
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
+#include "glassbox/model/graph.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/residual.hpp"
 #include "glassbox/viz/dot.hpp"
@@ -143,6 +145,52 @@ DiagramBox box_of(Layer<T>& layer, const Shape& out, const inspect::ActivationSt
   return box;
 }
 
+// A Graph layer in a frame: its nodes in the order they run, down the main
+// column; an arrow joins a node to the one before it when it reads it, and
+// a node that reads others says "from ..."; a merge is a box of its own.
+// Returns the bottom of the frame.
+template <class T>
+double draw_graph(std::string& svg, Graph<T>& graph, const Shape& in, double y,
+                  const inspect::ActivationStats<T>* stats, const inspect::GradientFlow<T>* flow) {
+  using G = DiagramGeometry;
+  using Node = typename Graph<T>::Node;
+  const std::vector<Shape> shapes = graph.node_shapes(in);
+  const double label_room = 14, top = y + G::gap / 2 + label_room;
+  std::string inner;
+  double bottom = y;
+  for (std::size_t j = 1; j < graph.node_count(); ++j) {
+    const Node node{j};
+    const std::vector<Node> inputs = graph.inputs(node);
+    DiagramBox box = graph.op(node) == Graph<T>::Op::layer
+                         ? box_of(graph.layer(node), shapes[j], stats, flow)
+                         : DiagramBox{{},
+                                      "merge",
+                                      {fmt::format("{} ({})", graph.node_name(node), Graph<T>::op_name(graph.op(node))),
+                                       shape_text(shapes[j])},
+                                      {},
+                                      false};
+    const bool reads_previous = inputs.size() == 1 && inputs[0].id == j - 1;
+    if (!reads_previous) {
+      std::string from;
+      for (Node input : inputs) from += (from.empty() ? "from " : ", ") + graph.node_name(input);
+      box.lines.push_back(from);
+    }
+    const double box_top = (j == 1 ? top : bottom) + G::gap;
+    if (reads_previous) draw_arrow(inner, G::main_x, j == 1 ? y : bottom, G::main_x, box_top);
+    bottom = box_top + draw_box(inner, box, G::main_x, box_top, G::main_width);
+  }
+  const double frame_bottom = bottom + 10;
+  svg += fmt::format(
+      "<g class=\"block\" data-layer=\"{0}\"><title>{0} (graph): output {1}, {2} parameters</title>"
+      "<rect x=\"8\" y=\"{3}\" width=\"{4}\" height=\"{5}\" rx=\"10\" fill=\"none\" stroke=\"#999\" "
+      "stroke-dasharray=\"6 4\"/><text x=\"{6}\" y=\"{7}\" text-anchor=\"end\" fill=\"#666\" "
+      "font-style=\"italic\">{0} (graph) {1}</text></g>",
+      markup_escape(graph.name()), shape_text(shapes[graph.output().id]), graph.parameter_count(), top - label_room - 6,
+      G::width - 16, frame_bottom - top + label_room + 6, G::width - 18, top - 6);
+  svg += inner;
+  return frame_bottom;
+}
+
 }  // namespace detail
 
 // batch_shape: an input batch shape, e.g. {1, 1, 28, 28}; empty: the model's
@@ -163,6 +211,11 @@ std::string to_svg_diagram(Sequential<T>& model, Shape batch_shape = Shape{},
   Shape shape = batch_shape;
   for (std::size_t i = 0; i < model.size(); ++i) {
     Layer<T>& layer = model.layer(i);
+    if (auto* graph = dynamic_cast<Graph<T>*>(&layer)) {
+      y = detail::draw_graph(body, *graph, shape, y, stats, flow);
+      shape = layer.output_shape(shape);
+      continue;
+    }
     auto* block = dynamic_cast<nn::Residual<T>*>(&layer);
     if (!block) {
       shape = layer.output_shape(shape);

@@ -2,7 +2,8 @@
 // The model as a Graphviz DOT graph: one box per layer with its name, kind,
 // output shape and parameter count, and, when recorders are given, the newest
 // statistics they hold (mean activation, share of zeros, gradient norm).
-// render_svg() runs Graphviz's `dot` when it is installed.
+// Graph layers become clusters with their edges. render_svg() runs
+// Graphviz's `dot` when it is installed.
 
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@
 #include "glassbox/core/text_output.hpp"
 #include "glassbox/inspect/activation_stats.hpp"
 #include "glassbox/inspect/gradient_flow.hpp"
+#include "glassbox/model/graph.hpp"
 #include "glassbox/model/sequential.hpp"
 
 namespace glassbox::viz {
@@ -35,8 +37,63 @@ inline std::string shape_text(const Shape& s) {  // batch-free, as summary() pri
 }
 }  // namespace detail
 
+namespace detail {
+// One layer's label: name, kind, output shape, parameters, newest statistics;
+// `fill` gets the colour of a layer GradientFlow flags.
+template <class T>
+std::string dot_label(Layer<T>& layer, const Shape& shape, const inspect::ActivationStats<T>* stats,
+                      const inspect::GradientFlow<T>* flow, std::string& fill) {
+  std::string label =
+      fmt::format("{} ({})\\n{}", dot_escape(layer.name()), dot_escape(layer.kind()), shape_text(shape));
+  if (const index_t params = layer.parameter_count()) label += fmt::format("\\n{} parameters", params);
+  if (stats)
+    for (const auto& series : stats->all())
+      if (series.name == layer.name() && !series.records.empty()) {
+        const inspect::ActivationRecord& r = series.records.back();
+        label += fmt::format("\\nmean {:.3g}, zeros {:.1f}%", r.mean, 100 * r.zero_fraction);
+      }
+  if (flow)
+    for (const auto& series : flow->layers())
+      if (series.name == layer.name() && !series.records.empty()) {
+        const inspect::LayerGradientRecord& r = series.records.back();
+        label += fmt::format("\\n|dL/dy| {:.3g}", r.norm);
+        if (r.health != inspect::GradientHealth::ok) fill = ", fillcolor=\"#fddbc7\"";  // flagged layers stand out
+      }
+  return label;
+}
+
+// A Graph layer as a cluster of its nodes, edges as wired; returns the DOT
+// name of its output node.
+template <class T>
+std::string dot_graph(std::string& dot, Graph<T>& graph, const std::string& id, const std::string& from,
+                      const Shape& in, const inspect::ActivationStats<T>* stats, const inspect::GradientFlow<T>* flow) {
+  using Node = typename Graph<T>::Node;
+  const std::vector<Shape> shapes = graph.node_shapes(in);
+  dot += fmt::format("  subgraph cluster_{} {{\n    label=\"{} (graph)\"; style=dashed; color=\"#999999\";\n", id,
+                     dot_escape(graph.name()));
+  std::vector<std::string> names{from};
+  for (std::size_t j = 1; j < graph.node_count(); ++j) {
+    const Node node{j};
+    const std::string name = fmt::format("{}_{}", id, j);
+    std::string fill;
+    if (graph.op(node) == Graph<T>::Op::layer)
+      dot += fmt::format("    {} [label=\"{}\"{}];\n", name, dot_label(graph.layer(node), shapes[j], stats, flow, fill),
+                         fill);
+    else
+      dot += fmt::format("    {} [shape=ellipse, style=filled, fillcolor=\"#efedf5\", label=\"{} ({})\\n{}\"];\n", name,
+                         dot_escape(graph.node_name(node)), Graph<T>::op_name(graph.op(node)), shape_text(shapes[j]));
+    names.push_back(name);
+  }
+  dot += "  }\n";
+  for (std::size_t j = 1; j < graph.node_count(); ++j)
+    for (Node input : graph.inputs(Node{j})) dot += fmt::format("  {} -> {};\n", names[input.id], names[j]);
+  return names[graph.output().id];
+}
+}  // namespace detail
+
 // batch_shape: an input batch shape, e.g. {1, 1, 28, 28}; empty: the model's
-// sample shape (given at construction) with a batch of 1.
+// sample shape (given at construction) with a batch of 1. A Graph layer is
+// drawn as a cluster of its nodes with their edges.
 template <class T>
 std::string to_dot(Sequential<T>& model, Shape batch_shape = Shape{},
                    const inspect::ActivationStats<T>* stats = nullptr, const inspect::GradientFlow<T>* flow = nullptr) {
@@ -52,26 +109,16 @@ std::string to_dot(Sequential<T>& model, Shape batch_shape = Shape{},
   std::string previous = "input";
   for (std::size_t i = 0; i < model.size(); ++i) {
     Layer<T>& layer = model.layer(i);
+    const Shape in = shape;
     shape = layer.output_shape(shape);
-    std::string label = fmt::format("{} ({})\\n{}", detail::dot_escape(layer.name()), detail::dot_escape(layer.kind()),
-                                    detail::shape_text(shape));
-    if (const index_t params = layer.parameter_count()) label += fmt::format("\\n{} parameters", params);
-    if (stats)
-      for (const auto& series : stats->all())
-        if (series.layer_index == i && !series.records.empty()) {
-          const inspect::ActivationRecord& r = series.records.back();
-          label += fmt::format("\\nmean {:.3g}, zeros {:.1f}%", r.mean, 100 * r.zero_fraction);
-        }
-    std::string fill;
-    if (flow)
-      for (const auto& series : flow->layers())
-        if (series.layer_index == i && !series.records.empty()) {
-          const inspect::LayerGradientRecord& r = series.records.back();
-          label += fmt::format("\\n|dL/dy| {:.3g}", r.norm);
-          if (r.health != inspect::GradientHealth::ok) fill = ", fillcolor=\"#fddbc7\"";  // flagged layers stand out
-        }
     const std::string node = fmt::format("layer{}", i);
-    dot += fmt::format("  {} [label=\"{}\"{}];\n  {} -> {};\n", node, label, fill, previous, node);
+    if (auto* graph = dynamic_cast<Graph<T>*>(&layer)) {
+      previous = detail::dot_graph(dot, *graph, node, previous, in, stats, flow);
+      continue;
+    }
+    std::string fill;
+    dot += fmt::format("  {} [label=\"{}\"{}];\n  {} -> {};\n", node,
+                       detail::dot_label(layer, shape, stats, flow, fill), fill, previous, node);
     previous = node;
   }
   return dot + "}\n";

@@ -2,9 +2,10 @@
 """Writes the ONNX fuzz seeds (tests/data/fuzz/seeds/onnx) with PyTorch's
 exporter: tiny models that reach every part of the importer (Gemm, MatMul +
 Add, Conv + Relu with padding, pooling, batch norm, GELU's formula, a
-residual block with a projection, Reshape, Softmax). The fourth seed,
-every_kind_glassbox.onnx, is glassbox's own export (opset 17) of
-tests/checkpoint_models.hpp's every_kind_model().
+residual block with a projection, Reshape, Softmax, branches that make a
+Graph). The seeds every_kind_glassbox.onnx and graph_glassbox.onnx are
+glassbox's own exports (opsets 17 and 15) of tests/checkpoint_models.hpp's
+every_kind_model() and graph_model().
 
     /usr/bin/python3 tests/data/fuzz/make_onnx_seeds.py
 """
@@ -28,6 +29,20 @@ class Block(torch.nn.Module):
         return torch.softmax(self.head(x.reshape(x.shape[0], -1)), dim=1)
 
 
+class Branches(torch.nn.Module):
+    """A shortcut of two layers, a concat with the input and a sigmoid gate: a Graph layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.down = torch.nn.Sequential(torch.nn.AvgPool2d(1), torch.nn.Conv2d(2, 3, 1))
+        self.gate = torch.nn.Conv2d(5, 5, 1)
+
+    def forward(self, x):
+        x = torch.cat([torch.relu(self.conv(x)) + self.down(x), x], dim=1)
+        return (x * torch.sigmoid(self.gate(x))).flatten(1)
+
+
 class MatMulMlp(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -48,6 +63,7 @@ def main():
                                            torch.nn.AvgPool2d(2, padding=1), torch.nn.MaxPool2d(2),
                                            torch.nn.Flatten(), torch.nn.Linear(2, 2), torch.nn.LogSoftmax(1)),
                        (1, 1, 5, 5), True),
+        "branches.onnx": (Branches(), (1, 2, 3, 3), True),
     }
     for name, (model, shape, dynamic) in cases.items():
         model.eval()
