@@ -140,9 +140,11 @@ TEST_CASE("graph: hooks fire for the layers inside a graph", "[graph][hooks]") {
   HookHandle b = model.add_backward_hook([&](const BackwardEvent<double>& e) { backward_names.push_back(e.name); });
   const Tensor<double> out = model.forward(x, Mode::train);
   CHECK(forward_names == std::vector<std::string>{"graph_1.dense_1", "graph_1.tanh_1", "graph_1.dense_2",
-                                                  "graph_1.dense_3", "graph_1.sigmoid_1", "graph_1", "dense_1"});
+                                                  "graph_1.dense_3", "graph_1.sigmoid_1", "graph_1.multiply_1",
+                                                  "graph_1.sum_1", "graph_1", "dense_1"});
   model.backward(Tensor<double>(out.shape(), 1.0), true);
-  CHECK(backward_names == std::vector<std::string>{"dense_1", "graph_1.sigmoid_1", "graph_1.dense_3", "graph_1.dense_2",
+  CHECK(backward_names == std::vector<std::string>{"dense_1", "graph_1.sum_1", "graph_1.multiply_1",
+                                                   "graph_1.sigmoid_1", "graph_1.dense_3", "graph_1.dense_2",
                                                    "graph_1.tanh_1", "graph_1.dense_1", "graph_1"});
   const Tensor<double> plain_dx = model.input_grad();
   f.remove();
@@ -171,6 +173,29 @@ TEST_CASE("graph: hooks fire for the layers inside a graph", "[graph][hooks]") {
     CHECK(stats.series("graph_1.sigmoid_1").records.size() == 1);
     CHECK(stats.series("graph_1.sigmoid_1").records.back().min > 0);
     CHECK(flow.parameter("graph_1.dense_3.weight").records.back().grad_norm > 0);
+    // A merge is a node like any: its output is recorded, and it is the graph's.
+    CHECK(stats.series("graph_1.sum_1").records.back().mean == Approx(stats.series("graph_1").records.back().mean));
+    CHECK(flow.layer("graph_1.multiply_1").records.size() == 1);
+  }
+  SECTION("a merge's hooks show its first input and its output; a modifying hook patches the merge") {
+    Tensor<double> seen_input, seen_output;
+    HookHandle look = model.add_forward_hook("graph_1.multiply_1", [&](const ForwardEvent<double>& e) {
+      seen_input = e.input;
+      seen_output = e.output;
+    });
+    HookHandle zero = model.add_modifying_forward_hook(
+        "graph_1.sum_1", [](const ForwardEvent<double>&, Tensor<double>& y) { y.fill(0.0); });
+    const Tensor<double> y = model.forward(x);
+    Tensor<double> dense3, gate, product(seen_output.shape());
+    model.layer("graph_1.dense_3").forward(x, dense3, Mode::eval);
+    model.layer("graph_1.sigmoid_1").forward(dense3, gate, Mode::eval);
+    product.flat() = dense3.flat() * gate.flat();
+    CHECK(test::max_abs_difference(seen_input, dense3) < 1e-12);
+    CHECK(test::max_abs_difference(seen_output, product) < 1e-12);
+    // The graph's output is zero, so the model's is the last layer's bias.
+    const Tensor<double>& bias = model.layer("dense_1").parameters()[1]->value;
+    for (index_t n = 0; n < y.dim(0); ++n)
+      for (index_t k = 0; k < 2; ++k) CHECK(y[n * 2 + k] == bias[k]);
   }
 }
 
@@ -254,7 +279,11 @@ TEST_CASE("graph: checkpoints keep the wiring, names and values", "[graph][check
                       Contains("file.gbck, layer 'graph_1' (graph), field '3.input_0': 5 is not an integer in [0, 2]"));
     spec = io::describe(model.layer("graph_1"));
     spec.children.pop_back();
-    CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"), Contains("field '4.op': names layer 4 of 3 children"));
+    CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"), Contains("field '7.op': names child 7 of 6"));
+    spec = io::describe(model.layer("graph_1"));
+    spec.children[4].kind = "concat";
+    CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"),
+                      Contains("field '5.op': is a sum, but its child 'sum_1' is a concat"));
   }
 }
 
@@ -263,7 +292,8 @@ TEST_CASE("graph: diagrams draw every node and edge; pruning reaches inside, int
   const std::string dot = viz::to_dot(model);
   CHECK_THAT(dot, Contains("subgraph cluster_layer1 {") && Contains("label=\"graph_1 (graph)\""));
   CHECK_THAT(dot, Contains("layer1_1 [label=\"graph_1.conv2d_1 (conv2d)\\n(N, 3, 6, 6)\\n15 parameters\"]"));
-  CHECK_THAT(dot, Contains("layer1_8 [shape=ellipse") && Contains("label=\"concat_1 (concat)\\n(N, 10, 6, 6)\"]"));
+  CHECK_THAT(dot,
+             Contains("layer1_8 [shape=ellipse") && Contains("label=\"graph_1.concat_1 (concat)\\n(N, 10, 6, 6)\"]"));
   for (const char* edge :
        {"layer0 -> layer1_1;", "layer0 -> layer1_2;", "layer1_1 -> layer1_8;", "layer1_4 -> layer1_8;",
         "layer1_7 -> layer1_8;", "layer1_5 -> layer1_7;", "layer1_6 -> layer1_7;", "layer1_11 -> layer2;"})
@@ -271,8 +301,8 @@ TEST_CASE("graph: diagrams draw every node and edge; pruning reaches inside, int
 
   const std::string svg = viz::to_svg_diagram(model);
   CHECK_THAT(svg, Contains("data-layer=\"graph_1\"><title>graph_1 (graph): output (N, 4, 6, 6)"));
-  CHECK_THAT(svg, Contains(">concat_1 (concat)</text>") && Contains(">from conv2d_1, residual_1, multiply_1</text>") &&
-                      Contains(">from input</text>"));
+  CHECK_THAT(svg, Contains(">graph_1.concat_1 (concat)</text>") &&
+                      Contains(">from conv2d_1, residual_1, multiply_1</text>") && Contains(">from input</text>"));
   CHECK_THAT(svg, Contains("data-layer=\"graph_1.residual_1\""));
 
   std::vector<std::string> pruned;

@@ -218,9 +218,10 @@ TEST_CASE("import_onnx gives a Graph layer back as written, and builds one for o
   REQUIRE(g);
   // The block, a single-entry single-exit part, is a graph of its own inside the outer one.
   CHECK(g->name() == "Concat");
-  REQUIRE(g->children().size() == 1);
+  REQUIRE(g->children().size() == 2);
   CHECK(g->children()[0]->name() == "Concat.block");
-  CHECK(g->children()[0]->children().size() == 3);
+  CHECK(g->children()[1]->name() == "Concat.Concat");  // the concat, named after its node
+  CHECK(g->children()[0]->children().size() == 4);     // two convs, the batch norm, the sum
   CHECK(branched.layer("Concat.block.block_conv").kind() == "conv2d");
   CHECK(branched.layer("Concat.block.block_down_down_1").kind() == "batch_norm");
   const Tensor<float> x = random_input(Shape{2, 2, 3, 3}, 4);

@@ -36,8 +36,8 @@ namespace glassbox::io {
 struct LayerSpec {
   std::string kind, name;  // inside a block, the name within it ("conv2d_1", "shortcut")
   std::vector<std::pair<std::string, double>> fields;
-  // nn::Residual: the body's layers, then the shortcut; Graph: its layer
-  // nodes in order, the wiring in fields (detail::describe_wiring).
+  // nn::Residual: the body's layers, then the shortcut; Graph: its nodes
+  // (layers and merges) in order, the wiring in fields (detail::describe_wiring).
   std::vector<LayerSpec> children;
 
   void set(const std::string& key, double value) { fields.emplace_back(key, value); }
@@ -107,8 +107,7 @@ inline nn::PoolOptions pool_options(const SpecReader& r) {
 
 // A graph's wiring as fields: "nodes" (without the input), per node j from 1
 // "j.op" (Graph::Op), "j.inputs" and "j.input_k" (earlier nodes' indices),
-// "j.axis" for a concat; and "output". Merge names are not saved: a graph
-// rebuilt in the same order names its merges alike.
+// "j.axis" for a concat; and "output". Node j is the graph's child j - 1.
 template <class T>
 void describe_wiring(const Graph<T>& g, LayerSpec& s) {
   using Node = typename Graph<T>::Node;
@@ -164,6 +163,8 @@ LayerSpec describe(Layer<T>& layer) {
     s.set("hidden", static_cast<double>(rnn->hidden_size()));
     s.set("return_sequences", rnn->options().return_sequences);
     s.set("truncate", static_cast<double>(rnn->options().truncate));
+  } else if (dynamic_cast<GraphMerge<T>*>(&layer)) {
+    // its inputs and axis are its graph's wiring
   } else if (auto* r = dynamic_cast<nn::Dropout<T>*>(&layer)) {
     s.set("rate", static_cast<double>(r->rate()));
   } else if (auto* l = dynamic_cast<nn::LeakyReLU<T>*>(&layer)) {
@@ -221,8 +222,9 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
         shapes.emplace_back(child.name + "." + local, shape);
     return shapes;
   }
-  for (const char* kind : {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu",
-                           "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"})
+  for (const char* kind :
+       {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu", "sigmoid", "tanh",
+        "gelu", "softmax", "log_softmax", "identity", "sum", "multiply", "concat"})
     if (spec.kind == kind) return {};
   throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
 }
@@ -247,18 +249,20 @@ std::unique_ptr<Layer<T>> make_graph(const LayerSpec& spec, const SpecReader& r,
     for (std::int64_t k = 0; k < count; ++k)
       inputs.push_back(
           Node{static_cast<std::size_t>(r.integer(key + "input_" + std::to_string(k), 0, std::int64_t(j) - 1))});
-    if (op == Op::layer) {
-      if (child == spec.children.size())
-        throw r.error(key + "op", fmt::format("names layer {} of {} children", child + 1, spec.children.size()));
-      const LayerSpec& c = spec.children[child++];
+    if (child == spec.children.size())
+      throw r.error(key + "op", fmt::format("names child {} of {}", child + 1, spec.children.size()));
+    const LayerSpec& c = spec.children[child++];
+    const char* kind = op == Op::layer ? nullptr : Graph<T>::op_name(op);
+    if (kind && c.kind != kind)
+      throw r.error(key + "op", fmt::format("is a {}, but its child '{}' is a {}", kind, c.name, c.kind));
+    if (op == Op::layer)
       g->add(inputs[0], make_layer<T>(c, where + ", in " + spec.name), c.name);
-    } else if (op == Op::sum) {
-      g->sum(inputs);
-    } else if (op == Op::multiply) {
-      g->multiply(inputs);
-    } else {
-      g->concat(inputs, static_cast<int>(r.integer(key + "axis", -Shape::max_rank, Shape::max_rank)));
-    }
+    else if (op == Op::sum)
+      g->sum(inputs, c.name);
+    else if (op == Op::multiply)
+      g->multiply(inputs, c.name);
+    else
+      g->concat(inputs, static_cast<int>(r.integer(key + "axis", -Shape::max_rank, Shape::max_rank)), c.name);
   }
   if (child != spec.children.size())
     throw r.error("children", fmt::format("{} children, but the nodes use {}", spec.children.size(), child));
@@ -317,6 +321,8 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
       return block;
     }
     if (kind == "graph") return detail::make_graph<T>(spec, r, where);
+    if (kind == "sum" || kind == "multiply" || kind == "concat")
+      throw Error(fmt::format("{}, layer '{}': a {} exists only inside a graph", where, spec.name, kind));
     if (kind == "identity") return std::make_unique<nn::Identity<T>>();
     if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();
     if (kind == "flatten") return std::make_unique<nn::Flatten<T>>();

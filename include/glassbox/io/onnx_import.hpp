@@ -358,6 +358,7 @@ class Importer {
   struct GraphPiece;
   void graph(const std::vector<const OnnxNode*>& nodes, const std::string& in, const std::string& out, std::string name,
              const std::string& prefix, bool exported, Sink& sink);
+  std::string merge_name(const GraphPiece& p, const OnnxNode& n, const char* kind) const;
   // True when the region is one child layer of an exported graph (not merges alone).
   bool one_layer(const GraphPiece& p, const std::vector<const OnnxNode*>& region) const;
   // Plans the step that builds `tensor` (and those it reads); runs one.

@@ -317,6 +317,15 @@ std::size_t Importer<T>::plan(GraphPiece& p, const std::string& tensor) {
   return p.planned[tensor] = p.steps.size() - 1;
 }
 
+// A merge's name from its node's, as a layer's (empty: kind_N).
+template <class T>
+std::string Importer<T>::merge_name(const GraphPiece& p, const OnnxNode& n, const char* kind) const {
+  std::string name = n.name;
+  if (!p.prefix.empty() && name.compare(0, p.prefix.size(), p.prefix) == 0) name.erase(0, p.prefix.size());
+  name = layer_name(name, kind);
+  return p.names.count(name) ? std::string() : name;
+}
+
 template <class T>
 typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename GraphPiece::Step& step,
                                               const std::vector<typename Graph<T>::Node>& built) {
@@ -357,14 +366,14 @@ typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename Grap
       if (!fits) fail(n, fmt::format("concatenates {} and {} along axis {}", first.str(), s.str(), axis));
       shape[static_cast<int>(axis)] += s[static_cast<int>(axis)];
     }
-    merged = g.concat(inputs, static_cast<int>(a->i));
+    merged = g.concat(inputs, static_cast<int>(a->i), merge_name(p, n, "concat"));
   } else if (n.op == "Add" || n.op == "Sum" || n.op == "Mul") {
     allow(n, {});
     for (std::size_t i = 1; i < inputs.size(); ++i)
       if (p.shapes.at(inputs[i].id) != first)
         fail(n, fmt::format("merges {} with {}; glassbox merges equal shapes (no broadcasting)", first.str(),
                             p.shapes.at(inputs[i].id).str()));
-    merged = n.op == "Mul" ? g.multiply(inputs) : g.sum(inputs);
+    merged = n.op == "Mul" ? g.multiply(inputs, merge_name(p, n, "multiply")) : g.sum(inputs, merge_name(p, n, "sum"));
   } else {
     fail(n, fmt::format("combines {} computed tensors; glassbox merges branches with Add, Sum, Mul or Concat",
                         inputs.size()));

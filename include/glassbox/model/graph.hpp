@@ -15,11 +15,10 @@
 //   g.concat({a, b});   // the output: the last node added, or set_output()
 //   model.add(std::make_unique<Graph<float>>(std::move(g)));   // "graph_1"
 //
-// Hooks stay uniform: the layer nodes are the graph's children, named
-// "<graph>.<node>" ("graph_1.conv2d_2"), and every hook fires for them as
-// for a residual block's. Merge nodes ("sum_1", "multiply_1", "concat_1")
-// have names but are not layers: what they compute is the input of the
-// layers that read them, or the graph's output.
+// Hooks stay uniform: every node but the input is a child layer of the
+// graph, named "<graph>.<node>" ("graph_1.conv2d_2", "graph_1.concat_1"),
+// and every hook fires for it as for a residual block's layers. A merge is a
+// GraphMerge layer (model/graph_merge.hpp) whose events show its first input.
 //
 // Nodes run in the order they were added, which is topological since a node
 // reads only earlier ones. Forward keeps every node's output for backward
@@ -35,6 +34,7 @@
 #include <vector>
 
 #include "glassbox/core/precompiled.hpp"
+#include "glassbox/model/graph_merge.hpp"
 #include "glassbox/nn/layer.hpp"
 
 namespace glassbox {
@@ -72,14 +72,18 @@ class Graph : public Layer<T> {
   }
 
   // Elementwise sum or product of nodes of one shape (at least two; a node
-  // may appear twice).
-  Node sum(const std::vector<Node>& inputs) { return merge(Op::sum, inputs, 1); }
-  Node multiply(const std::vector<Node>& inputs) { return merge(Op::multiply, inputs, 1); }
+  // may appear twice), named sum_N / multiply_N by default.
+  Node sum(const std::vector<Node>& inputs, std::string name = {}) {
+    return merge(MergeOp::sum, inputs, 1, std::move(name));
+  }
+  Node multiply(const std::vector<Node>& inputs, std::string name = {}) {
+    return merge(MergeOp::multiply, inputs, 1, std::move(name));
+  }
   // Concatenation along `axis` (1: channels or features; negative counts from
   // the end) of nodes whose other dimensions agree.
-  Node concat(const std::vector<Node>& inputs, int axis = 1) {
+  Node concat(const std::vector<Node>& inputs, int axis = 1, std::string name = {}) {
     if (axis == 0) throw Error(fmt::format("{}: concat along axis 0 would mix samples", this->name()));
-    return merge(Op::concat, inputs, axis);
+    return merge(MergeOp::concat, inputs, axis, std::move(name));
   }
 
   // The node whose value the graph returns (default: the last one added).
@@ -100,8 +104,9 @@ class Graph : public Layer<T> {
     return r;
   }
   int axis(Node n) const { return entry(n).axis; }  // of a concat, as given
+  // The layer of a node: its layer, or a merge's GraphMerge.
   Layer<T>& layer(Node n) {
-    if (entry(n).op != Op::layer) throw Error(fmt::format("{}: node '{}' is not a layer", this->name(), node_name(n)));
+    if (entry(n).op == Op::input) throw Error(fmt::format("{}: the input is not a layer", this->name()));
     return *layers_[entry(n).layer];
   }
   static const char* op_name(Op op) {
@@ -138,7 +143,7 @@ class Graph : public Layer<T> {
   std::vector<std::pair<std::string, Tensor<T>*>> buffers() override {
     std::vector<std::pair<std::string, Tensor<T>*>> all;
     for (const Entry& e : nodes_)
-      if (e.op == Op::layer)
+      if (e.op != Op::input)
         for (auto& [name, tensor] : layers_[e.layer]->buffers()) all.emplace_back(e.name + "." + name, tensor);
     return all;
   }
@@ -148,10 +153,12 @@ class Graph : public Layer<T> {
   void set_name(std::string name) override {
     this->set_own_name(std::move(name));
     for (const Entry& e : nodes_)
-      if (e.op == Op::layer) layers_[e.layer]->set_name(qualified(e.name));
+      if (e.op != Op::input) layers_[e.layer]->set_name(qualified(e.name));
   }
   std::string config() const override {
-    return fmt::format("{} layers, {} merges", layers_.size(), nodes_.size() - 1 - layers_.size());
+    std::size_t merges = 0;
+    for (const Entry& e : nodes_) merges += e.op != Op::input && e.op != Op::layer;
+    return fmt::format("{} layers, {} merges", layers_.size() - merges, merges);
   }
 
   Shape output_shape(const Shape& in) const override { return node_shapes(in)[output().id]; }
@@ -163,10 +170,12 @@ class Graph : public Layer<T> {
     for (std::size_t k = 1; k < nodes_.size(); ++k) {
       const Entry& e = nodes_[k];
       Tensor<T>& value = k == out ? y : values_[k];
-      if (e.op == Op::layer)
-        this->run_child_forward(*layers_[e.layer], node_value(e.inputs[0], x, y), value, mode);
-      else
-        merge_forward(e, shapes[k], x, y, value);
+      if (e.op != Op::layer) {
+        std::vector<const Tensor<T>*> inputs;
+        for (std::size_t i : e.inputs) inputs.push_back(&node_value(i, x, y));
+        merge_of(e).set_inputs(std::move(inputs));
+      }
+      this->run_child_forward(*layers_[e.layer], node_value(e.inputs[0], x, y), value, mode);
     }
   }
 
@@ -179,20 +188,26 @@ class Graph : public Layer<T> {
       if (k != out && !has_grad_[k]) continue;  // unreachable: every node leads to the output
       const Entry& e = nodes_[k];
       const Tensor<T>& grad = k == out ? dy : grads_[k];
-      if (e.op == Op::layer) {
-        const std::size_t from = e.inputs[0];
-        Tensor<T>* target = grad_target(from, dx);
-        this->run_child_backward(*layers_[e.layer], node_value(from, x, y), node_value(k, x, y), grad, target);
-        if (target == &scratch_) accumulate(from, dx, scratch_);
-        continue;
+      if (e.op != Op::layer) {  // the other inputs' gradients, as wanted
+        std::vector<bool> wanted{false};
+        for (std::size_t i = 1; i < e.inputs.size(); ++i) wanted.push_back(e.inputs[i] != 0 || dx);
+        merge_of(e).want_input_grads(std::move(wanted));
       }
-      for (std::size_t i = 0; i < e.inputs.size(); ++i) {
-        const std::size_t from = e.inputs[i];
-        Tensor<T>* target = grad_target(from, dx);
-        if (!target) continue;
-        merge_backward(e, i, grad, x, y, *target);
-        if (target == &scratch_) accumulate(from, dx, scratch_);
-      }
+      const std::size_t from = e.inputs[0];
+      Tensor<T>* target = grad_target(from, dx);
+      this->run_child_backward(*layers_[e.layer], node_value(from, x, y), node_value(k, x, y), grad, target);
+      if (target == &scratch_) accumulate(from, dx, scratch_);
+      if (e.op == Op::layer) continue;
+      for (std::size_t i = 1; i < e.inputs.size(); ++i)
+        if (Tensor<T>* other = grad_target(e.inputs[i], dx)) {
+          const Tensor<T>& part = merge_of(e).input_grad(i);
+          if (other == &scratch_) {
+            accumulate(e.inputs[i], dx, part);
+          } else {
+            other->resize(part.shape());
+            std::copy(part.begin(), part.end(), other->begin());
+          }
+        }
     }
     if (dx && !input_grad_written_)
       throw Error(fmt::format("{}: the output does not depend on the input", this->name()));
@@ -203,7 +218,7 @@ class Graph : public Layer<T> {
     Op op;
     std::string name;
     std::vector<std::size_t> inputs;
-    std::size_t layer;  // index into layers_ for Op::layer
+    std::size_t layer;  // index into layers_ (layers and merges)
     int axis;           // for Op::concat
   };
 
@@ -257,105 +272,42 @@ class Graph : public Layer<T> {
     nodes_.push_back(std::move(e));
     return Node{nodes_.size() - 1};
   }
-  Node merge(Op op, const std::vector<Node>& inputs, int axis) {
+  Node merge(MergeOp op, const std::vector<Node>& inputs, int axis, std::string name) {
     require_not_in_model();
+    const char* what = GraphMerge<T>::op_name(op);
     if (inputs.size() < 2)
-      throw Error(fmt::format("{}: {} needs at least two inputs, got {}", this->name(), op_name(op), inputs.size()));
+      throw Error(fmt::format("{}: {} needs at least two inputs, got {}", this->name(), what, inputs.size()));
     std::vector<std::size_t> ids;
     for (Node n : inputs) {
-      check_node(n, op_name(op));
+      check_node(n, what);
       ids.push_back(n.id);
     }
-    return append(Entry{op, unique_name(op_name(op)), std::move(ids), 0, axis});
+    if (name.empty()) name = unique_name(what);
+    check_new_name(name);
+    auto layer = std::make_unique<GraphMerge<T>>(op, axis);
+    layer->set_name(qualified(name));
+    layers_.push_back(std::move(layer));
+    const Op kind = op == MergeOp::sum ? Op::sum : op == MergeOp::multiply ? Op::multiply : Op::concat;
+    return append(Entry{kind, std::move(name), std::move(ids), layers_.size() - 1, axis});
   }
+  GraphMerge<T>& merge_of(const Entry& e) { return static_cast<GraphMerge<T>&>(*layers_[e.layer]); }
 
   // Output shape of node k, given the shapes of the nodes before it.
   Shape node_shape(std::size_t k, const std::vector<Shape>& shapes) const {
     const Entry& e = nodes_[k];
     if (e.op == Op::layer) return layers_[e.layer]->output_shape(shapes[e.inputs[0]]);
-    const Shape& first = shapes[e.inputs[0]];
-    const auto mismatch = [&](std::size_t i, const std::string& why) {
-      return Error(fmt::format("{}: input {} ('{}') has shape {} but input 1 ('{}') {}; {}", qualified(e.name), i + 1,
-                               nodes_[e.inputs[i]].name, shapes[e.inputs[i]].str(), nodes_[e.inputs[0]].name,
-                               first.str(), why));
-    };
-    if (e.op != Op::concat) {
-      for (std::size_t i = 1; i < e.inputs.size(); ++i)
-        if (shapes[e.inputs[i]] != first) throw mismatch(i, fmt::format("a {} needs equal shapes", op_name(e.op)));
-      return first;
+    std::vector<Shape> in;
+    std::vector<std::string> names;
+    for (std::size_t i : e.inputs) {
+      in.push_back(shapes[i]);
+      names.push_back(nodes_[i].name);
     }
-    const int axis = concat_axis(e, first.rank());
-    Shape out = first;
-    for (std::size_t i = 1; i < e.inputs.size(); ++i) {
-      const Shape& s = shapes[e.inputs[i]];
-      bool fits = s.rank() == first.rank();
-      for (int d = 0; fits && d < s.rank(); ++d) fits = d == axis || s[d] == first[d];
-      if (!fits) throw mismatch(i, fmt::format("a concat along axis {} needs the other dimensions equal", axis));
-      out[axis] += s[axis];
-    }
-    return out;
-  }
-  int concat_axis(const Entry& e, int rank) const {
-    const int axis = e.axis < 0 ? e.axis + rank : e.axis;
-    if (axis < 1 || axis >= rank)
-      throw Error(
-          fmt::format("{}: axis {} is not a non-batch axis of its rank-{} inputs", qualified(e.name), e.axis, rank));
-    return axis;
-  }
-  // Values per sample before `axis` (batch included) and from `axis` on.
-  static std::pair<index_t, index_t> split_at(const Shape& s, int axis) {
-    index_t outer = 1;
-    for (int d = 0; d < axis; ++d) outer *= s[d];
-    return {outer, s.size() / std::max<index_t>(outer, 1)};
+    const auto& merge = static_cast<const GraphMerge<T>&>(*layers_[e.layer]);
+    return GraphMerge<T>::merged_shape(qualified(e.name), merge.op(), e.axis, in, names);
   }
 
   const Tensor<T>& node_value(std::size_t k, const Tensor<T>& x, const Tensor<T>& y) const {
     return k == 0 ? x : k == output().id ? y : values_[k];
-  }
-
-  void merge_forward(const Entry& e, const Shape& shape, const Tensor<T>& x, const Tensor<T>& y, Tensor<T>& out) {
-    out.resize(shape);
-    if (e.op == Op::concat) {
-      const auto [outer, row] = split_at(shape, concat_axis(e, shape.rank()));
-      index_t offset = 0;
-      for (std::size_t i : e.inputs) {
-        const Tensor<T>& v = node_value(i, x, y);
-        const index_t part = split_at(v.shape(), concat_axis(e, shape.rank())).second;
-        for (index_t r = 0; r < outer; ++r)
-          std::copy(v.data() + r * part, v.data() + (r + 1) * part, out.data() + r * row + offset);
-        offset += part;
-      }
-      return;
-    }
-    out.flat() = node_value(e.inputs[0], x, y).flat();
-    for (std::size_t i = 1; i < e.inputs.size(); ++i) {
-      if (e.op == Op::sum)
-        out.flat() += node_value(e.inputs[i], x, y).flat();
-      else
-        out.flat() *= node_value(e.inputs[i], x, y).flat();
-    }
-  }
-
-  // The gradient of merge `e` with respect to its input `which`, into `target`.
-  void merge_backward(const Entry& e, std::size_t which, const Tensor<T>& grad, const Tensor<T>& x, const Tensor<T>& y,
-                      Tensor<T>& target) {
-    const Tensor<T>& in = node_value(e.inputs[which], x, y);
-    target.resize(in.shape());
-    if (e.op == Op::sum) {
-      target.flat() = grad.flat();
-    } else if (e.op == Op::multiply) {
-      target.flat() = grad.flat();
-      for (std::size_t i = 0; i < e.inputs.size(); ++i)
-        if (i != which) target.flat() *= node_value(e.inputs[i], x, y).flat();
-    } else {
-      const int axis = concat_axis(e, grad.rank());
-      const auto [outer, row] = split_at(grad.shape(), axis);
-      index_t offset = 0;
-      for (std::size_t i = 0; i < which; ++i) offset += split_at(node_value(e.inputs[i], x, y).shape(), axis).second;
-      const index_t part = split_at(in.shape(), axis).second;
-      for (index_t r = 0; r < outer; ++r)
-        std::copy(grad.data() + r * row + offset, grad.data() + r * row + offset + part, target.data() + r * part);
-    }
   }
 
   // Where the gradient wrt node `from` goes: straight into its buffer when it
@@ -381,7 +333,7 @@ class Graph : public Layer<T> {
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   std::size_t output_ = 0;  // 0: the last node
   std::map<std::string, int> kind_counts_;
-  std::vector<Tensor<T>> values_, grads_;
+  std::vector<Tensor<T>> values_, grads_;  // per node
   std::vector<bool> has_grad_;
   bool input_grad_written_ = false;
   Tensor<T> scratch_;

@@ -147,7 +147,7 @@ DiagramBox box_of(Layer<T>& layer, const Shape& out, const inspect::ActivationSt
 
 // A Graph layer in a frame: its nodes in the order they run, down the main
 // column; an arrow joins a node to the one before it when it reads it, and
-// a node that reads others says "from ..."; a merge is a box of its own.
+// a node that reads others says "from ..."; a merge is a box as a layer is.
 // Returns the bottom of the frame.
 template <class T>
 double draw_graph(std::string& svg, Graph<T>& graph, const Shape& in, double y,
@@ -161,14 +161,7 @@ double draw_graph(std::string& svg, Graph<T>& graph, const Shape& in, double y,
   for (std::size_t j = 1; j < graph.node_count(); ++j) {
     const Node node{j};
     const std::vector<Node> inputs = graph.inputs(node);
-    DiagramBox box = graph.op(node) == Graph<T>::Op::layer
-                         ? box_of(graph.layer(node), shapes[j], stats, flow)
-                         : DiagramBox{{},
-                                      "merge",
-                                      {fmt::format("{} ({})", graph.node_name(node), Graph<T>::op_name(graph.op(node))),
-                                       shape_text(shapes[j])},
-                                      {},
-                                      false};
+    DiagramBox box = box_of(graph.layer(node), shapes[j], stats, flow);
     const bool reads_previous = inputs.size() == 1 && inputs[0].id == j - 1;
     if (!reads_previous) {
       std::string from;

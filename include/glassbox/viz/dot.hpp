@@ -76,12 +76,9 @@ std::string dot_graph(std::string& dot, Graph<T>& graph, const std::string& id, 
     const Node node{j};
     const std::string name = fmt::format("{}_{}", id, j);
     std::string fill;
-    if (graph.op(node) == Graph<T>::Op::layer)
-      dot += fmt::format("    {} [label=\"{}\"{}];\n", name, dot_label(graph.layer(node), shapes[j], stats, flow, fill),
-                         fill);
-    else
-      dot += fmt::format("    {} [shape=ellipse, style=filled, fillcolor=\"#efedf5\", label=\"{} ({})\\n{}\"];\n", name,
-                         dot_escape(graph.node_name(node)), Graph<T>::op_name(graph.op(node)), shape_text(shapes[j]));
+    const bool merge = graph.op(node) != Graph<T>::Op::layer;  // an ellipse
+    dot += fmt::format("    {} [{}label=\"{}\"{}];\n", name, merge ? "shape=ellipse, style=filled, " : "",
+                       dot_label(graph.layer(node), shapes[j], stats, flow, fill), fill);
     names.push_back(name);
   }
   dot += "  }\n";
