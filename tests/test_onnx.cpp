@@ -82,6 +82,13 @@ class OnnxFile {
   int opset_ = 13;
 };
 
+// A string attribute (AttributeProto type 3), which the export never writes.
+Proto string_attribute(const std::string& name, const std::string& value) {
+  Proto a;
+  a.bytes(1, name).bytes(4, value).varint(20, 3);
+  return a;
+}
+
 // x (batch, 3) -> Gemm with a (2, 3) weight and a bias -> y.
 OnnxFile gemm_file(std::vector<Proto> attributes = {attribute_int("transB", 1)}) {
   OnnxFile f;
@@ -432,6 +439,30 @@ TEST_CASE("import_onnx recognises GELU from its formula and refuses other elemen
   CHECK_THROWS_WITH(import(other.bytes()), Contains("node 'div' (Div): this op is not supported"));
 }
 
+TEST_CASE("import_onnx reads opsets 18 to 21: Gelu's op (20) in both forms") {
+  for (const std::string form : {"none", "tanh"}) {
+    OnnxFile f;
+    f.input("x", {-1, 3})
+        .output("y")
+        .node("Gelu", {"x"}, "y", "gelu", {string_attribute("approximate", form)})
+        .opset(20);
+    Sequential<float> m = import(f.bytes());
+    REQUIRE(m.size() == 1);
+    auto* gelu = dynamic_cast<nn::GELU<float>*>(&m.layer(0));
+    REQUIRE(gelu);
+    CHECK((gelu->approximation() == nn::GELU<float>::Approximation::tanh) == (form == "tanh"));
+    const Tensor<float> y = m.predict(Tensor<float>(Shape{1, 3}, {-1, 0.5f, 2}));
+    const double exact = 0.5 * (1 + std::erf(2 / std::sqrt(2.0))) * 2;
+    CHECK(y[2] == Approx(exact).epsilon(form == "tanh" ? 1e-3 : 1e-6));
+  }
+  OnnxFile odd;
+  odd.input("x", {-1, 3})
+      .output("y")
+      .node("Gelu", {"x"}, "y", "gelu", {string_attribute("approximate", "erf")})
+      .opset(21);
+  CHECK_THROWS_WITH(import(odd.bytes()), Contains("node 'gelu' (Gelu): attribute 'approximate' = 'erf' is not GELU's"));
+}
+
 TEST_CASE("import_onnx names the node, op and attribute it cannot import") {
   CHECK_THROWS_WITH(import(gemm_file({attribute_int("transA", 1)}).bytes()),
                     Contains("test.onnx") && Contains("node 'fc' (Gemm)") && Contains("'transA' = 1"));
@@ -475,7 +506,8 @@ TEST_CASE("import_onnx names the node, op and attribute it cannot import") {
   two_outputs.input("x", {-1, 3}).output("y").output("z").node("Relu", {"x"}, "y", "a").node("Tanh", {"x"}, "z", "b");
   CHECK_THROWS_WITH(import(two_outputs.bytes()), Contains("2 outputs"));
 
-  CHECK_THROWS_WITH(import(gemm_file().opset(9).bytes()), Contains("opset 9 is not supported (11 to 17)"));
+  CHECK_THROWS_WITH(import(gemm_file().opset(9).bytes()), Contains("opset 9 is not supported (11 to 21)"));
+  CHECK_THROWS_WITH(import(gemm_file().opset(22).bytes()), Contains("opset 22 is not supported (11 to 21)"));
   OnnxFile integers;
   integers.input("x", {-1, 3}, 7).output("y").node("Relu", {"x"}, "y", "relu");
   CHECK_THROWS_WITH(import(integers.bytes()), Contains("element type 7"));

@@ -3,12 +3,12 @@
 // layers fire the same hooks as a model built in C++, so every recorder,
 // attribution, pruning and int8 tool works on a model trained elsewhere.
 //
-// What is read (opsets 11 to 17): Gemm (transB either way, alpha and beta
+// What is read (opsets 11 to 21): Gemm (transB either way, alpha and beta
 // folded in), MatMul with a constant weight (+ Add of a bias), Conv (group 1;
 // explicit, valid or SAME_UPPER padding, or a zero Pad node before it), Relu
 // (fused into the Conv before it, as glassbox's own conv), LeakyRelu,
-// Sigmoid, Tanh, Softmax and LogSoftmax over the last axis, GELU written as
-// its formula (any arrangement of elementwise nodes that computes GELU, exact
+// Sigmoid, Tanh, Softmax and LogSoftmax over the last axis, Gelu (opset 20),
+// GELU written as its formula (any arrangement of elementwise nodes that computes GELU, exact
 // or tanh form: recognised by evaluating the nodes), MaxPool, AveragePool,
 // GlobalAveragePool + Flatten, BatchNormalization (inference), Flatten,
 // Reshape to (batch, features) (its shape constant or computed from the

@@ -210,6 +210,16 @@ std::size_t Importer<T>::single(const OnnxNode& n, const std::string& x, const s
     emit(sink, std::move(layer), n);
     return false;
   }
+  if (op == "Gelu") {  // opset 20
+    allow(n, {"approximate"});
+    const std::string form = string_attr(n, "approximate", "none");
+    if (form != "none" && form != "tanh") fail(n, fmt::format("attribute 'approximate' = '{}' is not GELU's", form));
+    emit(sink,
+         std::make_unique<nn::GELU<T>>(form == "tanh" ? nn::GELU<T>::Approximation::tanh
+                                                      : nn::GELU<T>::Approximation::none),
+         n);
+    return false;
+  }
   if (op == "LeakyRelu") {
     allow(n, {"alpha"});
     emit(sink, std::make_unique<nn::LeakyReLU<T>>(static_cast<T>(float_attr(n, "alpha", 0.01))), n);
