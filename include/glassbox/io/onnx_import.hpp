@@ -372,7 +372,18 @@ class Importer {
   static constexpr std::size_t max_graph_nodes = 4096;
   static constexpr std::size_t max_graph_work = std::size_t(1) << 24;
   static constexpr index_t max_window = 1 << 16;  // larger windows are absurd, and overflow index sums
-  static constexpr int max_depth = 32;            // residual blocks inside residual blocks
+  static constexpr int max_depth = 32;            // blocks (residual blocks, graphs) inside blocks
+  // One level of block nesting for its scope; past max_depth, an error naming `n`.
+  struct Nesting {
+    Nesting(Importer& importer, const OnnxNode& n) : depth(importer.depth_) {
+      if (depth == max_depth) importer.fail(n, fmt::format("blocks nest deeper than {}", max_depth));
+      ++depth;
+    }
+    ~Nesting() { --depth; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+    int& depth;
+  };
 
   const OnnxModel& m_;
   std::string where_;

@@ -174,12 +174,7 @@ void Importer<T>::graph(const std::vector<const OnnxNode*>& nodes, const std::st
   if (nodes.size() > max_graph_nodes)
     fail(last,
          fmt::format("ends a branching part of {} nodes; glassbox imports at most {}", nodes.size(), max_graph_nodes));
-  if (depth_ == max_depth) fail(last, fmt::format("blocks nest deeper than {}", max_depth));
-  struct Deeper {
-    int& depth;
-    explicit Deeper(int& d) : depth(++d) {}
-    ~Deeper() { --depth; }
-  } deeper(depth_);
+  const Nesting nesting(*this, last);
 
   auto owned = std::make_unique<Graph<T>>();
   GraphPiece p;

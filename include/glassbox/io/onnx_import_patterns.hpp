@@ -383,12 +383,7 @@ bool Importer<T>::residual(const Segment& s, Sink& sink) {
   if (sides[body].size() == 1 && sides[body][0]->name == prefix + "shortcut") body = 1 - body;
   const int shortcut = 1 - body;
 
-  if (depth_ == max_depth) fail(add, fmt::format("residual blocks nest deeper than {}", max_depth));
-  struct Deeper {
-    int& depth;
-    explicit Deeper(int& d) : depth(++d) {}
-    ~Deeper() { --depth; }
-  } deeper(depth_);
+  const Nesting nesting(*this, add);
   const std::size_t assigned = assignments_.size();
   auto block = std::make_unique<nn::Residual<T>>();
   Sink inner;
