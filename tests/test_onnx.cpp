@@ -200,6 +200,25 @@ TEST_CASE("import_onnx gives a Graph layer back as written, and builds one for o
     CHECK(io::onnx_bytes(back, opset) == bytes);
   }
 
+  // A graph inside a graph, and a product of three (written as two Mul nodes).
+  Sequential<float> nested(Shape{5}, 3);
+  auto inner = std::make_unique<Graph<float>>();
+  inner->concat({inner->add<nn::Dense<float>>(inner->input(), 5, 2), inner->add<nn::Tanh<float>>(inner->input())});
+  auto outer = std::make_unique<Graph<float>>();
+  const auto a = outer->add(outer->input(), std::move(inner));
+  const auto b = outer->add<nn::Dense<float>>(outer->input(), 5, 7);
+  outer->multiply({a, b, b});
+  nested.add(std::move(outer));
+  nested.add<nn::Dense<float>>(7, 2);
+  const std::string nested_bytes = io::onnx_bytes(nested, 15);
+  Sequential<float> nested_back = import(nested_bytes);
+  CHECK(all_names(nested_back) == all_names(nested));
+  CHECK(nested_back.layer("graph_1.graph_1.concat_1").kind() == "concat");
+  CHECK(io::onnx_bytes(nested_back, 15) == nested_bytes);
+  const Tensor<float> probe = random_input(Shape{4, 5}, 6);
+  const Tensor<float> nested_expected = nested.predict(probe), nested_got = nested_back.predict(probe);
+  for (index_t i = 0; i < nested_got.size(); ++i) REQUIRE(nested_got[i] == nested_expected[i]);
+
   // A shortcut of two layers (a conv and a batch norm, as PyTorch's ResNet
   // projection is before folding) and a concat along features after it.
   const std::vector<float> w1{0.5f, -1, 2, 1}, bn{1.5f, 0.5f, 0.25f, -0.25f, 0.1f, 0.2f, 1, 2};

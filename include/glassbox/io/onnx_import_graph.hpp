@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -300,7 +301,21 @@ std::size_t Importer<T>::plan(GraphPiece& p, const std::string& tensor) {
   // A merge of the tensors it reads.
   step.region.clear();
   const OnnxNode& n = *p.producer.at(tensor);
-  for (const std::string& in : n.inputs) {
+  // glassbox writes a product of k inputs as k - 1 Mul nodes, "<merge>/1" ...
+  // "<merge>": they are one multiply again.
+  std::vector<std::string> operands;
+  const std::function<void(const OnnxNode&)> collect = [&](const OnnxNode& m) {
+    for (const std::string& in : m.inputs) {
+      const auto from = p.producer.find(in);
+      if (p.exported && n.op == "Mul" && from != p.producer.end() && from->second->op == "Mul" &&
+          from->second->name.compare(0, n.name.size() + 1, n.name + "/") == 0 && p.readers[in].size() == 1)
+        collect(*from->second);
+      else
+        operands.push_back(in);
+    }
+  };
+  collect(n);
+  for (const std::string& in : operands) {
     if (!dynamic(in))
       fail(n, fmt::format("merges the constant '{}' with computed tensors; glassbox merges computed tensors only", in));
     step.inputs.push_back(plan(p, in));
