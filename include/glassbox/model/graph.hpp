@@ -171,9 +171,9 @@ class Graph : public Layer<T> {
       const Entry& e = nodes_[k];
       Tensor<T>& value = k == out ? y : values_[k];
       if (e.op != Op::layer) {
-        std::vector<const Tensor<T>*> inputs;
-        for (std::size_t i : e.inputs) inputs.push_back(&node_value(i, x, y));
-        merge_of(e).set_inputs(std::move(inputs));
+        merge_inputs_.clear();  // reused: no allocation per batch
+        for (std::size_t i : e.inputs) merge_inputs_.push_back(&node_value(i, x, y));
+        merge_of(e).set_inputs(merge_inputs_);
       }
       this->run_child_forward(*layers_[e.layer], node_value(e.inputs[0], x, y), value, mode);
     }
@@ -189,9 +189,9 @@ class Graph : public Layer<T> {
       const Entry& e = nodes_[k];
       const Tensor<T>& grad = k == out ? dy : grads_[k];
       if (e.op != Op::layer) {  // the other inputs' gradients, as wanted
-        std::vector<bool> wanted{false};
-        for (std::size_t i = 1; i < e.inputs.size(); ++i) wanted.push_back(e.inputs[i] != 0 || dx);
-        merge_of(e).want_input_grads(std::move(wanted));
+        merge_wanted_.assign(1, false);
+        for (std::size_t i = 1; i < e.inputs.size(); ++i) merge_wanted_.push_back(e.inputs[i] != 0 || dx);
+        merge_of(e).want_input_grads(merge_wanted_);
       }
       const std::size_t from = e.inputs[0];
       Tensor<T>* target = grad_target(from, dx);
@@ -337,6 +337,8 @@ class Graph : public Layer<T> {
   std::vector<bool> has_grad_;
   bool input_grad_written_ = false;
   Tensor<T> scratch_;
+  std::vector<const Tensor<T>*> merge_inputs_;
+  std::vector<bool> merge_wanted_;
 };
 
 GLASSBOX_PRECOMPILED_INSTANCE(class Graph<float>)

@@ -37,10 +37,10 @@ class GraphMerge : public Layer<T> {
   int axis() const { return axis_; }  // as given (negative counts from the end)
 
   // The inputs of the next pass, the first being the x it will be given.
-  void set_inputs(std::vector<const Tensor<T>*> inputs) { inputs_ = std::move(inputs); }
+  void set_inputs(const std::vector<const Tensor<T>*>& inputs) { inputs_.assign(inputs.begin(), inputs.end()); }
   // Whether backward should compute input k's gradient (k >= 1; the first
   // input's is wanted when dx is given).
-  void want_input_grads(std::vector<bool> wanted) { wanted_ = std::move(wanted); }
+  void want_input_grads(const std::vector<bool>& wanted) { wanted_.assign(wanted.begin(), wanted.end()); }
   const Tensor<T>& input_grad(std::size_t k) const { return grads_.at(k); }
 
   // The merged shape of inputs of these shapes; errors name the merge and,
