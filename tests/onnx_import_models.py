@@ -98,6 +98,23 @@ class DenseBlock(torch.nn.Module):
         return self.head(torch.cat([x, y1, y2, y3], 1).flatten(1))
 
 
+class SqueezeExcite(torch.nn.Module):
+    """A squeeze-and-excitation block: global pooling kept at (N, C, 1, 1),
+    two 1x1 convs and a sigmoid gate that scales the features (a broadcast Mul)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.reduce = torch.nn.Conv2d(8, 4, 1)
+        self.expand = torch.nn.Conv2d(4, 8, 1)
+        self.head = torch.nn.Linear(8 * 6 * 6, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        gate = torch.sigmoid(self.expand(torch.relu(self.reduce(torch.nn.functional.adaptive_avg_pool2d(x, 1)))))
+        return self.head((x * gate).flatten(1))
+
+
 def mlp():
     """GELU in both forms, batch norm on features (kept as a node), dropout, log-softmax."""
     return torch.nn.Sequential(
@@ -191,7 +208,8 @@ def main(out):
              ("mlp_gelu", mlp(), (784,)), ("pools", pools(), (3, 10, 10)),
              ("lstm_classifier", LstmClassifier(), (28, 28)), ("gru_last_state", GruLastState(), (7, 12)),
              ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8)),
-             ("branch_resnet", BranchResNet(), (1, 12, 12)), ("dense_block", DenseBlock(), (2, 6, 6))]
+             ("branch_resnet", BranchResNet(), (1, 12, 12)), ("dense_block", DenseBlock(), (2, 6, 6)),
+             ("squeeze_excite", SqueezeExcite(), (1, 6, 6))]
     with open(f"{out}/manifest.txt", "w") as manifest:
         for name, model, sample in cases:
             randomize_statistics(model)

@@ -70,6 +70,18 @@ TEST_CASE("graph: gradient checks", "[graph]") {
     g.concat({d, g.multiply({x, x, x})}, -1);
     check_layer_gradients(g, random_tensor(Shape{4, 3}, rng));
   }
+  SECTION("a squeeze-and-excitation gate: products and sums broadcast along dimensions of 1") {
+    Graph<double> g;
+    auto x = g.input();
+    auto features = g.add<nn::Conv2D<double>>(x, 2, 3, nn::Size2{3, 3}, same_padding());
+    auto squeezed = g.add<nn::AvgPool2D<double>>(features, nn::Size2{4, 5});  // (N, 3, 1, 1)
+    auto gate = g.add<nn::Sigmoid<double>>(g.add<nn::Conv2D<double>>(squeezed, 3, 3, nn::Size2{1, 1}));
+    g.sum({g.multiply({features, gate}), gate});
+    check_layer_gradients(g, random_tensor(Shape{2, 2, 4, 5}, rng));
+    Tensor<double> in = random_tensor(Shape{2, 2, 4, 5}, rng), out;
+    g.forward(in, out, Mode::eval);
+    CHECK(out.shape() == Shape{2, 3, 4, 5});
+  }
   SECTION("a residual block inside a graph, a graph inside a residual block") {
     auto inner = gated(4);
     nn::Residual<double> block;
@@ -213,7 +225,7 @@ TEST_CASE("graph: errors name the graph and the node", "[graph]") {
   auto sum = g.sum({a, b});
   CHECK_THROWS_WITH(g.output_shape(Shape{1, 4}),
                     Contains("sum_1: input 2 ('dense_2') has shape (1, 2) but input 1 ('dense_1') (1, 3)") &&
-                        Contains("equal shapes"));
+                        Contains("equal or 1 (broadcast)"));
   g.set_output(a);
   CHECK_THROWS_WITH(g.output_shape(Shape{1, 4}), Contains("node 'dense_2' does not lead to the output 'dense_1'"));
   g.set_output(sum);

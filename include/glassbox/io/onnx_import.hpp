@@ -1,24 +1,27 @@
 #pragma once
 // ONNX import: io::import_onnx<float>("model.onnx") builds a Sequential whose
 // layers fire the same hooks as a model built in C++, so every recorder,
-// attribution, pruning and int8 tool works on a model trained elsewhere.
+// attribution and pruning tool works on a model trained elsewhere (int8 on
+// models without graphs or residual blocks).
 //
 // What is read (opsets 11 to 21): Gemm (transB either way, alpha and beta
 // folded in), MatMul with a constant weight (+ Add of a bias), Conv (group 1;
 // explicit, valid or SAME_UPPER padding, or a zero Pad node before it), Relu
-// (fused into the Conv before it, as glassbox's own conv), LeakyRelu,
-// Sigmoid, Tanh, Softmax and LogSoftmax over the last axis, Gelu (opset 20),
-// GELU written as its formula (any arrangement of elementwise nodes that computes GELU, exact
-// or tanh form: recognised by evaluating the nodes), MaxPool, AveragePool,
-// GlobalAveragePool + Flatten, BatchNormalization (inference), Flatten,
-// Reshape to (batch, features) (its shape constant or computed from the
-// tensor's own shape), Dropout, Identity, Constant, initializers;
+// (fused into the Conv before it, as glassbox's own conv), LeakyRelu, Sigmoid,
+// Tanh, Softmax and LogSoftmax over the last axis, Gelu (opset 20), GELU
+// written as its formula (any arrangement of elementwise nodes that computes
+// GELU, exact or tanh form: recognised by evaluating the nodes), MaxPool,
+// AveragePool, GlobalAveragePool (+ Flatten; without, an average pool over the
+// image), BatchNormalization (inference), Flatten, Reshape to (batch,
+// features) (its shape constant or computed from the tensor's own shape),
+// Dropout, Identity, Constant, initializers;
 // LSTM, GRU and RNN (forward, zero initial states, between the Transposes
 // exporters write around them); residual blocks: a branch that leaves a
 // tensor and comes back in an Add (a chain of layers on one side, the input
 // or one layer on the other) becomes an nn::Residual; and any other
-// branching (Add, Sum, Mul or Concat of branches, shortcuts of several
-// layers, tensors read by several nodes) becomes a Graph layer
+// branching (Add, Sum, Mul or Concat of branches, sums and products
+// broadcasting dimensions of 1, shortcuts of several layers, tensors read by
+// several nodes) becomes a Graph layer
 // (onnx_import_graph.hpp): the model stays a Sequential, whose chain parts
 // are its own layers.
 //
@@ -27,8 +30,8 @@
 // model exported by glassbox comes back with its own names and bit-for-bit
 // its outputs (its Graph layers are grouped again from the metadata entry
 // "glassbox.graphs"). Anything else (another op, an attribute glassbox does
-// not implement, a shape known only at run time, merges that broadcast, a
-// graph with several inputs or outputs) is a glassbox::Error naming the
+// not implement, a shape known only at run time, merges that broadcast across
+// ranks, a graph with several inputs or outputs) is a glassbox::Error naming the
 // file, the node, its op and the attribute.
 
 #include <fmt/format.h>

@@ -379,10 +379,17 @@ typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename Grap
     merged = g.concat(inputs, static_cast<int>(a->i), merge_name(p, n, "concat"));
   } else if (n.op == "Add" || n.op == "Sum" || n.op == "Mul") {
     allow(n, {});
-    for (std::size_t i = 1; i < inputs.size(); ++i)
-      if (p.shapes.at(inputs[i].id) != first)
-        fail(n, fmt::format("merges {} with {}; glassbox merges equal shapes (no broadcasting)", first.str(),
-                            p.shapes.at(inputs[i].id).str()));
+    for (std::size_t i = 1; i < inputs.size(); ++i) {
+      const Shape& other = p.shapes.at(inputs[i].id);
+      bool fits = other.rank() == shape.rank();
+      for (int d = 1; fits && d < other.rank(); ++d) {
+        fits = other[d] == shape[d] || other[d] == 1 || shape[d] == 1;
+        shape[d] = std::max(shape[d], other[d]);
+      }
+      if (!fits)
+        fail(n, fmt::format("merges {} with {}; glassbox broadcasts only dimensions of 1, within one rank", first.str(),
+                            other.str()));
+    }
     merged = n.op == "Mul" ? g.multiply(inputs, merge_name(p, n, "multiply")) : g.sum(inputs, merge_name(p, n, "sum"));
   } else {
     fail(n, fmt::format("combines {} computed tensors; glassbox merges branches with Add, Sum, Mul or Concat",

@@ -268,11 +268,15 @@ std::size_t Importer<T>::single(const OnnxNode& n, const std::string& x, const s
   if (op == "GlobalAveragePool") {
     allow(n, {});
     require_rank(n, sink, 4);
-    // glassbox's global pooling drops the 1x1 that ONNX keeps: a flatten must follow.
-    if (!after || !flattens(*after, Shape{sink.shape[0], sink.shape[1], 1, 1}))
-      fail(n, "is imported only when a Flatten or Reshape to (batch, channels) follows");
-    emit(sink, std::make_unique<nn::GlobalAvgPool2D<T>>(), n);
-    return true;
+    // glassbox's global pooling drops the 1x1 that ONNX keeps, as the flatten
+    // after it does; without one (a squeeze-and-excitation gate) it is an
+    // average pool over the whole image.
+    if (after && flattens(*after, Shape{sink.shape[0], sink.shape[1], 1, 1})) {
+      emit(sink, std::make_unique<nn::GlobalAvgPool2D<T>>(), n);
+      return true;
+    }
+    emit(sink, std::make_unique<nn::AvgPool2D<T>>(nn::Size2{sink.shape[2], sink.shape[3]}), n);
+    return false;
   }
   if (op == "Flatten" || op == "Reshape") {
     if (!flattens(n, sink.shape)) {

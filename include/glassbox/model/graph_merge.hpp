@@ -4,6 +4,10 @@
 // sum or product of its inputs, or their concatenation along a non-batch
 // axis.
 //
+// Sums and products broadcast as NumPy does, within one rank: a dimension
+// of 1 stretches to the other inputs' (a squeeze-and-excitation gate of
+// shape (N, C, 1, 1) scales (N, C, H, W)); the batch must agree.
+//
 // A layer has one input. A merge's first input is the x a pass gives it (the
 // input its hooks are shown); its graph points it at the others before each
 // pass (set_inputs). Backward writes the first input's gradient to dx and
@@ -53,9 +57,20 @@ class GraphMerge : public Layer<T> {
                                shapes[i].str(), names[0], first.str(), why));
     };
     if (op != MergeOp::concat) {
-      for (std::size_t i = 1; i < shapes.size(); ++i)
-        if (shapes[i] != first) throw mismatch(i, fmt::format("a {} needs equal shapes", op_name(op)));
-      return first;
+      Shape out = first;
+      for (std::size_t i = 1; i < shapes.size(); ++i) {
+        const Shape& s = shapes[i];
+        bool fits = s.rank() == first.rank() && s[0] == first[0];
+        for (int d = 1; fits && d < s.rank(); ++d) {
+          fits = s[d] == out[d] || s[d] == 1 || out[d] == 1;
+          out[d] = std::max(out[d], s[d]);
+        }
+        if (!fits)
+          throw mismatch(i, fmt::format("a {} needs shapes of one rank and batch whose other dimensions are equal or "
+                                        "1 (broadcast)",
+                                        op_name(op)));
+      }
+      return out;
     }
     const int at = resolved_axis(merge, axis, first.rank());
     Shape out = first;
@@ -104,12 +119,21 @@ class GraphMerge : public Layer<T> {
       }
       return;
     }
-    y.flat() = x.flat();
-    for (std::size_t k = 1; k < inputs_.size(); ++k) {
-      if (op_ == MergeOp::sum)
-        y.flat() += inputs_[k]->flat();
-      else
-        y.flat() *= inputs_[k]->flat();
+    for (std::size_t k = 0; k < inputs_.size(); ++k) {
+      const Tensor<T>& v = input(k, x);
+      if (v.shape() == y.shape()) {
+        if (k == 0)
+          y.flat() = v.flat();
+        else if (op_ == MergeOp::sum)
+          y.flat() += v.flat();
+        else
+          y.flat() *= v.flat();
+        continue;
+      }
+      const bool first = k == 0, sum = op_ == MergeOp::sum;
+      broadcast_walk(v.shape(), y.shape(), [&](index_t out, index_t in) {
+        y[out] = first ? v[in] : sum ? y[out] + v[in] : y[out] * v[in];
+      });
     }
   }
 
@@ -130,16 +154,54 @@ class GraphMerge : public Layer<T> {
     return {outer, s.size() / std::max<index_t>(outer, 1)};
   }
 
+  // Calls f(index in `out`, index in `in`) for every element of a tensor of
+  // shape `out`, `in` (of the same rank) being stretched along its 1s.
+  template <class F>
+  static void broadcast_walk(const Shape& in, const Shape& out, F f) {
+    const int rank = out.rank();
+    index_t in_stride[Shape::max_rank] = {}, count[Shape::max_rank] = {};
+    for (index_t d = rank - 1, stride = 1; d >= 0; --d) {
+      const int at = static_cast<int>(d);
+      in_stride[at] = in[at] == 1 && out[at] != 1 ? 0 : stride;
+      stride *= in[at];
+    }
+    const index_t total = out.size();
+    index_t i = 0;
+    for (index_t o = 0; o < total; ++o) {
+      f(o, i);
+      for (int d = rank - 1; d >= 0; --d) {  // the next index, as an odometer turns
+        i += in_stride[d];
+        if (++count[d] < out[d]) break;
+        i -= in_stride[d] * out[d];
+        count[d] = 0;
+      }
+    }
+  }
+
   // d(loss)/d(input k) from dy.
-  void gradient(std::size_t k, const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& out) const {
+  void gradient(std::size_t k, const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& out) {
     const Tensor<T>& in = input(k, x);
     out.resize(in.shape());
-    if (op_ == MergeOp::sum) {
-      out.flat() = dy.flat();
-    } else if (op_ == MergeOp::multiply) {
-      out.flat() = dy.flat();
-      for (std::size_t j = 0; j < inputs_.size(); ++j)
-        if (j != k) out.flat() *= input(j, x).flat();
+    if (op_ != MergeOp::concat) {
+      // dy times the other factors, at the output's shape, then summed over
+      // the dimensions this input was stretched along.
+      const bool stretched = in.shape() != dy.shape();
+      Tensor<T>& full = stretched ? full_ : out;
+      full.resize(dy.shape());
+      full.flat() = dy.flat();
+      if (op_ == MergeOp::multiply)
+        for (std::size_t j = 0; j < inputs_.size(); ++j) {
+          if (j == k) continue;
+          const Tensor<T>& v = input(j, x);
+          if (v.shape() == dy.shape())
+            full.flat() *= v.flat();
+          else
+            broadcast_walk(v.shape(), dy.shape(), [&](index_t o, index_t i) { full[o] *= v[i]; });
+        }
+      if (stretched) {
+        out.flat() = T(0);
+        broadcast_walk(in.shape(), dy.shape(), [&](index_t o, index_t i) { out[i] += full[o]; });
+      }
     } else {
       const int at = resolved_axis(this->name(), axis_, dy.rank());
       const auto [outer, row] = split_at(dy.shape(), at);
@@ -156,6 +218,7 @@ class GraphMerge : public Layer<T> {
   std::vector<const Tensor<T>*> inputs_;
   std::vector<bool> wanted_;
   std::vector<Tensor<T>> grads_;
+  Tensor<T> full_;  // a stretched input's gradient before the sum
 };
 
 GLASSBOX_PRECOMPILED_INSTANCE(class GraphMerge<float>)
