@@ -52,6 +52,14 @@ std::unique_ptr<Graph<T>> gated(index_t features) {
   return g;
 }
 
+// The gated graph on 4 features, then a Dense to `outputs` classes.
+Sequential<double> gated_classifier(index_t outputs, std::uint64_t seed) {
+  Sequential<double> model(Shape{4}, seed);
+  model.add(gated(4));
+  model.add<nn::Dense<double>>(4, outputs);
+  return model;
+}
+
 }  // namespace
 
 TEST_CASE("graph: gradient checks", "[graph]") {
@@ -142,9 +150,7 @@ TEST_CASE("graph: forward by hand, names, parameters", "[graph]") {
 }
 
 TEST_CASE("graph: hooks fire for the layers inside a graph", "[graph][hooks]") {
-  Sequential<double> model(Shape{4}, 3);
-  model.add(gated(4));
-  model.add<nn::Dense<double>>(4, 2);
+  Sequential<double> model = gated_classifier(2, 3);
   Rng rng(5);
   const Tensor<double> x = random_tensor(Shape{3, 4}, rng);
   std::vector<std::string> forward_names, backward_names;
@@ -163,10 +169,7 @@ TEST_CASE("graph: hooks fire for the layers inside a graph", "[graph][hooks]") {
   b.remove();
 
   SECTION("a modifying hook inside a graph acts as zeroing that unit's weights would") {
-    auto copy = gated(4);
-    Sequential<double> twin(Shape{4}, 3);
-    twin.add(std::move(copy));
-    twin.add<nn::Dense<double>>(4, 2);
+    Sequential<double> twin = gated_classifier(2, 3);
     HookHandle zero =
         model.add_modifying_forward_hook("graph_1.dense_3", [](const ForwardEvent<double>&, Tensor<double>& y) {
           for (index_t n = 0; n < y.dim(0); ++n) y.data()[n * y.dim(1) + 2] = 0;
@@ -330,9 +333,7 @@ TEST_CASE("graph: diagrams draw every node and edge; pruning reaches inside, int
 }
 
 TEST_CASE("graph: attributions see through the graph (Integrated Gradients' completeness)", "[graph][attribution]") {
-  Sequential<double> model(Shape{4}, 5);
-  model.add(gated(4));
-  model.add<nn::Dense<double>>(4, 3);
+  Sequential<double> model = gated_classifier(3, 5);
   Rng rng(8);
   const Tensor<double> x = random_tensor(Shape{3, 4}, rng);
   const std::vector<index_t> targets{0, 2, 1};
