@@ -412,6 +412,7 @@ class Importer {
 #include "glassbox/io/onnx_import_graph.hpp"
 #include "glassbox/io/onnx_import_ops.hpp"
 #include "glassbox/io/onnx_import_patterns.hpp"
+#include "glassbox/io/onnx_import_shapes.hpp"
 
 namespace glassbox::io {
 

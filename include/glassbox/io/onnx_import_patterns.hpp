@@ -1,8 +1,7 @@
 #pragma once
 // ONNX import, patterns of several nodes: GELU written as its formula
 // (recognised by evaluating the nodes), residual blocks (an Add of two
-// branches), recurrent layers between their Transposes, and the shape-only
-// subgraphs PyTorch uses to size zero initial states; and layer names from
+// branches), recurrent layers between their Transposes; and layer names from
 // node names (PyTorch module paths). Out-of-class
 // definitions of io/onnx_import.hpp's Importer, which includes this file;
 // include that one.
@@ -85,33 +84,6 @@ inline bool evaluate_elementwise(const std::string& op, double a, double b, doub
   else
     return false;
   return true;
-}
-
-// Marks what a node computes from shapes alone: PyTorch sizes the zero
-// initial state of a recurrent layer from the input's batch dimension.
-template <class T>
-void Importer<T>::shape_node(const OnnxNode& n) {
-  static const std::set<std::string> shape_ops{"Gather", "Unsqueeze", "Squeeze",        "Concat",
-                                               "Cast",   "Slice",     "ConstantOfShape"};
-  bool from_shape = n.op == "Shape";
-  if (shape_ops.count(n.op)) {
-    from_shape = false;
-    for (const std::string& in : n.inputs) {
-      if (in.empty() || constant(in)) continue;
-      if (!shape_derived_.count(in)) return;
-      from_shape = true;
-    }
-  }
-  if (!from_shape) return;
-  double fill = std::nan("");
-  if (n.op == "ConstantOfShape") {
-    fill = 0;
-    if (const OnnxAttribute* v = n.attribute("value"))
-      fill = v->tensor_value.size() == 1 && v->tensor_value[0].values.size() == 1 ? v->tensor_value[0].values[0]
-                                                                                  : std::nan("");
-  }
-  for (const std::string& out : n.outputs)
-    if (!out.empty()) shape_derived_[out] = fill;
 }
 
 // Transpose (N, T, F) -> (T, N, F), an LSTM, GRU or RNN node, and the
