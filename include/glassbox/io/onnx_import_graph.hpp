@@ -359,6 +359,18 @@ typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename Grap
   for (const std::size_t k : step.inputs) inputs.push_back(built[k]);
   const Shape& first = p.shapes.at(inputs[0].id);
   Shape shape = first;
+  // The merged shape by GraphMerge's own rules, input by input, so that the
+  // error names the two shapes that do not fit.
+  const auto merge_shapes = [&](MergeOp op, int axis, const char* why) {
+    for (std::size_t i = 1; i < inputs.size(); ++i) {
+      const Shape& other = p.shapes.at(inputs[i].id);
+      try {
+        shape = GraphMerge<T>::merged_shape(n.name, op, axis, {shape, other}, {"", ""});
+      } catch (const Error&) {
+        fail(n, fmt::format(fmt::runtime(why), first.str(), other.str(), axis));
+      }
+    }
+  };
   Node merged;
   if (n.op == "Concat") {
     allow(n, {"axis"});
@@ -369,27 +381,12 @@ typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename Grap
       fail(n, fmt::format("attribute 'axis' = {} is not supported (glassbox concatenates along a non-batch axis of "
                           "its rank-{} inputs)",
                           a->i, first.rank()));
-    for (std::size_t i = 1; i < inputs.size(); ++i) {
-      const Shape& s = p.shapes.at(inputs[i].id);
-      bool fits = s.rank() == first.rank();
-      for (int d = 0; fits && d < s.rank(); ++d) fits = d == axis || s[d] == first[d];
-      if (!fits) fail(n, fmt::format("concatenates {} and {} along axis {}", first.str(), s.str(), axis));
-      shape[static_cast<int>(axis)] += s[static_cast<int>(axis)];
-    }
+    merge_shapes(MergeOp::concat, static_cast<int>(axis), "concatenates {} and {} along axis {}");
     merged = g.concat(inputs, static_cast<int>(a->i), merge_name(p, n, "concat"));
   } else if (n.op == "Add" || n.op == "Sum" || n.op == "Mul") {
     allow(n, {});
-    for (std::size_t i = 1; i < inputs.size(); ++i) {
-      const Shape& other = p.shapes.at(inputs[i].id);
-      bool fits = other.rank() == shape.rank();
-      for (int d = 1; fits && d < other.rank(); ++d) {
-        fits = other[d] == shape[d] || other[d] == 1 || shape[d] == 1;
-        shape[d] = std::max(shape[d], other[d]);
-      }
-      if (!fits)
-        fail(n, fmt::format("merges {} with {}; glassbox broadcasts only dimensions of 1, within one rank", first.str(),
-                            other.str()));
-    }
+    merge_shapes(n.op == "Mul" ? MergeOp::multiply : MergeOp::sum, 1,
+                 "merges {} with {}; glassbox broadcasts only dimensions of 1, within one rank");
     merged = n.op == "Mul" ? g.multiply(inputs, merge_name(p, n, "multiply")) : g.sum(inputs, merge_name(p, n, "sum"));
   } else {
     fail(n, fmt::format("combines {} computed tensors; glassbox merges branches with Add, Sum, Mul or Concat",
