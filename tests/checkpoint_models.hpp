@@ -6,8 +6,9 @@
 namespace test {
 
 // Every built-in layer kind that can follow a 1x8x8 image, with a conv
-// whose ReLU is fused, explicit padding, a stride, dropout, batch norm, and
-// residual blocks (one with dropout inside, one with a projection).
+// whose ReLU is fused, explicit padding, a stride, dropout, batch norm,
+// affine maps (per channel; a scalar scale, then a per-pixel shift; per
+// feature), and residual blocks (one with dropout inside, one with a projection).
 inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   using namespace glassbox;
   Sequential<float> m(Shape{1, 8, 8}, seed);
@@ -17,6 +18,17 @@ inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   conv.pad = {1, 1};
   m.add<nn::Conv2D<float>>(1, 4, nn::Size2{3, 3}, conv);
   m.add<nn::BatchNorm<float>>(4);
+  // Affine layers start as the identity: give them values to show.
+  const auto affine = [&m](const Shape& shape, nn::Affine<float>::Options options, float offset) {
+    nn::Affine<float>& a = m.add<nn::Affine<float>>(shape, options);
+    for (index_t i = 0; i < shape.size(); ++i) {
+      a.weight().value[i] = offset + 0.25f * static_cast<float>(i % 5);
+      a.bias().value[i] = 0.1f * static_cast<float>(i % 7) - offset * 0.2f;
+    }
+  };
+  affine(Shape{4, 1, 1}, {true, true}, 0.75f);
+  affine(Shape{1, 1, 1}, {true, false}, -1.25f);
+  affine(Shape{1, 8, 8}, {false, true}, 0.5f);
   nn::PoolOptions pool;
   pool.stride = {2, 2};
   m.add<nn::MaxPool2D<float>>(nn::Size2{2, 2}, pool);
@@ -26,6 +38,7 @@ inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   m.add<nn::Dropout<float>>(0.25f);
   m.add<nn::Dense<float>>(16, 12);
   m.add<nn::BatchNorm<float>>(12);
+  affine(Shape{12}, {true, true}, 1.5f);
   m.add<nn::GELU<float>>(nn::GELU<float>::Approximation::tanh);
   auto block = std::make_unique<nn::Residual<float>>();  // identity shortcut, dropout inside
   block->add<nn::Dense<float>>(12, 12);

@@ -115,6 +115,31 @@ class SqueezeExcite(torch.nn.Module):
         return self.head((x * gate).flatten(1))
 
 
+class Rescaled(torch.nn.Module):
+    """Constants and parameters applied elementwise: the input normalised by
+    Python scalars, (x - mean) / std; a per-channel scale and shift,
+    x * gamma + beta; a residual branch scaled per channel by a learned
+    gamma (the constant first: gamma * f(x)); a constant minus the
+    features; and the head's output doubled plus a per-class offset."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 6, 3)
+        self.gamma = torch.nn.Parameter(torch.rand(6, 1, 1) + 0.5)
+        self.beta = torch.nn.Parameter(torch.randn(6, 1, 1) * 0.1)
+        self.branch = torch.nn.Conv2d(6, 6, 3, padding=1)
+        self.layer_scale = torch.nn.Parameter(torch.rand(6, 1, 1) * 0.5)
+        self.head = torch.nn.Linear(6 * 6 * 6, 4)
+        self.offset = torch.nn.Parameter(torch.randn(4))
+
+    def forward(self, x):
+        x = (x - 0.1307) / 0.3081
+        x = torch.relu(self.conv(x) * self.gamma + self.beta)
+        x = x + self.layer_scale * self.branch(x)
+        x = 1.0 - torch.tanh(x)
+        return self.head(x.flatten(1)) * 2.0 + self.offset
+
+
 def mlp():
     """GELU in both forms, batch norm on features (kept as a node), dropout, log-softmax."""
     return torch.nn.Sequential(
@@ -209,7 +234,7 @@ def main(out):
              ("lstm_classifier", LstmClassifier(), (28, 28)), ("gru_last_state", GruLastState(), (7, 12)),
              ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8)),
              ("branch_resnet", BranchResNet(), (1, 12, 12)), ("dense_block", DenseBlock(), (2, 6, 6)),
-             ("squeeze_excite", SqueezeExcite(), (1, 6, 6))]
+             ("squeeze_excite", SqueezeExcite(), (1, 6, 6)), ("rescaled", Rescaled(), (1, 8, 8))]
     with open(f"{out}/manifest.txt", "w") as manifest:
         for name, model, sample in cases:
             randomize_statistics(model)

@@ -110,11 +110,13 @@ inline Tensor<double> away_from_zero(Tensor<double> x) {
 }
 
 // Checks dL/dx and dL/dparam of L = sum(r * layer(x)) against central
-// differences, with freshly drawn parameters and a random r.
-inline void check_layer_gradients(glassbox::Layer<double>& layer, Tensor<double> x, std::uint64_t seed = 1) {
+// differences, with freshly drawn parameters (or the layer's own, when
+// `draw` is false) and a random r.
+inline void check_layer_gradients(glassbox::Layer<double>& layer, Tensor<double> x, std::uint64_t seed = 1,
+                                  bool draw = true) {
   using glassbox::Mode;
   glassbox::Rng rng(seed);
-  layer.reset_parameters(rng);
+  if (draw) layer.reset_parameters(rng);
   Tensor<double> y;
   layer.forward(x, y, Mode::train);
   const Tensor<double> r = random_tensor(y.shape(), rng);

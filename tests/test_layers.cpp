@@ -97,10 +97,47 @@ TEST_CASE("Gradient check: every layer, input and parameters (double)") {
     CHECK_THROWS_WITH(no_classes.add<nn::LogSoftmax<double>>(),
                       Catch::Matchers::Contains("log_softmax_1") && Catch::Matchers::Contains("no classes"));
   }
+  SECTION("affine: per channel on images, a scalar scale, a per-feature shift") {
+    nn::Affine<double> per_channel(Shape{3, 1, 1});
+    for (Parameter<double>* p : per_channel.parameters()) p->value = random_tensor(p->value.shape(), rng);
+    check_layer_gradients(per_channel, random_tensor(Shape{2, 3, 2, 2}, rng), 1, false);
+    nn::Affine<double> scale(Shape{1}, {true, false});
+    scale.weight().value.fill(-1.5);
+    REQUIRE(scale.parameters().size() == 1);
+    check_layer_gradients(scale, x, 1, false);
+    nn::Affine<double> shift(Shape{7}, {false, true});
+    shift.bias().value = random_tensor(Shape{7}, rng);
+    REQUIRE(shift.parameters().size() == 1);
+    check_layer_gradients(shift, x, 1, false);
+  }
   SECTION("elementwise layers accept any batch-first rank") {
     nn::Tanh<double> tanh_layer;
     check_layer_gradients(tanh_layer, random_tensor(Shape{2, 3, 2, 2}, rng));
   }
+}
+
+TEST_CASE("Affine: values by hand, stretched along the dimensions of 1; errors name the layer") {
+  // weight (2, 1) = [2, -1], bias [0.5, 1] on one (2, 2) sample: rows scaled and shifted.
+  nn::Affine<double> a(Shape{2, 1});
+  a.weight().value = Tensor<double>(Shape{2, 1}, {2, -1});
+  a.bias().value = Tensor<double>(Shape{2, 1}, {0.5, 1});
+  const Tensor<double> x(Shape{1, 2, 2}, {1, 2, 3, 4});
+  Tensor<double> y, dx;
+  a.forward(x, y, Mode::eval);
+  CHECK(std::vector<double>(y.begin(), y.end()) == std::vector<double>{2.5, 4.5, -2, -3});
+  a.backward(x, y, Tensor<double>(Shape{1, 2, 2}, {1, 1, 1, 1}), &dx);
+  CHECK(std::vector<double>(a.weight().grad.begin(), a.weight().grad.end()) == std::vector<double>{3, 7});
+  CHECK(std::vector<double>(a.bias().grad.begin(), a.bias().grad.end()) == std::vector<double>{2, 2});
+  CHECK(std::vector<double>(dx.begin(), dx.end()) == std::vector<double>{2, 2, -1, -1});
+  CHECK(a.config() == "(2, 1) scale and shift");
+
+  Sequential<double> m(Shape{4, 2, 2});
+  CHECK_THROWS_WITH(m.add<nn::Affine<double>>(Shape{3, 1, 1}), Catch::Matchers::Contains("affine_1") &&
+                                                                   Catch::Matchers::Contains("(3, 1, 1)") &&
+                                                                   Catch::Matchers::Contains("(1, 4, 2, 2)"));
+  CHECK_THROWS_WITH(m.add<nn::Affine<double>>(Shape{4, 1}), Catch::Matchers::Contains("do not broadcast"));
+  CHECK_THROWS_WITH(nn::Affine<double>(Shape{0}), Catch::Matchers::Contains("no zero dimension"));
+  CHECK_THROWS_WITH(nn::Affine<double>(Shape{2}, {false, false}), Catch::Matchers::Contains("a scale, a shift"));
 }
 
 TEST_CASE("Dense splits a large input gradient over the batch, with the same values") {

@@ -456,7 +456,71 @@ TEST_CASE("import_onnx recognises GELU from its formula and refuses other elemen
       .node("Add", {"e", "one"}, "a", "add")
       .node("Mul", {"x", "a"}, "m", "mul")
       .node("Mul", {"m", "half"}, "y", "mul_1");
-  CHECK_THROWS_WITH(import(other.bytes()), Contains("node 'div' (Div): this op is not supported"));
+  // Its Div by a constant is an Affine; the Erf after it has no layer.
+  CHECK_THROWS_WITH(import(other.bytes()), Contains("node 'erf' (Erf): this op is not supported"));
+}
+
+TEST_CASE("import_onnx reads Add, Sub, Mul and Div of a constant as Affine layers, a scale taking the shift after it") {
+  // y = ((x - m) / 4) * c + b on (N, 3): m and b per feature, 4 a scalar, c (1, 3).
+  OnnxFile f;
+  f.input("x", {-1, 3})
+      .output("y")
+      .initializer("m", {3}, {1, 2, 3})
+      .initializer("four", {}, {4})
+      .initializer("c", {1, 3}, {2, -1, 0.5f})
+      .initializer("b", {3}, {0.25f, 0, -3})
+      .node("Sub", {"x", "m"}, "centred", "/norm/Sub")
+      .node("Div", {"centred", "four"}, "scaled", "/norm/Div")
+      .node("Mul", {"c", "scaled"}, "weighted", "/head/Mul")
+      .node("Add", {"weighted", "b"}, "y", "/head/Add");
+  Sequential<float> m = import(f.bytes());
+  REQUIRE(m.size() == 3);
+  CHECK(all_names(m) == std::vector<std::string>{"norm 1", "affine_2 1", "head 2"});  // name, parameters
+  auto& shift = dynamic_cast<nn::Affine<float>&>(m.layer(0));
+  auto& divide = dynamic_cast<nn::Affine<float>&>(m.layer(1));
+  auto& head = dynamic_cast<nn::Affine<float>&>(m.layer(2));
+  CHECK((!shift.options().scale && shift.options().shift && shift.shape() == Shape{3}));
+  CHECK((divide.options().scale && !divide.options().shift && divide.shape() == Shape{1}));
+  CHECK((head.options().scale && head.options().shift && head.shape() == Shape{3}));
+  const Tensor<float> x(Shape{2, 3}, {5, 6, 7, -1, 0, 11});
+  const Tensor<float> y = m.predict(x);
+  const float mean[] = {1, 2, 3}, c[] = {2, -1, 0.5f}, b[] = {0.25f, 0, -3};
+  for (index_t n = 0; n < 2; ++n)
+    for (index_t i = 0; i < 3; ++i) CHECK(y[n * 3 + i] == Approx((x[n * 3 + i] - mean[i]) / 4 * c[i] + b[i]));
+
+  // A constant minus the input: a scale of -1 and a shift; on images, per channel.
+  OnnxFile flip;
+  flip.input("x", {-1, 2, 1, 2})
+      .output("y")
+      .initializer("one", {1, 2, 1, 1}, {1, 3})
+      .node("Sub", {"one", "x"}, "y", "flip");
+  Sequential<float> flipped = import(flip.bytes());
+  CHECK(dynamic_cast<nn::Affine<float>&>(flipped.layer(0)).shape() == Shape{2, 1, 1});
+  const Tensor<float> fy = flipped.predict(Tensor<float>(Shape{1, 2, 1, 2}, {0.5f, 2, 1, -1}));
+  CHECK(std::vector<float>(fy.begin(), fy.end()) == std::vector<float>{0.5f, -1, 2, 4});
+
+  // What an Affine cannot be, by name.
+  const auto one_node = [](const std::string& op, const std::vector<std::string>& inputs,
+                           const std::vector<std::int64_t>& dims, int type = 1) {
+    OnnxFile g;
+    g.input("x", {-1, 3}).output("y");
+    std::size_t size = 1;
+    for (const std::int64_t d : dims) size *= static_cast<std::size_t>(d);
+    if (type == 1)
+      g.initializer("k", dims, std::vector<float>(size));
+    else
+      g.int64_initializer("k", {2});
+    return g.node(op, inputs, "y", "op").bytes();
+  };
+  CHECK_THROWS_WITH(import(one_node("Div", {"k", "x"}, {})),
+                    Contains("node 'op' (Div): divides the constant 'k' by the input"));
+  CHECK_THROWS_WITH(import(one_node("Add", {"x", "k"}, {2, 3})),
+                    Contains("node 'op' (Add): its constant 'k' of shape (2, 3) does not broadcast over the input "
+                             "(1, 3) without changing its shape"));
+  CHECK_THROWS_WITH(import(one_node("Mul", {"x", "k"}, {4})), Contains("of shape (4) does not broadcast"));
+  CHECK_THROWS_WITH(import(one_node("Add", {"x", "x"}, {})),
+                    Contains("node 'op' (Add): combines the computed tensors 'x' and 'x'"));
+  CHECK_THROWS_WITH(import(one_node("Mul", {"x", "k"}, {1}, 7)), Contains("constant 'k' has element type 7"));
 }
 
 TEST_CASE("import_onnx reads opsets 18 to 21: Gelu's op (20) in both forms") {

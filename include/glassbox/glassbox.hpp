@@ -34,6 +34,7 @@
 #include "glassbox/model/hooks.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/activations.hpp"
+#include "glassbox/nn/affine.hpp"
 #include "glassbox/nn/avg_pool2d.hpp"
 #include "glassbox/nn/batch_norm.hpp"
 #include "glassbox/nn/bce_with_logits_loss.hpp"

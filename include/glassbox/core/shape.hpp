@@ -100,4 +100,29 @@ class Shape {
   int rank_ = 0;
 };
 
+// Calls f(index in `out`, index in `in`) for every element of a tensor of
+// shape `out` in order, `in` (of the same rank) being stretched along its
+// dimensions of 1, as NumPy broadcasts.
+template <class F>
+void broadcast_walk(const Shape& in, const Shape& out, F f) {
+  const int rank = out.rank();
+  index_t in_stride[Shape::max_rank] = {}, count[Shape::max_rank] = {};
+  for (index_t d = rank - 1, stride = 1; d >= 0; --d) {
+    const int at = static_cast<int>(d);
+    in_stride[at] = in[at] == 1 && out[at] != 1 ? 0 : stride;
+    stride *= in[at];
+  }
+  const index_t total = out.size();
+  index_t i = 0;
+  for (index_t o = 0; o < total; ++o) {
+    f(o, i);
+    for (int d = rank - 1; d >= 0; --d) {  // the next index, as an odometer turns
+      i += in_stride[d];
+      if (++count[d] < out[d]) break;
+      i -= in_stride[d] * out[d];
+      count[d] = 0;
+    }
+  }
+}
+
 }  // namespace glassbox

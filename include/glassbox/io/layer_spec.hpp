@@ -20,6 +20,7 @@
 
 #include "glassbox/model/graph.hpp"
 #include "glassbox/nn/activations.hpp"
+#include "glassbox/nn/affine.hpp"
 #include "glassbox/nn/avg_pool2d.hpp"
 #include "glassbox/nn/batch_norm.hpp"
 #include "glassbox/nn/conv2d.hpp"
@@ -125,6 +126,24 @@ void describe_wiring(const Graph<T>& g, LayerSpec& s) {
 
 constexpr std::int64_t max_graph_nodes = 1 << 16;
 
+// nn::Affine's parameter shape as fields "rank" and "dim_0" ...
+inline void put_shape(LayerSpec& s, const Shape& shape) {
+  s.set("rank", shape.rank());
+  for (int d = 0; d < shape.rank(); ++d) s.set("dim_" + std::to_string(d), static_cast<double>(shape[d]));
+}
+inline Shape shape_field(const SpecReader& r) {
+  const auto rank = r.integer("rank", 1, Shape::max_rank - 1);
+  std::vector<index_t> dims;
+  std::int64_t size = 1;
+  for (std::int64_t d = 0; d < rank; ++d) {
+    const std::string field = "dim_" + std::to_string(d);
+    dims.push_back(r.integer(field, 1, max_features));
+    size *= dims.back();
+    if (size > max_features) throw r.error(field, fmt::format("the shape has more than {} values", max_features));
+  }
+  return Shape(dims.begin(), dims.end());
+}
+
 }  // namespace detail
 
 // The spec of a built-in layer; throws for a kind it does not know.
@@ -158,6 +177,10 @@ LayerSpec describe(Layer<T>& layer) {
     s.set("features", static_cast<double>(b->features()));
     s.set("eps", static_cast<double>(b->options().eps));
     s.set("momentum", static_cast<double>(b->options().momentum));
+  } else if (auto* a = dynamic_cast<nn::Affine<T>*>(&layer)) {
+    detail::put_shape(s, a->shape());
+    s.set("scale", a->options().scale);
+    s.set("shift", a->options().shift);
   } else if (auto* rnn = dynamic_cast<nn::Recurrent<T>*>(&layer)) {
     s.set("in", static_cast<double>(rnn->input_size()));
     s.set("hidden", static_cast<double>(rnn->hidden_size()));
@@ -210,6 +233,13 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
   if (spec.kind == "batch_norm") {
     const auto f = r.integer("features", 1, max_features);
     return {{"weight", Shape{f}}, {"bias", Shape{f}}};
+  }
+  if (spec.kind == "affine") {
+    const Shape shape = detail::shape_field(r);
+    std::vector<std::pair<std::string, Shape>> shapes;
+    if (r.flag("scale")) shapes.emplace_back("weight", shape);
+    if (r.flag("shift")) shapes.emplace_back("bias", shape);
+    return shapes;
   }
   if (spec.kind == "residual" || spec.kind == "graph") {  // the children's, named within the block
     if (spec.kind == "residual" && spec.children.size() < 2)
@@ -332,6 +362,9 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
       o.momentum = static_cast<T>(r.real("momentum"));
       return std::make_unique<nn::BatchNorm<T>>(r.integer("features", 1, max_features), o);
     }
+    if (kind == "affine")
+      return std::make_unique<nn::Affine<T>>(detail::shape_field(r),
+                                             typename nn::Affine<T>::Options{r.flag("scale"), r.flag("shift")});
     if (kind == "dropout") return std::make_unique<nn::Dropout<T>>(static_cast<T>(r.real("rate")));
     if (kind == "relu") return std::make_unique<nn::ReLU<T>>();
     if (kind == "leaky_relu") return std::make_unique<nn::LeakyReLU<T>>(static_cast<T>(r.real("negative_slope")));

@@ -14,7 +14,8 @@
 //     ReLU is fused; "same" padding becomes explicit pads for the sample
 //     shape; pooling -> MaxPool / AveragePool / GlobalAveragePool; Flatten ->
 //     Flatten (axis 1); Dropout -> Identity; BatchNorm -> BatchNormalization
-//     (ONNX's momentum is 1 - glassbox's); ReLU, LeakyReLU, Sigmoid, Tanh,
+//     (ONNX's momentum is 1 - glassbox's); Affine -> Mul by its weight and
+//     Add of its bias ("<layer>/shift"); ReLU, LeakyReLU, Sigmoid, Tanh,
 //     Softmax and LogSoftmax (last axis) -> their ONNX ops. GELU has no ONNX op before opset
 //     20, so it is written as its formula (Erf, or Tanh for the tanh form) in
 //     nodes named "<layer>/<step>"; SimpleRNN, LSTM and GRU -> RNN, LSTM and
@@ -278,6 +279,12 @@ void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, c
     g.node("Flatten", {input}, output, name, {attribute_int("axis", 1)});
   } else if (dynamic_cast<nn::Dropout<T>*>(&layer)) {
     g.node("Identity", {input}, output, name);
+  } else if (auto* f = dynamic_cast<nn::Affine<T>*>(&layer)) {
+    // The (C, 1, 1)-style parameters broadcast from the right, as ONNX does.
+    const bool scale = f->options().scale, shift = f->options().shift;
+    if (scale) g.node("Mul", {input, name + ".weight"}, shift ? name + "/scaled" : output, name);
+    if (shift)
+      g.node("Add", {scale ? name + "/scaled" : input, name + ".bias"}, output, scale ? name + "/shift" : name);
   } else if (auto* b = dynamic_cast<nn::BatchNorm<T>*>(&layer)) {
     g.node("BatchNormalization",
            {input, name + ".weight", name + ".bias", name + ".running_mean", name + ".running_var"}, output, name,

@@ -14,7 +14,9 @@
 // AveragePool, GlobalAveragePool (+ Flatten; without, an average pool over the
 // image), BatchNormalization (inference), Flatten, Reshape to (batch,
 // features) (its shape constant or computed from the tensor's own shape),
-// Dropout, Identity, Constant, initializers;
+// Dropout, Identity, Constant, initializers; Add, Sub, Mul and Div of a
+// constant (scalar, per channel or per feature, broadcast as ONNX does):
+// an nn::Affine, a scale taking the shift right after it (x * w + b);
 // LSTM, GRU and RNN (forward, zero initial states, between the Transposes
 // exporters write around them); residual blocks: a branch that leaves a
 // tensor and comes back in an Add (a chain of layers on one side, the input
@@ -51,6 +53,7 @@
 #include "glassbox/model/graph.hpp"
 #include "glassbox/model/sequential.hpp"
 #include "glassbox/nn/activations.hpp"
+#include "glassbox/nn/affine.hpp"
 #include "glassbox/nn/avg_pool2d.hpp"
 #include "glassbox/nn/batch_norm.hpp"
 #include "glassbox/nn/conv2d.hpp"
@@ -310,6 +313,8 @@ class Importer {
   // + Flatten, Transpose + LSTM + Squeeze + Transpose). Returns how many it absorbed.
   std::size_t single(const OnnxNode& n, const std::string& x, const std::vector<const OnnxNode*>& following,
                      Sink& sink);
+  // Add, Sub, Mul or Div of a constant: an Affine layer (with the shift after a scale).
+  std::size_t affine(const OnnxNode& n, const std::string& x, const OnnxNode* after, Sink& sink);
 
   // Transpose (N, T, F) -> (T, N, F), an LSTM, GRU or RNN node, and the
   // nodes that bring its output back to glassbox's layout: Squeeze(Y, 1) +

@@ -119,6 +119,103 @@ void Importer<T>::check_window(const OnnxNode& n, const nn::Window2D& w) const {
   w.validate(fmt::format("{}: {}", where_, n.label()));
 }
 
+// Add, Sub, Mul or Div of the live tensor and a constant: an Affine layer,
+// whose parameters the constants fill, stretched where they broadcast. A
+// scale (Mul, Div) takes the shift (Add, Sub) right after it, as x * w + b;
+// in glassbox's own files only its "<layer>/shift", so that two Affine
+// layers stay two. Returns 1 when it took the shift.
+template <class T>
+std::size_t Importer<T>::affine(const OnnxNode& n, const std::string& x, const OnnxNode* after, Sink& sink) {
+  struct Step {
+    const OnnxNode* node;
+    const OnnxTensor* constant;
+    Shape shape;          // the constant's, per sample
+    bool constant_first;  // c - x rather than x - c
+  };
+  const Shape& in = sink.shape;  // batch 1
+  const auto step_of = [&](const OnnxNode& m, const std::string& live) {
+    allow(m, {});
+    if (m.inputs.size() != 2 || m.outputs.size() != 1) fail(m, "expects two inputs and one output");
+    const bool constant_first = m.inputs[1] == live && m.inputs[0] != live;
+    const std::string& other = m.inputs[constant_first ? 0 : 1];
+    const OnnxTensor* c = constant(other);
+    if (!c)
+      fail(m, fmt::format("combines the computed tensors '{}' and '{}'; glassbox does that only in a graph's "
+                          "merges (Add, Sum, Mul of branches)",
+                          m.inputs[0], m.inputs[1]));
+    if (c->data_type != float_type && c->data_type != double_type)
+      fail(m, fmt::format("constant '{}' has element type {}; glassbox takes float or double values", c->name,
+                          c->data_type));
+    if (m.op == "Div" && constant_first)
+      fail(m,
+           fmt::format("divides the constant '{}' by the input (a reciprocal); glassbox has no such layer", c->name));
+    const auto rank = static_cast<int>(c->dims.size());
+    std::vector<index_t> sample;
+    bool fits = rank <= in.rank();
+    for (int a = 0; fits && a < in.rank(); ++a) {
+      const std::int64_t d = a < in.rank() - rank ? 1 : c->dims[static_cast<std::size_t>(a - (in.rank() - rank))];
+      fits = d == 1 || (a > 0 && d == in[a]);
+      if (a > 0) sample.push_back(d);
+    }
+    if (!fits)
+      fail(m, fmt::format("its constant '{}' of shape ({}) does not broadcast over the input {} without changing "
+                          "its shape; glassbox's Affine keeps the shape",
+                          c->name, fmt::join(c->dims, ", "), in.str()));
+    const Shape shape(sample.begin(), sample.end());
+    if (static_cast<index_t>(c->values.size()) != shape.size())
+      fail(m, fmt::format("constant '{}' has {} values for its shape", c->name, c->values.size()));
+    return Step{&m, c, shape, constant_first};
+  };
+  std::vector<Step> steps{step_of(n, x)};
+  const bool scales = n.op == "Mul" || n.op == "Div";
+  if (scales && after && (after->op == "Add" || after->op == "Sub") && after->inputs.size() == 2 &&
+      (m_.producer != "glassbox" || after->name == n.name + "/shift")) {
+    const std::string& y = n.outputs[0];
+    const std::string& other = after->inputs[0] == y ? after->inputs[1] : after->inputs[0];
+    if ((after->inputs[0] == y || after->inputs[1] == y) && other != y && constant(other))
+      steps.push_back(step_of(*after, y));
+  }
+  Shape shape = steps[0].shape;
+  for (const Step& s : steps)
+    for (int d = 0; d < shape.rank(); ++d) shape[d] = std::max(shape[d], s.shape[d]);
+  std::vector<double> w(static_cast<std::size_t>(shape.size()), 1.0), b(w.size(), 0.0);
+  typename nn::Affine<T>::Options o{false, false};
+  for (const Step& s : steps) {
+    const std::string& op = s.node->op;
+    broadcast_walk(s.shape, shape, [&](index_t out, index_t i) {
+      const double c = s.constant->values[static_cast<std::size_t>(i)];
+      double &wo = w[static_cast<std::size_t>(out)], &bo = b[static_cast<std::size_t>(out)];
+      if (op == "Mul") {
+        wo *= c, bo *= c;
+      } else if (op == "Div") {
+        wo /= c, bo /= c;
+      } else if (op == "Add") {
+        bo += c;
+      } else if (s.constant_first) {  // c - (w x + b)
+        wo = -wo, bo = c - bo;
+      } else {
+        bo -= c;
+      }
+    });
+    o.scale = o.scale || op == "Mul" || op == "Div" || (op == "Sub" && s.constant_first);
+    o.shift = o.shift || op == "Add" || op == "Sub";
+  }
+  auto layer = std::make_unique<nn::Affine<T>>(shape, o);
+  const auto parameter = [&](const char* key, std::vector<double> values) {
+    OnnxTensor t;
+    t.name = n.name + "/" + key;
+    t.data_type = float_type;
+    t.dims.assign(shape.begin(), shape.end());
+    t.values = std::move(values);
+    node_constants_.push_back(std::move(t));
+    fill(*layer, key, node_constants_.back(), n);
+  };
+  if (o.scale) parameter("weight", std::move(w));
+  if (o.shift) parameter("bias", std::move(b));
+  emit(sink, std::move(layer), n);
+  return steps.size() - 1;
+}
+
 // 2-D kernel size from a pooling node's kernel_shape.
 template <class T>
 nn::Size2 Importer<T>::kernel_shape(const OnnxNode& n) const {
@@ -134,6 +231,7 @@ template <class T>
 std::size_t Importer<T>::single(const OnnxNode& n, const std::string& x, const std::vector<const OnnxNode*>& following,
                                 Sink& sink) {
   const OnnxNode* after = following.empty() ? nullptr : following[0];
+  if (n.op == "Add" || n.op == "Sub" || n.op == "Mul" || n.op == "Div") return affine(n, x, after, sink);
   if (n.inputs.empty() || n.inputs[0] != x) fail(n, fmt::format("reads '{}' only as a later input", x));
   for (std::size_t i = 1; i < n.inputs.size(); ++i)
     if (dynamic(n.inputs[i]))

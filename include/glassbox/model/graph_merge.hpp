@@ -154,30 +154,6 @@ class GraphMerge : public Layer<T> {
     return {outer, s.size() / std::max<index_t>(outer, 1)};
   }
 
-  // Calls f(index in `out`, index in `in`) for every element of a tensor of
-  // shape `out`, `in` (of the same rank) being stretched along its 1s.
-  template <class F>
-  static void broadcast_walk(const Shape& in, const Shape& out, F f) {
-    const int rank = out.rank();
-    index_t in_stride[Shape::max_rank] = {}, count[Shape::max_rank] = {};
-    for (index_t d = rank - 1, stride = 1; d >= 0; --d) {
-      const int at = static_cast<int>(d);
-      in_stride[at] = in[at] == 1 && out[at] != 1 ? 0 : stride;
-      stride *= in[at];
-    }
-    const index_t total = out.size();
-    index_t i = 0;
-    for (index_t o = 0; o < total; ++o) {
-      f(o, i);
-      for (int d = rank - 1; d >= 0; --d) {  // the next index, as an odometer turns
-        i += in_stride[d];
-        if (++count[d] < out[d]) break;
-        i -= in_stride[d] * out[d];
-        count[d] = 0;
-      }
-    }
-  }
-
   // d(loss)/d(input k) from dy.
   void gradient(std::size_t k, const Tensor<T>& x, const Tensor<T>& dy, Tensor<T>& out) {
     const Tensor<T>& in = input(k, x);

@@ -3,7 +3,7 @@
 exporter: tiny models that reach every part of the importer (Gemm, MatMul +
 Add, Conv + Relu with padding, pooling, batch norm, GELU's formula, a
 residual block with a projection, Reshape, Softmax, branches that make a
-Graph). The seeds every_kind_glassbox.onnx and graph_glassbox.onnx are
+Graph, Add/Sub/Mul/Div of constants that make Affine layers). The seeds every_kind_glassbox.onnx and graph_glassbox.onnx are
 glassbox's own exports (opsets 17 and 15) of tests/checkpoint_models.hpp's
 every_kind_model() and graph_model().
 
@@ -54,6 +54,20 @@ class MatMulMlp(torch.nn.Module):
         return torch.nn.functional.gelu(self.norm(x @ self.w + self.b))
 
 
+class Rescaled(torch.nn.Module):
+    """Scalars, a per-channel scale and shift, and a constant minus the features: Affine layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 2)
+        self.gamma = torch.nn.Parameter(torch.rand(2, 1, 1))
+        self.beta = torch.nn.Parameter(torch.rand(2, 1, 1))
+
+    def forward(self, x):
+        x = self.conv((x - 0.5) / 0.25) * self.gamma + self.beta
+        return (1.0 - x).flatten(1)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     cases = {
@@ -64,6 +78,7 @@ def main():
                                            torch.nn.Flatten(), torch.nn.Linear(2, 2), torch.nn.LogSoftmax(1)),
                        (1, 1, 5, 5), True),
         "branches.onnx": (Branches(), (1, 2, 3, 3), True),
+        "rescaled.onnx": (Rescaled(), (1, 1, 3, 3), True),
     }
     for name, (model, shape, dynamic) in cases.items():
         model.eval()
