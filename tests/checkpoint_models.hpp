@@ -109,6 +109,26 @@ inline glassbox::Sequential<float> graph_model(std::uint64_t seed = 9) {
   return m;
 }
 
+// Two inputs and two outputs: an image (1, 6, 6) and features (4), packed
+// (40 per sample); a head reading both (a concat) and one the features alone.
+inline glassbox::Sequential<float> two_inputs_model(std::uint64_t seed = 4) {
+  using namespace glassbox;
+  auto g = std::make_unique<Graph<float>>();
+  auto image = g->input(Shape{1, 6, 6}, "image");
+  auto meta = g->input(Shape{4}, "meta");
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  relu.padding = nn::Padding::same;
+  auto features = g->add<nn::Conv2D<float>>(image, 1, 3, nn::Size2{3, 3}, relu);
+  features = g->add<nn::Flatten<float>>(g->add<nn::MaxPool2D<float>>(features, nn::Size2{2, 2}));
+  auto m = g->add<nn::Tanh<float>>(g->add<nn::Dense<float>>(meta, 4, 6));
+  auto digit = g->add(g->concat({features, m}), std::make_unique<nn::Dense<float>>(33, 3), "digit");
+  g->set_outputs({digit, g->add(m, std::make_unique<nn::Dense<float>>(6, 2), "aux")});
+  Sequential<float> model(g->packed_input_shape(), seed);
+  model.add(std::move(g));
+  return model;
+}
+
 inline void fill_parameters(glassbox::Sequential<float>& m, float value) {
   for (glassbox::Parameter<float>* p : m.parameters()) p->value.fill(value);
 }

@@ -31,11 +31,12 @@ def load_case(out_dir, name, case):
     model = onnx.load(f"{out_dir}/{name}.onnx")
     onnx.checker.check_model(model, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    output = inferred.graph.output[0].type.tensor_type.shape.dim
-    dims = [d.dim_param or d.dim_value for d in output]
+    # Several outputs: glassbox's packed output holds them flattened one after another.
+    shapes = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in inferred.graph.output]
+    dims = shapes[0] if len(shapes) == 1 else ["batch", sum(math.prod(s[1:]) for s in shapes)]
     expected = ["batch"] + case["output_shape"][1:]
-    if dims != expected:
-        raise AssertionError(f"{name}: inferred output shape {dims}, expected {expected}")
+    if dims != expected or any(s[0] != "batch" for s in shapes):
+        raise AssertionError(f"{name}: inferred output shapes {shapes}, expected {expected}")
     node_names = {n.name for n in model.graph.node}
     # A Graph layer has no node of its own: its nodes are "<graph>.<node>", and the metadata names it.
     graphs = {g for p in model.metadata_props if p.key == "glassbox.graphs" for g in p.value.split("\n")}
@@ -96,7 +97,12 @@ def recurrent(op, a, i):
 def run_graph(model, weights, x):
     """Evaluates the graph node by node with torch functions."""
     values = dict(weights)
-    values[model.graph.input[0].name] = x
+    offset = 0  # several inputs arrive packed, each sample's flattened one after another
+    for i in model.graph.input:
+        sample = [d.dim_value for d in i.type.tensor_type.shape.dim][1:]
+        size = math.prod(sample)
+        values[i.name] = x.reshape(x.shape[0], -1)[:, offset:offset + size].reshape(x.shape[0], *sample)
+        offset += size
     for node in model.graph.node:
         a = attributes(node)
         i = [values[name] for name in node.input]
@@ -156,7 +162,8 @@ def run_graph(model, weights, x):
         else:
             raise AssertionError(f"node {node.name}: op {op} not handled by this check")
         values[node.output[0]] = y
-    return values[model.graph.output[0].name]
+    outputs = [values[o.name] for o in model.graph.output]
+    return outputs[0] if len(outputs) == 1 else torch.cat([o.flatten(1) for o in outputs], 1)
 
 
 def main(out_dir):

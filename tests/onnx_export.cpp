@@ -99,12 +99,17 @@ int main(int argc, char** argv) try {
   Tensor<float> graph_probe(Shape{100, 1, 6, 6});
   for (float& v : graph_probe) v = static_cast<float>(rng.normal());
 
+  Sequential<float> two = test::two_inputs_model();
+  Tensor<float> two_probe(Shape{100, 40});
+  for (float& v : two_probe) v = static_cast<float>(rng.normal());
+
   const std::string json = "{" + export_case(dir, "seed_cnn", seed, digits, 13) + ", " +
                            export_case(dir, "every_kind", every, probe, 17) + ", " +
                            export_case(dir, "recurrent", recurrent, steps, 14) + ", " +
-                           export_case(dir, "graph", graph, graph_probe, 15) + "}\n";
+                           export_case(dir, "graph", graph, graph_probe, 15) + ", " +
+                           export_case(dir, "two_inputs", two, two_probe, 16) + "}\n";
   write_text_file(dir + "/cases.json", json);
-  std::printf("exported seed_cnn, every_kind, recurrent and graph to %s\n", dir.c_str());
+  std::printf("exported seed_cnn, every_kind, recurrent, graph and two_inputs to %s\n", dir.c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "onnx_export: %s\n", e.what());

@@ -140,6 +140,23 @@ class Rescaled(torch.nn.Module):
         return self.head(x.flatten(1)) * 2.0 + self.offset
 
 
+class TwoInputsTwoHeads(torch.nn.Module):
+    """Several inputs and outputs: an image and a feature vector, two heads,
+    one reading both inputs (a concat), one the features alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.meta = torch.nn.Linear(5, 8)
+        self.head = torch.nn.Linear(4 * 6 * 6 + 8, 3)
+        self.aux = torch.nn.Linear(8, 2)
+
+    def forward(self, image, meta):
+        features = torch.relu(self.conv(image)).flatten(1)
+        m = torch.tanh(self.meta(meta))
+        return self.head(torch.cat([features, m], 1)), torch.sigmoid(self.aux(m))
+
+
 def mlp():
     """GELU in both forms, batch norm on features (kept as a node), dropout, log-softmax."""
     return torch.nn.Sequential(
@@ -234,22 +251,33 @@ def main(out):
              ("lstm_classifier", LstmClassifier(), (28, 28)), ("gru_last_state", GruLastState(), (7, 12)),
              ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8)),
              ("branch_resnet", BranchResNet(), (1, 12, 12)), ("dense_block", DenseBlock(), (2, 6, 6)),
-             ("squeeze_excite", SqueezeExcite(), (1, 6, 6)), ("rescaled", Rescaled(), (1, 8, 8))]
+             ("squeeze_excite", SqueezeExcite(), (1, 6, 6)), ("rescaled", Rescaled(), (1, 8, 8)),
+             ("two_inputs_two_heads", TwoInputsTwoHeads(), [(1, 6, 6), (5,)])]
     with open(f"{out}/manifest.txt", "w") as manifest:
         for name, model, sample in cases:
             randomize_statistics(model)
             model.eval()
-            torch.onnx.export(model, torch.rand(1, *sample), f"{out}/{name}.onnx", opset_version=14,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-            x = torch.rand(CASES, *sample, requires_grad=True)
-            y = model(x)
+            # Several inputs or outputs travel packed, as glassbox reads them:
+            # each sample's parts flattened one after another.
+            samples = sample if isinstance(sample, list) else [sample]
+            inputs = [f"input_{k}" for k in range(len(samples))] if len(samples) > 1 else ["input"]
+            outs = model(*[torch.rand(1, *s) for s in samples])
+            outputs = [f"output_{k}" for k in range(len(outs))] if isinstance(outs, tuple) else ["output"]
+            torch.onnx.export(model, tuple(torch.rand(1, *s) for s in samples), f"{out}/{name}.onnx",
+                              opset_version=14, input_names=inputs, output_names=outputs,
+                              dynamic_axes={t: {0: "batch"} for t in inputs + outputs})
+            parts = [torch.rand(CASES, *s, requires_grad=True) for s in samples]
+            ys = model(*parts)
+            ys = ys if isinstance(ys, tuple) else (ys,)
+            y = torch.cat([t.flatten(1) for t in ys], 1) if len(ys) > 1 else ys[0]
             weighting = torch.randn(y.shape)
             (y * weighting).sum().backward()
+            x = torch.cat([t.flatten(1) for t in parts], 1) if len(parts) > 1 else parts[0]
+            grad = torch.cat([t.grad.flatten(1) for t in parts], 1) if len(parts) > 1 else parts[0].grad
             write(f"{out}/{name}.in.f32", x)
             write(f"{out}/{name}.out.f32", y)
             write(f"{out}/{name}.r.f32", weighting)
-            write(f"{out}/{name}.grad.f32", x.grad)
+            write(f"{out}/{name}.grad.f32", grad)
             dims = lambda s: " ".join(str(d) for d in [len(s), *s])  # noqa: E731
             manifest.write(f"{name} {dims(tuple(x.shape))} {dims(tuple(y.shape))}\n")
     print(f"onnx_import_models: {len(cases)} models in {out}")

@@ -332,6 +332,35 @@ TEST_CASE("graph: diagrams draw every node and edge; pruning reaches inside, int
   CHECK_THROWS_WITH(quant::calibrate(model, x), Contains("graph_1 (graph) has no int8 kernel"));
 }
 
+TEST_CASE("graph: diagrams draw declared inputs; recorders and attributions work on packed inputs", "[graph][viz]") {
+  Sequential<float> model = test::two_inputs_model();
+  const std::string dot = viz::to_dot(model);
+  CHECK_THAT(dot, Contains("layer0_1 [shape=box") && Contains("label=\"image (input)\\n(N, 1, 6, 6)\"]"));
+  CHECK_THAT(dot, Contains("layer0_2 -> layer0_6;"));  // meta -> its dense
+  const std::string svg = viz::to_svg_diagram(model);
+  CHECK_THAT(svg, Contains(">meta (input)</text>") && Contains(">from meta</text>"));
+
+  // Integrated Gradients over the packed input: completeness holds, and each
+  // input's share is its part of the attribution.
+  Rng rng(6);
+  const Tensor<float> x = test::cast<float>(random_tensor(Shape{2, 40}, rng));
+  inspect::IntegratedGradientsOptions options;
+  options.steps = 256;  // ReLU and max pooling bend the path: the integral converges, not exactly
+  inspect::IntegratedGradients<float> ig(model, options);
+  const Tensor<float> attribution = ig.attribute(x, std::vector<index_t>{0, 4});  // digit 0; aux's second
+  const Tensor<float> y = model.predict(x), y0 = model.predict(Tensor<float>(x.shape(), 0.0f));
+  const std::vector<Tensor<float>> parts = unpack(attribution, {Shape{1, 6, 6}, Shape{4}});
+  CHECK(parts[0].shape() == Shape{2, 1, 6, 6});
+  for (index_t n = 0; n < 2; ++n) {
+    const index_t target = n == 0 ? 0 : 4;
+    double image = 0, meta = 0;
+    for (index_t i = 0; i < 36; ++i) image += parts[0][n * 36 + i];
+    for (index_t i = 0; i < 4; ++i) meta += parts[1][n * 4 + i];
+    CHECK(image + meta == Approx(y[n * 5 + target] - y0[n * 5 + target]).margin(1e-2));
+    if (target == 4) CHECK(image == 0);  // aux reads the features alone
+  }
+}
+
 TEST_CASE("graph: attributions see through the graph (Integrated Gradients' completeness)", "[graph][attribution]") {
   Sequential<double> model = gated_classifier(3, 5);
   Rng rng(8);
@@ -351,4 +380,118 @@ TEST_CASE("graph: attributions see through the graph (Integrated Gradients' comp
     CHECK(sum == Approx(at_x.matrix()(n, t) - at_zero.matrix()(n, t)).margin(1e-9));
   }
   for (double d : ig.convergence_delta()) CHECK(std::abs(d) < 1e-9);
+}
+
+TEST_CASE("graph: several inputs and outputs, packed; gradients, values by hand, training", "[graph]") {
+  SECTION("inputs a (2) and b (1); outputs a * b and tanh(b), by hand") {
+    Graph<double> g;
+    auto a = g.input(Shape{2}, "a");
+    auto b = g.input(Shape{1}, "b");
+    g.set_outputs({g.multiply({a, b}, "product"), g.add<nn::Tanh<double>>(b)});
+    CHECK(g.packed_input_shape() == Shape{3});
+    const Tensor<double> x =
+        pack<double>({Tensor<double>(Shape{2, 2}, {1, 2, 3, 4}), Tensor<double>(Shape{2, 1}, {0.5, -2})});
+    CHECK(std::vector<double>(x.begin(), x.end()) == std::vector<double>{1, 2, 0.5, 3, 4, -2});
+    Tensor<double> y;
+    g.forward(x, y, Mode::eval);
+    REQUIRE(y.shape() == Shape{2, 3});
+    const std::vector<Tensor<double>> parts = unpack(y, {Shape{2}, Shape{1}});
+    CHECK(std::vector<double>(parts[0].begin(), parts[0].end()) == std::vector<double>{0.5, 1, -6, -8});
+    CHECK(parts[1][0] == Approx(std::tanh(0.5)));
+    CHECK(parts[1][1] == Approx(std::tanh(-2.0)));
+    CHECK(g.output_shapes(x.shape()) == std::vector<Shape>{Shape{2, 2}, Shape{2, 1}});
+    // d(sum of outputs)/db = a0 + a1 + 1 - tanh(b)^2; d/da = b.
+    Tensor<double> dx;
+    g.backward(x, y, Tensor<double>(y.shape(), {1, 1, 1, 1, 1, 1}), &dx);
+    CHECK(dx[0] == 0.5);
+    CHECK(dx[1] == 0.5);
+    CHECK(dx[2] == Approx(3 + 1 - std::pow(std::tanh(0.5), 2)));
+    CHECK(dx[3] == -2);
+  }
+  SECTION("gradient check: an image and features, two heads, one reading both inputs") {
+    Rng rng(5);
+    Graph<double> g;
+    auto image = g.input(Shape{1, 4, 4}, "image");
+    auto meta = g.input(Shape{5}, "meta");
+    auto features = g.add<nn::Conv2D<double>>(image, 1, 2, nn::Size2{3, 3}, same_padding());
+    features = g.add<nn::Flatten<double>>(g.add<nn::Tanh<double>>(features));
+    auto logits = g.sum({g.add<nn::Dense<double>>(features, 32, 3), g.add<nn::Dense<double>>(meta, 5, 3)});
+    auto aux = g.add<nn::Dense<double>>(g.concat({features, meta}), 37, 2);
+    g.set_outputs({logits, g.add<nn::Sigmoid<double>>(aux)});
+    check_layer_gradients(g, random_tensor(Shape{3, 21}, rng));
+  }
+  SECTION("a model of two inputs learns the weights of each (fit on packed inputs)") {
+    auto g = std::make_unique<Graph<double>>();
+    auto a = g->input(Shape{3}, "a");
+    auto b = g->input(Shape{2}, "b");
+    g->sum({g->add<nn::Dense<double>>(a, 3, 1), g->add<nn::Dense<double>>(b, 2, 1)});
+    Sequential<double> model(g->packed_input_shape(), 4);
+    auto& graph = static_cast<Graph<double>&>(model.add(std::move(g)));
+    Rng rng(8);
+    const index_t n = 400;
+    Tensor<double> xa(Shape{n, 3}), xb(Shape{n, 2}), y(Shape{n, 1});
+    for (index_t i = 0; i < n; ++i) {
+      for (double* v : {&xa[i * 3], &xa[i * 3 + 1], &xa[i * 3 + 2], &xb[i * 2], &xb[i * 2 + 1]}) *v = rng.normal();
+      y[i] = 1.5 * xa[i * 3] - 2 * xa[i * 3 + 1] + 0.25 * xa[i * 3 + 2] + 0.75 * xb[i * 2] - xb[i * 2 + 1] + 0.5;
+    }
+    optim::SGD<double> sgd(model.parameters(), 0.1);
+    train::fit(model, sgd, nn::MSELoss<double>(), pack<double>({xa, xb}), y, test::quiet_fit<double>(150, n));
+    const auto& wa = dynamic_cast<nn::Dense<double>&>(graph.layer(Graph<double>::Node{3})).weight().value;
+    const auto& wb = dynamic_cast<nn::Dense<double>&>(graph.layer(Graph<double>::Node{4})).weight().value;
+    CHECK(wa[0] == Approx(1.5).margin(0.01));
+    CHECK(wa[1] == Approx(-2).margin(0.01));
+    CHECK(wa[2] == Approx(0.25).margin(0.01));
+    CHECK(wb[0] == Approx(0.75).margin(0.01));
+    CHECK(wb[1] == Approx(-1).margin(0.01));
+  }
+  SECTION("errors name the graph, the inputs and the shapes") {
+    Graph<double> g;
+    auto a = g.input(Shape{2}, "a");
+    g.add<nn::Tanh<double>>(a);
+    Tensor<double> y;
+    CHECK_THROWS_WITH(g.forward(Tensor<double>(Shape{1, 3}), y, Mode::eval),
+                      Contains("graph: its inputs a (2) pack to (batch, 2); got input (1, 3)"));
+    CHECK_THROWS_WITH(g.set_outputs({a, a}), Contains("node 'a' is listed twice as an output"));
+    CHECK_THROWS_WITH(g.input(Shape{0}), Contains("input shape (0) needs rank >= 1"));
+    Graph<double> raw;
+    auto c = raw.input(Shape{2}, "c");
+    raw.sum({c, raw.input()});
+    CHECK_THROWS_WITH(raw.output_shape(Shape{1, 2}), Contains("reads them, not input()"));
+    Graph<double> unused;
+    unused.input(Shape{2}, "first");
+    unused.add<nn::Tanh<double>>(unused.input(Shape{2}, "second"));
+    CHECK_THROWS_WITH(unused.output_shape(Shape{1, 4}), Contains("node 'first' does not lead to the output"));
+    CHECK_THROWS_WITH(pack<double>({Tensor<double>(Shape{2, 1}), Tensor<double>(Shape{3, 1})}),
+                      Contains("pack: tensor 2 has shape (3, 1)"));
+    CHECK_THROWS_WITH(unpack(Tensor<double>(Shape{2, 3}), {Shape{2}, Shape{2}}),
+                      Contains("unpack: 2 parts of 4 values per sample in all, but the tensor has shape (2, 3)"));
+  }
+}
+
+TEST_CASE("graph: a checkpoint keeps declared inputs and several outputs", "[graph][checkpoint]") {
+  auto g = std::make_unique<Graph<float>>();
+  auto image = g->input(Shape{1, 3, 3}, "image");
+  auto meta = g->input(Shape{2}, "meta");
+  auto flat = g->add<nn::Flatten<float>>(g->add<nn::Conv2D<float>>(image, 1, 2, nn::Size2{2, 2}));
+  g->set_outputs({g->add<nn::Dense<float>>(g->concat({flat, meta}), 10, 3), g->add<nn::Dense<float>>(meta, 2, 1)});
+  Sequential<float> model(g->packed_input_shape(), 3);
+  model.add(std::move(g));
+  const std::string path = (std::filesystem::temp_directory_path() / "glassbox_graph_io_test.gbck").string();
+  io::save_checkpoint(model, path);
+  io::Checkpoint<float> loaded = io::load_checkpoint<float>(path);
+  auto& back = dynamic_cast<Graph<float>&>(loaded.model.layer("graph_1"));
+  REQUIRE(back.declared_inputs().size() == 2);
+  CHECK(back.node_name(back.declared_inputs()[1]) == "meta");
+  CHECK(back.input_sample(back.declared_inputs()[0]) == Shape{1, 3, 3});
+  CHECK(back.outputs().size() == 2);
+  Rng rng(2);
+  const Tensor<float> x = test::cast<float>(random_tensor(Shape{4, 11}, rng));
+  const Tensor<float> expected = model.predict(x), restored = loaded.model.predict(x);
+  REQUIRE(restored.shape() == Shape{4, 4});
+  CHECK(std::equal(restored.begin(), restored.end(), expected.begin()));
+
+  io::LayerSpec spec = io::describe(model.layer("graph_1"));
+  spec.children[1].kind = "dense";
+  CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"),
+                    Contains("field '2.op': is an input, but its child 'meta' is a dense"));
 }

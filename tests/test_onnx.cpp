@@ -284,6 +284,56 @@ TEST_CASE("import_onnx gives a Graph layer back as written, and builds one for o
                     Contains("node 'cat' (Concat): attribute 'axis' = 0 is not supported"));
 }
 
+TEST_CASE("import_onnx and export_onnx: several inputs and outputs, the model's own", "[graph]") {
+  Sequential<float> two = test::two_inputs_model();
+  const std::string bytes = io::onnx_bytes(two, 15);
+  const io::OnnxModel parsed = io::parse_onnx(bytes, "two.onnx");
+  REQUIRE(parsed.inputs.size() == 2);
+  CHECK(parsed.inputs[0].name == "image");
+  CHECK(parsed.inputs[1].dims == std::vector<std::int64_t>{-1, 4});
+  REQUIRE(parsed.outputs.size() == 2);
+  CHECK(parsed.outputs[1].name == "graph_1.aux");
+  Sequential<float> back = import(bytes);
+  CHECK(all_names(back) == all_names(two));
+  auto& graph = dynamic_cast<Graph<float>&>(back.layer(0));
+  CHECK(graph.node_name(graph.declared_inputs()[1]) == "meta");
+  CHECK(graph.outputs().size() == 2);
+  const Tensor<float> x = random_input(Shape{5, 40}, 3);
+  const Tensor<float> expected = two.predict(x), got = back.predict(x);
+  REQUIRE(got.shape() == Shape{5, 5});
+  CHECK(std::equal(got.begin(), got.end(), expected.begin()));
+  CHECK(io::onnx_bytes(back, 15) == bytes);
+
+  // Layers after a graph of two inputs stay the model's own.
+  const auto two_sums = [] {
+    auto g = std::make_unique<Graph<float>>();
+    auto a = g->input(Shape{30}, "a");
+    auto b = g->input(Shape{10}, "b");
+    g->concat({g->add<nn::Dense<float>>(a, 30, 4), g->add<nn::Dense<float>>(b, 10, 4)});
+    return g;
+  };
+  Sequential<float> chain(Shape{40}, 2);
+  chain.add(two_sums());
+  chain.add<nn::Dense<float>>(8, 3);
+  chain.add<nn::Softmax<float>>();
+  Sequential<float> chain_back = import(io::onnx_bytes(chain));
+  CHECK(all_names(chain_back) == all_names(chain));
+  const Tensor<float> cx = random_input(Shape{3, 40}, 4);
+  const Tensor<float> c_expected = chain.predict(cx), c_got = chain_back.predict(cx);
+  CHECK(std::equal(c_got.begin(), c_got.end(), c_expected.begin()));
+
+  // Declared inputs only as the first layer, several outputs only as the last.
+  Sequential<float> late(Shape{40});
+  late.add<nn::Tanh<float>>();
+  late.add(two_sums());
+  CHECK_THROWS_WITH(io::onnx_bytes(late),
+                    Contains("graph_1 has declared inputs; it exports only as the model's first"));
+  Sequential<float> early = test::two_inputs_model();
+  early.add<nn::Tanh<float>>();
+  CHECK_THROWS_WITH(io::onnx_bytes(early),
+                    Contains("graph_1 has several outputs; it exports only as the model's last"));
+}
+
 TEST_CASE("import_onnx maps Gemm's transposes and scales, MatMul + Add, Reshape and a residual block") {
   const Tensor<float> x(Shape{2, 3}, {1, 0, -1, 0.5f, 2, 1});
   // Gemm with transB: y = x W^T + b.
@@ -588,7 +638,16 @@ TEST_CASE("import_onnx names the node, op and attribute it cannot import") {
 
   OnnxFile two_outputs;
   two_outputs.input("x", {-1, 3}).output("y").output("z").node("Relu", {"x"}, "y", "a").node("Tanh", {"x"}, "z", "b");
-  CHECK_THROWS_WITH(import(two_outputs.bytes()), Contains("2 outputs"));
+  // Two outputs come packed: relu(x), then tanh(x).
+  const Tensor<float> both = import(two_outputs.bytes()).predict(Tensor<float>(Shape{1, 3}, {-1, 0, 2}));
+  CHECK(std::vector<float>(both.begin(), both.end()) ==
+        std::vector<float>{0, 0, 2, std::tanh(-1.0f), 0, std::tanh(2.0f)});
+  OnnxFile twice;
+  twice.input("x", {-1, 3}).output("y").output("y").node("Relu", {"x"}, "y", "a");
+  CHECK_THROWS_WITH(import(twice.bytes()), Contains("output 'y' is listed twice"));
+  OnnxFile reserved;
+  reserved.input("x", {-1, 3}).output("glassbox.packed_inputs").node("Relu", {"x"}, "glassbox.packed_inputs", "a");
+  CHECK_THROWS_WITH(import(reserved.bytes()), Contains("node 'a' (Relu): writes 'glassbox.packed_inputs'"));
 
   CHECK_THROWS_WITH(import(gemm_file().opset(9).bytes()), Contains("opset 9 is not supported (11 to 21)"));
   CHECK_THROWS_WITH(import(gemm_file().opset(22).bytes()), Contains("opset 22 is not supported (11 to 21)"));

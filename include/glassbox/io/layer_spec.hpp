@@ -108,7 +108,9 @@ inline nn::PoolOptions pool_options(const SpecReader& r) {
 
 // A graph's wiring as fields: "nodes" (without the input), per node j from 1
 // "j.op" (Graph::Op), "j.inputs" and "j.input_k" (earlier nodes' indices),
-// "j.axis" for a concat; and "output". Node j is the graph's child j - 1.
+// "j.axis" for a concat; and "output", or "outputs" and "output_k" when
+// there are several. Node j is the graph's child j - 1; a declared input's
+// child is of kind "input", its sample shape in put_shape's fields.
 template <class T>
 void describe_wiring(const Graph<T>& g, LayerSpec& s) {
   using Node = typename Graph<T>::Node;
@@ -122,6 +124,11 @@ void describe_wiring(const Graph<T>& g, LayerSpec& s) {
     if (g.op(Node{j}) == Graph<T>::Op::concat) s.set(key + "axis", g.axis(Node{j}));
   }
   s.set("output", static_cast<double>(g.output().id));
+  const auto outputs = g.outputs();
+  if (outputs.size() > 1) {
+    s.set("outputs", static_cast<double>(outputs.size()));
+    for (std::size_t k = 0; k < outputs.size(); ++k) s.set("output_" + std::to_string(k), double(outputs[k].id));
+  }
 }
 
 constexpr std::int64_t max_graph_nodes = 1 << 16;
@@ -150,9 +157,21 @@ inline Shape shape_field(const SpecReader& r) {
 template <class T>
 LayerSpec describe(Layer<T>& layer) {
   LayerSpec s{layer.kind(), layer.name(), {}, {}};
-  if (dynamic_cast<nn::Residual<T>*>(&layer) || dynamic_cast<Graph<T>*>(&layer)) {
+  if (auto* graph = dynamic_cast<Graph<T>*>(&layer)) {
+    using Node = typename Graph<T>::Node;
+    detail::describe_wiring(*graph, s);
+    for (std::size_t j = 1; j < graph->node_count(); ++j) {
+      const Node node{j};
+      LayerSpec c{"input", graph->node_name(node), {}, {}};
+      if (graph->op(node) == Graph<T>::Op::input)
+        detail::put_shape(c, graph->input_sample(node));
+      else
+        c = describe(graph->layer(node));
+      c.name = graph->node_name(node);
+      s.children.push_back(std::move(c));
+    }
+  } else if (dynamic_cast<nn::Residual<T>*>(&layer)) {
     const std::string prefix = layer.name() + ".";
-    if (auto* graph = dynamic_cast<Graph<T>*>(&layer)) detail::describe_wiring(*graph, s);
     for (Layer<T>* child : layer.children()) {
       LayerSpec c = describe(*child);
       if (c.name.rfind(prefix, 0) == 0) c.name = c.name.substr(prefix.size());
@@ -254,7 +273,7 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
   }
   for (const char* kind :
        {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu", "sigmoid", "tanh",
-        "gelu", "softmax", "log_softmax", "identity", "sum", "multiply", "concat"})
+        "gelu", "softmax", "log_softmax", "identity", "sum", "multiply", "concat", "input"})
     if (spec.kind == kind) return {};
   throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
 }
@@ -273,8 +292,9 @@ std::unique_ptr<Layer<T>> make_graph(const LayerSpec& spec, const SpecReader& r,
   std::size_t child = 0;
   for (std::size_t j = 1; j <= nodes; ++j) {
     const std::string key = std::to_string(j) + ".";
-    const auto op = static_cast<Op>(r.integer(key + "op", int(Op::layer), int(Op::concat)));
-    const auto count = r.integer(key + "inputs", op == Op::layer ? 1 : 2, op == Op::layer ? 1 : max_graph_nodes);
+    const auto op = static_cast<Op>(r.integer(key + "op", int(Op::input), int(Op::concat)));
+    const std::int64_t fewest = op == Op::input ? 0 : op == Op::layer ? 1 : 2;
+    const auto count = r.integer(key + "inputs", fewest, op == Op::input || op == Op::layer ? fewest : max_graph_nodes);
     std::vector<Node> inputs;
     for (std::int64_t k = 0; k < count; ++k)
       inputs.push_back(
@@ -284,8 +304,13 @@ std::unique_ptr<Layer<T>> make_graph(const LayerSpec& spec, const SpecReader& r,
     const LayerSpec& c = spec.children[child++];
     const char* kind = op == Op::layer ? nullptr : Graph<T>::op_name(op);
     if (kind && c.kind != kind)
-      throw r.error(key + "op", fmt::format("is a {}, but its child '{}' is a {}", kind, c.name, c.kind));
-    if (op == Op::layer)
+      throw r.error(key + "op", fmt::format("is {} {}, but its child '{}' is a {}", op == Op::input ? "an" : "a", kind,
+                                            c.name, c.kind));
+    if (!kind && c.kind == "input")
+      throw r.error(key + "op", fmt::format("is a layer, but its child '{}' is an input", c.name));
+    if (op == Op::input)
+      g->input(shape_field(SpecReader(c, where + ", in " + spec.name)), c.name);
+    else if (op == Op::layer)
       g->add(inputs[0], make_layer<T>(c, where + ", in " + spec.name), c.name);
     else if (op == Op::sum)
       g->sum(inputs, c.name);
@@ -296,7 +321,16 @@ std::unique_ptr<Layer<T>> make_graph(const LayerSpec& spec, const SpecReader& r,
   }
   if (child != spec.children.size())
     throw r.error("children", fmt::format("{} children, but the nodes use {}", spec.children.size(), child));
-  g->set_output(Node{static_cast<std::size_t>(r.integer("output", 1, std::int64_t(nodes)))});
+  const auto node_field = [&](const std::string& field) {
+    return Node{static_cast<std::size_t>(r.integer(field, 1, std::int64_t(nodes)))};
+  };
+  std::vector<Node> outputs{node_field("output")};
+  if (spec.find("outputs")) {
+    outputs.clear();
+    const auto count = r.integer("outputs", 2, max_graph_nodes);
+    for (std::int64_t k = 0; k < count; ++k) outputs.push_back(node_field("output_" + std::to_string(k)));
+  }
+  g->set_outputs(outputs);
   return g;
 }
 }  // namespace detail
@@ -351,7 +385,7 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
       return block;
     }
     if (kind == "graph") return detail::make_graph<T>(spec, r, where);
-    if (kind == "sum" || kind == "multiply" || kind == "concat")
+    if (kind == "sum" || kind == "multiply" || kind == "concat" || kind == "input")
       throw Error(fmt::format("{}, layer '{}': a {} exists only inside a graph", where, spec.name, kind));
     if (kind == "identity") return std::make_unique<nn::Identity<T>>();
     if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();

@@ -25,6 +25,8 @@
 //   - Graph -> its nodes (layers as above; sums as Add or Sum, products as
 //     Mul, concats as Concat), named "<graph>.<node>"; the metadata entry
 //     "glassbox.graphs" lists the graphs, so that import groups them again.
+//     A first Graph's declared inputs are the model's inputs, named as the
+//     nodes; a last Graph's several outputs are its outputs ("<graph>.<node>").
 // A model without a declared sample shape needs one passed in.
 // Import (io::import_onnx) is io/onnx_import.hpp, kept out of this header
 // (and of glassbox.hpp) so that the programs that only export compile faster.
@@ -124,6 +126,9 @@ class GraphBuilder {
   // The names of the Graph layers written, for the importer to group their
   // nodes again (metadata "glassbox.graphs").
   std::vector<std::string> graph_layers;
+  // A first Graph's declared inputs and a last Graph's several outputs: the
+  // model's own inputs and outputs (name, sample shape), in order.
+  std::vector<std::pair<std::string, Shape>> model_inputs, model_outputs;
 
  private:
   Proto graph_;
@@ -193,14 +198,27 @@ void emit_graph(GraphBuilder<T>& g, Graph<T>& graph, const std::string& input, c
   using Node = typename Graph<T>::Node;
   using Op = typename Graph<T>::Op;
   const std::vector<Shape> shapes = graph.node_shapes(in_shape);
+  const std::vector<Node> outputs = graph.outputs();
+  const bool declared = !graph.declared_inputs().empty(), several = outputs.size() > 1;
+  const bool inputs_inside = declared && input != "input", outputs_inside = several && output != "output";
+  if (inputs_inside || outputs_inside)
+    throw Error(fmt::format(
+        "export_onnx: {} has {}; it exports only as the model's {} layer (ONNX's inputs and "
+        "outputs are the model's)",
+        graph.name(), inputs_inside ? "declared inputs" : "several outputs", inputs_inside ? "first" : "last"));
   std::vector<std::string> tensors{input};
   for (std::size_t j = 1; j < graph.node_count(); ++j) {
     const Node node{j};
     const std::string name = graph.name() + "." + graph.node_name(node);
-    const std::string tensor = j == graph.output().id ? output : name;
+    const std::string tensor = j == graph.output().id && !several ? output : name;
     std::vector<std::string> inputs;
     for (Node in : graph.inputs(node)) inputs.push_back(tensors[in.id]);
     const Op op = graph.op(node);
+    if (op == Op::input) {  // the model's input, named as the node
+      tensors.push_back(graph.node_name(node));
+      g.model_inputs.emplace_back(graph.node_name(node), graph.input_sample(node));
+      continue;
+    }
     if (op == Op::layer) {
       emit_layer(g, graph.layer(node), inputs[0], tensor, shapes[graph.inputs(node)[0].id]);
     } else if (op == Op::concat) {
@@ -218,6 +236,8 @@ void emit_graph(GraphBuilder<T>& g, Graph<T>& graph, const std::string& input, c
     }
     tensors.push_back(tensor);
   }
+  if (several)
+    for (Node n : outputs) g.model_outputs.emplace_back(tensors[n.id], shapes[n.id].sample());
   g.graph_layers.push_back(graph.name());
 }
 
@@ -357,8 +377,15 @@ std::string onnx_bytes(Sequential<T>& model, int opset = 13, std::optional<Shape
 
   Proto& graph = g.graph();
   graph.bytes(2, "glassbox");
-  graph.message(11, value_info<T>("input", *sample_shape));
-  graph.message(12, value_info<T>("output", in_shape.sample()));
+  if (g.model_inputs.empty()) g.model_inputs.emplace_back("input", *sample_shape);
+  if (g.model_outputs.empty()) g.model_outputs.emplace_back("output", in_shape.sample());
+  for (const auto& [name, sample] : g.model_inputs) {
+    for (std::size_t i = 0; i < model.size(); ++i)
+      if (model.layer(i).name() == name)
+        throw Error(fmt::format("export_onnx: the input '{}' and a layer have one name", name));
+    graph.message(11, value_info<T>(name, sample));
+  }
+  for (const auto& [name, sample] : g.model_outputs) graph.message(12, value_info<T>(name, sample));
   Proto m;
   m.int64(1, 8);  // IR version 8 (ONNX 1.10 to 1.12)
   m.bytes(2, "glassbox").bytes(3, "0.1.0");

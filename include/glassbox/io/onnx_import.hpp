@@ -78,30 +78,12 @@ class Importer {
   Importer(const OnnxModel& model, std::string where) : m_(model), where_(std::move(where)) {}
 
   Sequential<T> run() {
-    if (m_.inputs.size() != 1 || m_.outputs.size() != 1)
-      throw Error(fmt::format("{}: the graph has {} inputs and {} outputs; glassbox imports one of each", where_,
-                              m_.inputs.size(), m_.outputs.size()));
+    if (m_.inputs.empty() || m_.outputs.empty())
+      throw Error(
+          fmt::format("{}: the graph has {} inputs and {} outputs", where_, m_.inputs.size(), m_.outputs.size()));
+    std::vector<Shape> samples;
+    for (const OnnxValueInfo& in : m_.inputs) samples.push_back(input_sample(in));
     const OnnxValueInfo& in = m_.inputs[0];
-    if (in.elem_type != float_type && in.elem_type != double_type)
-      throw Error(fmt::format("{}: input '{}' has element type {}; glassbox imports float and double models", where_,
-                              in.name, in.elem_type));
-    if (!in.has_shape || in.dims.size() < 2 || in.dims.size() > static_cast<std::size_t>(Shape::max_rank))
-      throw Error(fmt::format("{}: input '{}' declares no (batch, ...) shape of rank 2 to {}", where_, in.name,
-                              Shape::max_rank));
-    std::vector<index_t> sample;
-    std::int64_t values = 1;
-    for (std::size_t d = 1; d < in.dims.size(); ++d) {
-      if (in.dims[d] <= 0)
-        throw Error(
-            fmt::format("{}: input '{}' dimension {} is '{}', known only at run time; glassbox imports "
-                        "fixed sample shapes (only the batch may vary)",
-                        where_, in.name, d, in.dim_names[d].empty() ? "?" : in.dim_names[d]));
-      sample.push_back(static_cast<index_t>(in.dims[d]));
-      values *= in.dims[d];
-      if (values > max_dimension)
-        throw Error(
-            fmt::format("{}: input '{}' declares more than {} values per sample", where_, in.name, max_dimension));
-    }
     declared_batch_ = in.dims[0];
     for (const auto& [key, value] : m_.metadata)
       if (key == "glassbox.graphs")
@@ -122,9 +104,40 @@ class Importer {
       if (n.op == "Identity" && n.inputs.size() == 1 && n.outputs.size() == 1 && constant(n.inputs[0]))
         constants_[n.outputs[0]] = constant(n.inputs[0]);
       shape_node(n);
+      if (is_virtual(n)) fail(n, "this op is not supported");
+      for (const std::string& out : n.outputs)
+        if (out == packed_inputs || out == packed_outputs)
+          fail(n, fmt::format("writes '{}', a name glassbox keeps", out));
     }
+    for (std::size_t k = 1; k < m_.outputs.size(); ++k)
+      for (std::size_t j = 0; j < k; ++j)
+        if (m_.outputs[j].name == m_.outputs[k].name)
+          throw Error(fmt::format("{}: output '{}' is listed twice", where_, m_.outputs[k].name));
+    {}
 
-    const Shape sample_shape(sample.begin(), sample.end());
+    // Several inputs are read packed (model/graph.hpp), through a node that
+    // unpacks each; several outputs are packed by one node after them.
+    std::vector<const OnnxNode*> nodes = needed_nodes();
+    std::string from = in.name, to = m_.outputs[0].name;
+    Shape sample_shape = samples[0];
+    if (m_.inputs.size() > 1) {
+      from = packed_inputs;
+      index_t width = 0;
+      std::vector<const OnnxNode*> unpacks;
+      for (std::size_t k = 0; k < m_.inputs.size(); ++k) {
+        width += samples[k].size();
+        declared_inputs_[m_.inputs[k].name] = samples[k];
+        unpacks.push_back(&virtual_node(graph_input_op, {from}, {m_.inputs[k].name}, nodes));
+      }
+      nodes.insert(nodes.begin(), unpacks.begin(), unpacks.end());
+      sample_shape = Shape{width};
+    }
+    if (m_.outputs.size() > 1) {
+      std::vector<std::string> outputs;
+      for (const OnnxValueInfo& out : m_.outputs) outputs.push_back(out.name);
+      to = packed_outputs;
+      nodes.push_back(&virtual_node(graph_outputs_op, outputs, {to}, nodes));
+    }
     Sequential<T> model{sample_shape};
     Sink top;
     top.shape = sample_shape.batched(1);
@@ -132,13 +145,69 @@ class Importer {
     top.add = [&model, &names](std::unique_ptr<Layer<T>> layer, const std::string& name) {
       names.insert(model.add(std::move(layer), names.count(name) ? std::string() : name).name());
     };
-    chain(needed_nodes(), in.name, m_.outputs[0].name, top);
+    chain(nodes, from, to, top);
     if (top.layers == 0) throw Error(fmt::format("{}: the graph computes nothing (its output is its input)", where_));
     for (const Assignment& a : assignments_) assign(a);
     return model;
   }
 
  private:
+  // A graph input's per-sample shape, checked.
+  Shape input_sample(const OnnxValueInfo& in) const {
+    if (in.elem_type != float_type && in.elem_type != double_type)
+      throw Error(fmt::format("{}: input '{}' has element type {}; glassbox imports float and double models", where_,
+                              in.name, in.elem_type));
+    if (!in.has_shape || in.dims.size() < 2 || in.dims.size() > static_cast<std::size_t>(Shape::max_rank))
+      throw Error(fmt::format("{}: input '{}' declares no (batch, ...) shape of rank 2 to {}", where_, in.name,
+                              Shape::max_rank));
+    if (in.name == packed_inputs || in.name == packed_outputs)
+      throw Error(fmt::format("{}: input '{}' has a name glassbox keeps for itself", where_, in.name));
+    std::vector<index_t> sample;
+    std::int64_t values = 1;
+    for (std::size_t d = 1; d < in.dims.size(); ++d) {
+      if (in.dims[d] <= 0)
+        throw Error(
+            fmt::format("{}: input '{}' dimension {} is '{}', known only at run time; glassbox imports "
+                        "fixed sample shapes (only the batch may vary)",
+                        where_, in.name, d, in.dim_names[d].empty() ? "?" : in.dim_names[d]));
+      sample.push_back(static_cast<index_t>(in.dims[d]));
+      values *= in.dims[d];
+      if (values > max_dimension)
+        throw Error(
+            fmt::format("{}: input '{}' declares more than {} values per sample", where_, in.name, max_dimension));
+    }
+    return Shape(sample.begin(), sample.end());
+  }
+
+  // The nodes that unpack several inputs and pack several outputs; named
+  // within the glassbox Graph their first reader or producer belongs to, if
+  // any, so that a graph glassbox exported is grouped again.
+  static constexpr const char* virtual_op = "glassbox.";
+  static constexpr const char* graph_input_op = "glassbox.input";
+  static constexpr const char* graph_outputs_op = "glassbox.outputs";
+  static constexpr const char* packed_inputs = "glassbox.packed_inputs";
+  static constexpr const char* packed_outputs = "glassbox.packed_outputs";
+  const OnnxNode& virtual_node(const char* op, std::vector<std::string> inputs, std::vector<std::string> outputs,
+                               const std::vector<const OnnxNode*>& nodes) {
+    OnnxNode n;
+    n.op = op;
+    const bool unpack = n.op == graph_input_op;
+    const std::string& tensor = unpack ? outputs[0] : inputs[0];
+    std::string block;
+    for (const OnnxNode* other : nodes) {
+      const auto& names = unpack ? other->inputs : other->outputs;
+      if (std::find(names.begin(), names.end(), tensor) == names.end()) continue;
+      block = graph_block_of(*other, "");
+      break;
+    }
+    n.name = (block.empty() ? "" : block + ".") + (unpack ? tensor : std::string("outputs"));
+    n.inputs = std::move(inputs);
+    n.outputs = std::move(outputs);
+    virtual_nodes_.push_back(std::move(n));
+    return virtual_nodes_.back();
+  }
+  bool is_virtual(const OnnxNode& n) const { return n.op.rfind(virtual_op, 0) == 0; }
+
   // Where the layers of a chain go: the model, or a residual block's body.
   struct Sink {
     std::function<void(std::unique_ptr<Layer<T>>, const std::string&)> add;
@@ -192,7 +261,8 @@ class Importer {
   // The non-Constant nodes the graph output depends on, in topological order.
   std::vector<const OnnxNode*> needed_nodes() {
     std::set<const OnnxNode*> needed;
-    std::vector<std::string> pending{m_.outputs[0].name};
+    std::vector<std::string> pending;
+    for (const OnnxValueInfo& out : m_.outputs) pending.push_back(out.name);
     while (!pending.empty()) {
       const std::string t = pending.back();
       pending.pop_back();
@@ -398,6 +468,8 @@ class Importer {
   int depth_ = 0;
   std::int64_t declared_batch_ = -1;
   std::map<std::string, const OnnxTensor*> constants_;
+  std::deque<OnnxNode> virtual_nodes_;
+  std::map<std::string, Shape> declared_inputs_;  // input tensor -> sample, when there are several
   std::deque<OnnxTensor> node_constants_;
   std::vector<Assignment> assignments_;
   std::vector<std::int64_t> pad_node_pads_;  // of a Pad node, for the Conv or AveragePool after it

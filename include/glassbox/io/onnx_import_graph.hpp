@@ -228,7 +228,7 @@ void Importer<T>::graph(const std::vector<const OnnxNode*>& nodes, const std::st
   built[0] = owned->input();
   for (const std::size_t k : order) built[k] = run_step(p, p.steps[k], built);
   const typename GraphPiece::Node result = built[final_step];
-  owned->set_output(result);
+  if (p.steps[final_step].last->op != graph_outputs_op) owned->set_output(result);  // else set by the step
   if (name.empty() || name == "input") name = "graph";
   Layer<T>* raw = owned.get();
   sink.add(std::move(owned), name);
@@ -287,9 +287,16 @@ std::size_t Importer<T>::plan(GraphPiece& p, const std::string& tensor) {
     if (d == 0) break;
   }
   typename GraphPiece::Step step;
+  if (const OnnxNode* unpack = p.producer.at(tensor); unpack->op == graph_input_op) {  // one of several inputs
+    step.last = unpack;
+    p.steps.push_back(std::move(step));
+    return p.planned[tensor] = p.steps.size() - 1;
+  }
   for (auto d = dominators.rbegin(); d != dominators.rend(); ++d) {
     if (*d == 0 && tensor == p.out) continue;  // the whole piece: it branches, so it is not a chain
     if (!closed_region(p, *d, t, step.region)) continue;
+    if (std::any_of(step.region.begin(), step.region.end(), [&](const OnnxNode* n) { return is_virtual(*n); }))
+      continue;  // (un)packing is the graph's own
     if (p.exported && !one_layer(p, step.region)) continue;
     step.from = p.tensors[*d];
     step.to = tensor;
@@ -355,8 +362,18 @@ typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename Grap
     return current;
   }
   const OnnxNode& n = *step.last;
+  if (n.op == graph_input_op) {
+    const Node input = g.input(declared_inputs_.at(n.outputs[0]), merge_name(p, n, "input"));
+    p.names.insert(g.node_name(input));
+    p.shapes[input.id] = declared_inputs_.at(n.outputs[0]).batched(1);
+    return input;
+  }
   std::vector<Node> inputs;
   for (const std::size_t k : step.inputs) inputs.push_back(built[k]);
+  if (n.op == graph_outputs_op) {
+    g.set_outputs(inputs);
+    return inputs[0];
+  }
   const Shape& first = p.shapes.at(inputs[0].id);
   Shape shape = first;
   // The merged shape by GraphMerge's own rules, input by input, so that the

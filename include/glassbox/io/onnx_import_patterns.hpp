@@ -330,6 +330,8 @@ template <class T>
 bool Importer<T>::residual(const Segment& s, Sink& sink) {
   const OnnxNode& add = *s.nodes.back();
   if (add.op != "Add" || add.inputs.size() != 2 || !dynamic(add.inputs[0]) || !dynamic(add.inputs[1])) return false;
+  for (const OnnxNode* n : s.nodes)
+    if (is_virtual(*n)) return false;  // several inputs: a graph's
   std::vector<const OnnxNode*> sides[2];
   std::set<const OnnxNode*> seen;
   for (int side = 0; side < 2; ++side) {

@@ -20,6 +20,20 @@
 // and every hook fires for it as for a residual block's layers. A merge is a
 // GraphMerge layer (model/graph_merge.hpp) whose events show its first input.
 //
+// Several inputs and outputs: declare each input with its per-sample shape,
+// input(Shape{1, 28, 28}, "image"), and name the outputs with set_outputs().
+// The graph (a layer still) then reads one packed tensor, each sample's
+// inputs flattened one after another, (N, S1 + S2 + ...), and returns its
+// outputs packed the same way (one output keeps its own shape); pack() and
+// unpack() convert. A model whose first layer is such a graph takes, and
+// exports to ONNX as, several inputs (several outputs when it is the last).
+//
+//   auto image = g.input(Shape{1, 28, 28}, "image");
+//   auto meta = g.input(Shape{4}, "meta");
+//   ... g.set_outputs({digit, parity});
+//   Sequential<float> model(g.packed_input_shape());   model.add(...)
+//   auto [digit, parity] = unpack(model.predict(pack({images, metas})), ...)
+//
 // Nodes run in the order they were added, which is topological since a node
 // reads only earlier ones. Forward keeps every node's output for backward
 // (buffers reused from batch to batch); backward runs the nodes in reverse
@@ -48,12 +62,37 @@ class Graph : public Layer<T> {
     std::size_t id = 0;
   };
 
-  Graph() { nodes_.push_back(Entry{Op::input, "input", {}, 0, 1}); }
+  Graph() { nodes_.push_back(Entry{Op::input, "input", {}, 0, 1, {}}); }
 
   std::string kind() const override { return "graph"; }
 
-  // The graph's input tensor.
+  // The graph's input tensor (a graph of one input).
   Node input() const { return Node{0}; }
+  // One of several inputs, of per-sample shape `sample`, named input_N by
+  // default: the graph then reads them packed (see the top).
+  Node input(const Shape& sample, std::string name = {}) {
+    require_not_in_model();
+    if (sample.rank() < 1 || sample.size() < 1)
+      throw Error(fmt::format("{}: input shape {} needs rank >= 1 and no zero dimension", this->name(), sample.str()));
+    if (name.empty()) name = unique_name("input");
+    check_new_name(name);
+    return append(Entry{Op::input, std::move(name), {}, 0, 1, sample});
+  }
+  // The declared inputs, in packing order (empty for a graph of one input).
+  std::vector<Node> declared_inputs() const {
+    std::vector<Node> r;
+    for (std::size_t k = 1; k < nodes_.size(); ++k)
+      if (nodes_[k].op == Op::input) r.push_back(Node{k});
+    return r;
+  }
+  const Shape& input_sample(Node n) const { return entry(n).sample; }  // of a declared input
+  // What the graph reads per sample when its inputs are declared: (S1 + S2 + ...).
+  Shape packed_input_shape() const {
+    index_t total = 0;
+    for (Node n : declared_inputs()) total += entry(n).sample.size();
+    if (!total) throw Error(fmt::format("{}: declares no inputs (input(shape))", this->name()));
+    return Shape{total};
+  }
 
   // A layer reading node `from`, named kind_N within the graph by default.
   template <class L, class... Args>
@@ -68,7 +107,7 @@ class Graph : public Layer<T> {
     check_new_name(name);
     layer->set_name(qualified(name));
     layers_.push_back(std::move(layer));
-    return append(Entry{Op::layer, std::move(name), {from.id}, layers_.size() - 1, 1});
+    return append(Entry{Op::layer, std::move(name), {from.id}, layers_.size() - 1, 1, {}});
   }
 
   // Elementwise sum or product of nodes of one shape (at least two; a node
@@ -87,12 +126,27 @@ class Graph : public Layer<T> {
   }
 
   // The node whose value the graph returns (default: the last one added).
-  void set_output(Node node) {
+  void set_output(Node node) { set_outputs({node}); }
+  // Several outputs, returned packed (see the top).
+  void set_outputs(const std::vector<Node>& nodes) {
     require_not_in_model();
-    check_node(node, "set_output");
-    output_ = node.id;
+    if (nodes.empty()) throw Error(fmt::format("{}: set_outputs needs at least one node", this->name()));
+    std::vector<std::size_t> ids;
+    for (Node n : nodes) {
+      check_node(n, "set_outputs");
+      if (std::find(ids.begin(), ids.end(), n.id) != ids.end())
+        throw Error(fmt::format("{}: node '{}' is listed twice as an output", this->name(), nodes_[n.id].name));
+      ids.push_back(n.id);
+    }
+    outputs_ = std::move(ids);
   }
-  Node output() const { return Node{output_ ? output_ : nodes_.size() - 1}; }
+  Node output() const { return Node{outputs_.empty() ? nodes_.size() - 1 : outputs_[0]}; }  // the first
+  std::vector<Node> outputs() const {
+    if (outputs_.empty()) return {output()};
+    std::vector<Node> r;
+    for (std::size_t id : outputs_) r.push_back(Node{id});
+    return r;
+  }
 
   // ---- The wiring, read by checkpoints, the ONNX export and diagrams.
   std::size_t node_count() const { return nodes_.size(); }  // the input included
@@ -124,9 +178,25 @@ class Graph : public Layer<T> {
   // node whose inputs do not fit.
   std::vector<Shape> node_shapes(const Shape& in) const {
     require_complete();
+    const bool declared = !declared_inputs().empty();
+    if (declared && (in.rank() != 2 || in[1] != packed_input_shape()[0])) {
+      std::string parts;
+      for (Node n : declared_inputs())
+        parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", node_name(n), input_sample(n).str());
+      throw Error(fmt::format("{}: its inputs {} pack to (batch, {}); got input {}", this->name(), parts,
+                              packed_input_shape()[0], in.str()));
+    }
     std::vector<Shape> shapes{in};
-    for (std::size_t k = 1; k < nodes_.size(); ++k) shapes.push_back(node_shape(k, shapes));
+    for (std::size_t k = 1; k < nodes_.size(); ++k)
+      shapes.push_back(nodes_[k].op == Op::input ? nodes_[k].sample.batched(in[0]) : node_shape(k, shapes));
     return shapes;
+  }
+  // The shapes of the outputs for a batch input shape, in order.
+  std::vector<Shape> output_shapes(const Shape& in) const {
+    const std::vector<Shape> shapes = node_shapes(in);
+    std::vector<Shape> r;
+    for (Node n : outputs()) r.push_back(shapes[n.id]);
+    return r;
   }
 
   std::vector<Layer<T>*> children() override {
@@ -161,15 +231,28 @@ class Graph : public Layer<T> {
     return fmt::format("{} layers, {} merges", layers_.size() - merges, merges);
   }
 
-  Shape output_shape(const Shape& in) const override { return node_shapes(in)[output().id]; }
+  Shape output_shape(const Shape& in) const override {
+    const std::vector<Shape> shapes = output_shapes(in);
+    if (shapes.size() == 1) return shapes[0];
+    index_t total = 0;
+    for (const Shape& s : shapes) total += s.sample().size();
+    return Shape{in[0], total};
+  }
 
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override {
     const std::vector<Shape> shapes = node_shapes(x.shape());
     values_.resize(nodes_.size());
-    const std::size_t out = output().id;
+    const std::size_t out = direct_output();
+    index_t offset = 0;  // into a packed input
     for (std::size_t k = 1; k < nodes_.size(); ++k) {
       const Entry& e = nodes_[k];
       Tensor<T>& value = k == out ? y : values_[k];
+      if (e.op == Op::input) {
+        value.resize(shapes[k]);
+        part_op(PartOp::read, value, x, nullptr, offset);
+        offset += e.sample.size();
+        continue;
+      }
       if (e.op != Op::layer) {
         merge_inputs_.clear();  // reused: no allocation per batch
         for (std::size_t i : e.inputs) merge_inputs_.push_back(&node_value(i, x, y));
@@ -177,20 +260,50 @@ class Graph : public Layer<T> {
       }
       this->run_child_forward(*layers_[e.layer], node_value(e.inputs[0], x, y), value, mode);
     }
+    if (out != none) return;
+    y.resize(output_shape(x.shape()));
+    offset = 0;
+    for (std::size_t id : outputs_) {
+      part_op(PartOp::write, values_[id], y, &y, offset);
+      offset += values_[id].size() / std::max<index_t>(x.shape()[0], 1);
+    }
   }
 
   void backward(const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& dy, Tensor<T>* dx) override {
     grads_.resize(nodes_.size());
     has_grad_.assign(nodes_.size(), false);
     input_grad_written_ = false;
-    const std::size_t out = output().id;
+    const std::size_t out = direct_output();
+    const index_t batch = x.shape()[0];
+    if (out == none) {  // the packed output's gradient, unpacked to each output
+      index_t offset = 0;
+      for (std::size_t id : outputs_) {
+        grads_[id].resize(values_[id].shape());
+        part_op(PartOp::read, grads_[id], dy, nullptr, offset);
+        offset += values_[id].size() / std::max<index_t>(batch, 1);
+        has_grad_[id] = true;
+      }
+    }
+    const bool declared = !declared_inputs().empty();
+    if (dx && declared) {
+      dx->resize(x.shape());
+      dx->set_zero();
+      input_grad_written_ = true;
+    }
+    index_t input_end = declared ? packed_input_shape()[0] : 0;  // packed inputs, met last to first
     for (std::size_t k = nodes_.size(); k-- > 1;) {
-      if (k != out && !has_grad_[k]) continue;  // unreachable: every node leads to the output
       const Entry& e = nodes_[k];
+      if (e.op == Op::input) {
+        input_end -= e.sample.size();
+        if (dx && has_grad_[k]) part_op(PartOp::add, grads_[k], *dx, dx, input_end);
+        continue;
+      }
+      if (k != out && !has_grad_[k]) continue;  // unreachable: every node leads to the output
       const Tensor<T>& grad = k == out ? dy : grads_[k];
       if (e.op != Op::layer) {  // the other inputs' gradients, as wanted
         merge_wanted_.assign(1, false);
-        for (std::size_t i = 1; i < e.inputs.size(); ++i) merge_wanted_.push_back(e.inputs[i] != 0 || dx);
+        for (std::size_t i = 1; i < e.inputs.size(); ++i)
+          merge_wanted_.push_back(nodes_[e.inputs[i]].op != Op::input || dx);
         merge_of(e).want_input_grads(merge_wanted_);
       }
       const std::size_t from = e.inputs[0];
@@ -220,7 +333,32 @@ class Graph : public Layer<T> {
     std::vector<std::size_t> inputs;
     std::size_t layer;  // index into layers_ (layers and merges)
     int axis;           // for Op::concat
+    Shape sample;       // for a declared input
   };
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+  // The node that writes the graph's output in place, or none when several
+  // outputs are packed into it.
+  std::size_t direct_output() const { return outputs_.size() > 1 ? none : output().id; }
+
+  // A part (N, ...) is values [offset, offset + its size per sample) of each
+  // row of a packed (N, S) tensor: read out of it, written or added into it.
+  enum class PartOp { read, write, add };
+  static void part_op(PartOp op, Tensor<T>& part, const Tensor<T>& packed_in, Tensor<T>* packed_out, index_t offset) {
+    const Tensor<T>& packed = packed_out ? *packed_out : packed_in;
+    const index_t n = packed.shape()[0], width = packed.size() / std::max<index_t>(n, 1);
+    const index_t size = part.size() / std::max<index_t>(n, 1);
+    for (index_t s = 0; s < n; ++s) {
+      T* p = part.data() + s * size;
+      if (op == PartOp::read) {
+        const T* row = packed.data() + s * width + offset;
+        std::copy(row, row + size, p);
+        continue;
+      }
+      T* row = packed_out->data() + s * width + offset;
+      for (index_t i = 0; i < size; ++i) row[i] = op == PartOp::write ? p[i] : row[i] + p[i];
+    }
+  }
 
   const Entry& entry(Node n) const {
     if (n.id >= nodes_.size())
@@ -241,11 +379,14 @@ class Graph : public Layer<T> {
   void require_complete() const {
     if (nodes_.size() < 2) throw Error(fmt::format("{}: the graph has no nodes", this->name()));
     std::vector<bool> needed(nodes_.size(), false);
-    needed[output().id] = true;
+    for (Node n : outputs()) needed[n.id] = true;
     for (std::size_t k = nodes_.size(); k-- > 1;)
       if (needed[k])
         for (std::size_t i : nodes_[k].inputs) needed[i] = true;
-    for (std::size_t k = 0; k < nodes_.size(); ++k)
+    const bool declared = !declared_inputs().empty();
+    if (declared && needed[0])
+      throw Error(fmt::format("{}: a graph with declared inputs (input(shape)) reads them, not input()", this->name()));
+    for (std::size_t k = declared ? 1 : 0; k < nodes_.size(); ++k)
       if (!needed[k])
         throw Error(fmt::format("{}: node '{}' does not lead to the output '{}'", this->name(), nodes_[k].name,
                                 nodes_[output().id].name));
@@ -288,7 +429,7 @@ class Graph : public Layer<T> {
     layer->set_name(qualified(name));
     layers_.push_back(std::move(layer));
     const Op kind = op == MergeOp::sum ? Op::sum : op == MergeOp::multiply ? Op::multiply : Op::concat;
-    return append(Entry{kind, std::move(name), std::move(ids), layers_.size() - 1, axis});
+    return append(Entry{kind, std::move(name), std::move(ids), layers_.size() - 1, axis, {}});
   }
   GraphMerge<T>& merge_of(const Entry& e) { return static_cast<GraphMerge<T>&>(*layers_[e.layer]); }
 
@@ -307,15 +448,15 @@ class Graph : public Layer<T> {
   }
 
   const Tensor<T>& node_value(std::size_t k, const Tensor<T>& x, const Tensor<T>& y) const {
-    return k == 0 ? x : k == output().id ? y : values_[k];
+    return k == 0 ? x : k == direct_output() ? y : values_[k];
   }
 
   // Where the gradient wrt node `from` goes: straight into its buffer when it
   // is the first to arrive, else into scratch_ to be added; null when the
   // graph's input gradient is not wanted.
   Tensor<T>* grad_target(std::size_t from, Tensor<T>* dx) {
+    if (nodes_[from].op == Op::input && !dx) return nullptr;
     if (from == 0) {
-      if (!dx) return nullptr;
       if (input_grad_written_) return &scratch_;
       input_grad_written_ = true;
       return dx;
@@ -331,7 +472,7 @@ class Graph : public Layer<T> {
 
   std::vector<Entry> nodes_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
-  std::size_t output_ = 0;  // 0: the last node
+  std::vector<std::size_t> outputs_;  // empty: the last node
   std::map<std::string, int> kind_counts_;
   std::vector<Tensor<T>> values_, grads_;  // per node
   std::vector<bool> has_grad_;
@@ -340,6 +481,53 @@ class Graph : public Layer<T> {
   std::vector<const Tensor<T>*> merge_inputs_;
   std::vector<bool> merge_wanted_;
 };
+
+// Several tensors of one batch as the packed (N, S1 + S2 + ...) tensor a
+// graph with declared inputs reads (each sample's parts flattened one after
+// another), and a packed tensor back as its parts of the given per-sample
+// shapes (a graph's several outputs: Graph::output_shapes()).
+template <class T>
+Tensor<T> pack(const std::vector<Tensor<T>>& parts) {
+  if (parts.empty()) throw Error("pack: no tensors");
+  const index_t n = parts[0].shape().rank() ? parts[0].shape()[0] : 0;
+  index_t width = 0;
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    if (parts[k].shape().rank() < 2 || parts[k].shape()[0] != n)
+      throw Error(fmt::format("pack: tensor {} has shape {}; all need the batch of the first, {}, and a sample", k + 1,
+                              parts[k].shape().str(), n));
+    width += parts[k].shape().sample().size();
+  }
+  Tensor<T> packed(Shape{n, width});
+  index_t offset = 0;
+  for (const Tensor<T>& part : parts) {
+    const index_t size = part.shape().sample().size();
+    for (index_t s = 0; s < n; ++s)
+      std::copy(part.data() + s * size, part.data() + (s + 1) * size, packed.data() + s * width + offset);
+    offset += size;
+  }
+  return packed;
+}
+
+template <class T>
+std::vector<Tensor<T>> unpack(const Tensor<T>& packed, const std::vector<Shape>& samples) {
+  index_t width = 0;
+  for (const Shape& s : samples) width += s.size();
+  if (packed.shape().rank() != 2 || packed.shape()[1] != width)
+    throw Error(fmt::format("unpack: {} parts of {} values per sample in all, but the tensor has shape {}",
+                            samples.size(), width, packed.shape().str()));
+  const index_t n = packed.shape()[0];
+  std::vector<Tensor<T>> parts;
+  index_t offset = 0;
+  for (const Shape& sample : samples) {
+    Tensor<T> part(sample.batched(n));
+    const index_t size = sample.size();
+    for (index_t s = 0; s < n; ++s)
+      std::copy(packed.data() + s * width + offset, packed.data() + s * width + offset + size, part.data() + s * size);
+    offset += size;
+    parts.push_back(std::move(part));
+  }
+  return parts;
+}
 
 GLASSBOX_PRECOMPILED_INSTANCE(class Graph<float>)
 }  // namespace glassbox

@@ -161,7 +161,10 @@ double draw_graph(std::string& svg, Graph<T>& graph, const Shape& in, double y,
   for (std::size_t j = 1; j < graph.node_count(); ++j) {
     const Node node{j};
     const std::vector<Node> inputs = graph.inputs(node);
-    DiagramBox box = box_of(graph.layer(node), shapes[j], stats, flow);
+    DiagramBox box =
+        graph.op(node) == Graph<T>::Op::input  // a declared input
+            ? DiagramBox{{}, "input", {graph.node_name(node) + " (input)", shape_text(shapes[j])}, {}, false}
+            : box_of(graph.layer(node), shapes[j], stats, flow);
     const bool reads_previous = inputs.size() == 1 && inputs[0].id == j - 1;
     if (!reads_previous) {
       std::string from;

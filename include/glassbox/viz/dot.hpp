@@ -76,6 +76,13 @@ std::string dot_graph(std::string& dot, Graph<T>& graph, const std::string& id, 
     const Node node{j};
     const std::string name = fmt::format("{}_{}", id, j);
     std::string fill;
+    if (graph.op(node) == Graph<T>::Op::input) {  // a declared input, as the model's input is drawn
+      dot += fmt::format(
+          "    {} [shape=box, style=\"rounded,filled\", fillcolor=\"#deebf7\", label=\"{} (input)\\n{}\"];\n", name,
+          dot_escape(graph.node_name(node)), shape_text(shapes[j]));
+      names.push_back(name);
+      continue;
+    }
     const bool merge = graph.op(node) != Graph<T>::Op::layer;  // an ellipse
     dot += fmt::format("    {} [{}label=\"{}\"{}];\n", name, merge ? "shape=ellipse, style=filled, " : "",
                        dot_label(graph.layer(node), shapes[j], stats, flow, fill), fill);
@@ -84,7 +91,7 @@ std::string dot_graph(std::string& dot, Graph<T>& graph, const std::string& id, 
   dot += "  }\n";
   for (std::size_t j = 1; j < graph.node_count(); ++j)
     for (Node input : graph.inputs(Node{j})) dot += fmt::format("  {} -> {};\n", names[input.id], names[j]);
-  return names[graph.output().id];
+  return names[graph.output().id];  // several outputs: the first goes on
 }
 }  // namespace detail
 
