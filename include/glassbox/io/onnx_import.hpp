@@ -113,31 +113,10 @@ class Importer {
       for (std::size_t j = 0; j < k; ++j)
         if (m_.outputs[j].name == m_.outputs[k].name)
           throw Error(fmt::format("{}: output '{}' is listed twice", where_, m_.outputs[k].name));
-    {}
 
-    // Several inputs are read packed (model/graph.hpp), through a node that
-    // unpacks each; several outputs are packed by one node after them.
     std::vector<const OnnxNode*> nodes = needed_nodes();
     std::string from = in.name, to = m_.outputs[0].name;
-    Shape sample_shape = samples[0];
-    if (m_.inputs.size() > 1) {
-      from = packed_inputs;
-      index_t width = 0;
-      std::vector<const OnnxNode*> unpacks;
-      for (std::size_t k = 0; k < m_.inputs.size(); ++k) {
-        width += samples[k].size();
-        declared_inputs_[m_.inputs[k].name] = samples[k];
-        unpacks.push_back(&virtual_node(graph_input_op, {from}, {m_.inputs[k].name}, nodes));
-      }
-      nodes.insert(nodes.begin(), unpacks.begin(), unpacks.end());
-      sample_shape = Shape{width};
-    }
-    if (m_.outputs.size() > 1) {
-      std::vector<std::string> outputs;
-      for (const OnnxValueInfo& out : m_.outputs) outputs.push_back(out.name);
-      to = packed_outputs;
-      nodes.push_back(&virtual_node(graph_outputs_op, outputs, {to}, nodes));
-    }
+    const Shape sample_shape = boundary(samples, nodes, from, to);
     Sequential<T> model{sample_shape};
     Sink top;
     top.shape = sample_shape.batched(1);
@@ -152,32 +131,13 @@ class Importer {
   }
 
  private:
-  // A graph input's per-sample shape, checked.
-  Shape input_sample(const OnnxValueInfo& in) const {
-    if (in.elem_type != float_type && in.elem_type != double_type)
-      throw Error(fmt::format("{}: input '{}' has element type {}; glassbox imports float and double models", where_,
-                              in.name, in.elem_type));
-    if (!in.has_shape || in.dims.size() < 2 || in.dims.size() > static_cast<std::size_t>(Shape::max_rank))
-      throw Error(fmt::format("{}: input '{}' declares no (batch, ...) shape of rank 2 to {}", where_, in.name,
-                              Shape::max_rank));
-    if (in.name == packed_inputs || in.name == packed_outputs)
-      throw Error(fmt::format("{}: input '{}' has a name glassbox keeps for itself", where_, in.name));
-    std::vector<index_t> sample;
-    std::int64_t values = 1;
-    for (std::size_t d = 1; d < in.dims.size(); ++d) {
-      if (in.dims[d] <= 0)
-        throw Error(
-            fmt::format("{}: input '{}' dimension {} is '{}', known only at run time; glassbox imports "
-                        "fixed sample shapes (only the batch may vary)",
-                        where_, in.name, d, in.dim_names[d].empty() ? "?" : in.dim_names[d]));
-      sample.push_back(static_cast<index_t>(in.dims[d]));
-      values *= in.dims[d];
-      if (values > max_dimension)
-        throw Error(
-            fmt::format("{}: input '{}' declares more than {} values per sample", where_, in.name, max_dimension));
-    }
-    return Shape(sample.begin(), sample.end());
-  }
+  // A graph input's per-sample shape, checked; and the model's boundary:
+  // several inputs read packed through nodes that unpack each, several
+  // outputs packed by one node after them; returns the model's sample shape
+  // (onnx_import_shapes.hpp).
+  Shape input_sample(const OnnxValueInfo& in) const;
+  Shape boundary(const std::vector<Shape>& samples, std::vector<const OnnxNode*>& nodes, std::string& from,
+                 std::string& to);
 
   // The nodes that unpack several inputs and pack several outputs; named
   // within the glassbox Graph their first reader or producer belongs to, if
@@ -188,24 +148,7 @@ class Importer {
   static constexpr const char* packed_inputs = "glassbox.packed_inputs";
   static constexpr const char* packed_outputs = "glassbox.packed_outputs";
   const OnnxNode& virtual_node(const char* op, std::vector<std::string> inputs, std::vector<std::string> outputs,
-                               const std::vector<const OnnxNode*>& nodes) {
-    OnnxNode n;
-    n.op = op;
-    const bool unpack = n.op == graph_input_op;
-    const std::string& tensor = unpack ? outputs[0] : inputs[0];
-    std::string block;
-    for (const OnnxNode* other : nodes) {
-      const auto& names = unpack ? other->inputs : other->outputs;
-      if (std::find(names.begin(), names.end(), tensor) == names.end()) continue;
-      block = graph_block_of(*other, "");
-      break;
-    }
-    n.name = (block.empty() ? "" : block + ".") + (unpack ? tensor : std::string("outputs"));
-    n.inputs = std::move(inputs);
-    n.outputs = std::move(outputs);
-    virtual_nodes_.push_back(std::move(n));
-    return virtual_nodes_.back();
-  }
+                               const std::vector<const OnnxNode*>& nodes);  // onnx_import_graph.hpp
   bool is_virtual(const OnnxNode& n) const { return n.op.rfind(virtual_op, 0) == 0; }
 
   // Where the layers of a chain go: the model, or a residual block's body.

@@ -3,7 +3,8 @@
 // subgraphs PyTorch writes (Shape -> Gather -> Concat -> ConstantOfShape to
 // size zero initial states; Shape -> Gather -> Unsqueeze -> Concat for
 // x.view(x.size(0), -1)), Reshape's target evaluated with the batch kept
-// symbolic, and whether a node flattens. Out-of-class definitions of
+// symbolic, and whether a node flattens; the model's input shapes, and
+// its boundary when it has several inputs or outputs. Out-of-class definitions of
 // io/onnx_import.hpp's Importer, which includes this file; include that one.
 
 #include <fmt/format.h>
@@ -147,6 +148,61 @@ bool Importer<T>::flattens(const OnnxNode& n, const Shape& in) const {
   if (n.op != "Reshape") return false;
   const Shape s = reshape_target(n, in);
   return s.rank() == 2 && s[0] == in[0] && s[1] == in.sample().size();
+}
+
+// A graph input's per-sample shape, checked.
+template <class T>
+Shape Importer<T>::input_sample(const OnnxValueInfo& in) const {
+  if (in.elem_type != float_type && in.elem_type != double_type)
+    throw Error(fmt::format("{}: input '{}' has element type {}; glassbox imports float and double models", where_,
+                            in.name, in.elem_type));
+  if (!in.has_shape || in.dims.size() < 2 || in.dims.size() > static_cast<std::size_t>(Shape::max_rank))
+    throw Error(
+        fmt::format("{}: input '{}' declares no (batch, ...) shape of rank 2 to {}", where_, in.name, Shape::max_rank));
+  if (in.name == packed_inputs || in.name == packed_outputs)
+    throw Error(fmt::format("{}: input '{}' has a name glassbox keeps for itself", where_, in.name));
+  std::vector<index_t> sample;
+  std::int64_t values = 1;
+  for (std::size_t d = 1; d < in.dims.size(); ++d) {
+    if (in.dims[d] <= 0)
+      throw Error(
+          fmt::format("{}: input '{}' dimension {} is '{}', known only at run time; glassbox imports "
+                      "fixed sample shapes (only the batch may vary)",
+                      where_, in.name, d, in.dim_names[d].empty() ? "?" : in.dim_names[d]));
+    sample.push_back(static_cast<index_t>(in.dims[d]));
+    values *= in.dims[d];
+    if (values > max_dimension)
+      throw Error(
+          fmt::format("{}: input '{}' declares more than {} values per sample", where_, in.name, max_dimension));
+  }
+  return Shape(sample.begin(), sample.end());
+}
+
+// Several inputs are read packed (model/graph.hpp), through a node that
+// unpacks each; several outputs are packed by one node after them.
+template <class T>
+Shape Importer<T>::boundary(const std::vector<Shape>& samples, std::vector<const OnnxNode*>& nodes, std::string& from,
+                            std::string& to) {
+  Shape sample_shape = samples[0];
+  if (m_.inputs.size() > 1) {
+    from = packed_inputs;
+    index_t width = 0;
+    std::vector<const OnnxNode*> unpacks;
+    for (std::size_t k = 0; k < m_.inputs.size(); ++k) {
+      width += samples[k].size();
+      declared_inputs_[m_.inputs[k].name] = samples[k];
+      unpacks.push_back(&virtual_node(graph_input_op, {from}, {m_.inputs[k].name}, nodes));
+    }
+    nodes.insert(nodes.begin(), unpacks.begin(), unpacks.end());
+    sample_shape = Shape{width};
+  }
+  if (m_.outputs.size() > 1) {
+    std::vector<std::string> outputs;
+    for (const OnnxValueInfo& out : m_.outputs) outputs.push_back(out.name);
+    to = packed_outputs;
+    nodes.push_back(&virtual_node(graph_outputs_op, outputs, {to}, nodes));
+  }
+  return sample_shape;
 }
 
 }  // namespace glassbox::io::onnx_detail

@@ -3,9 +3,11 @@
 exporter: tiny models that reach every part of the importer (Gemm, MatMul +
 Add, Conv + Relu with padding, pooling, batch norm, GELU's formula, a
 residual block with a projection, Reshape, Softmax, branches that make a
-Graph, Add/Sub/Mul/Div of constants that make Affine layers). The seeds every_kind_glassbox.onnx and graph_glassbox.onnx are
+Graph, Add/Sub/Mul/Div of constants that make Affine layers, two inputs and
+two outputs). The seeds every_kind_glassbox.onnx and graph_glassbox.onnx are
 glassbox's own exports (opsets 17 and 15) of tests/checkpoint_models.hpp's
-every_kind_model() and graph_model().
+every_kind_model() and graph_model(); two_inputs_glassbox.onnx is ctest
+onnx_export's two_inputs case (opset 16).
 
     /usr/bin/python3 tests/data/fuzz/make_onnx_seeds.py
 """
@@ -68,6 +70,19 @@ class Rescaled(torch.nn.Module):
         return (1.0 - x).flatten(1)
 
 
+class TwoInputs(torch.nn.Module):
+    """Two inputs merged by a concat, two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(3, 2)
+        self.b = torch.nn.Conv2d(1, 1, 2)
+
+    def forward(self, a, b):
+        h = torch.cat([torch.tanh(self.a(a)), self.b(b).flatten(1)], 1)
+        return h, torch.relu(self.a(a))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     cases = {
@@ -79,12 +94,16 @@ def main():
                        (1, 1, 5, 5), True),
         "branches.onnx": (Branches(), (1, 2, 3, 3), True),
         "rescaled.onnx": (Rescaled(), (1, 1, 3, 3), True),
+        "two_inputs.onnx": (TwoInputs(), [(1, 3), (1, 1, 2, 2)], True),
     }
     for name, (model, shape, dynamic) in cases.items():
         model.eval()
-        axes = {"x": {0: "batch"}, "y": {0: "batch"}} if dynamic else None
-        torch.onnx.export(model, torch.rand(*shape), os.path.join(OUT, name), opset_version=13,
-                          input_names=["x"], output_names=["y"], dynamic_axes=axes)
+        shapes = shape if isinstance(shape, list) else [shape]
+        inputs = ["x"] if len(shapes) == 1 else [f"x{k}" for k in range(len(shapes))]
+        outputs = ["y"] if name != "two_inputs.onnx" else ["y0", "y1"]
+        axes = {t: {0: "batch"} for t in inputs + outputs} if dynamic else None
+        torch.onnx.export(model, tuple(torch.rand(*s) for s in shapes), os.path.join(OUT, name), opset_version=13,
+                          input_names=inputs, output_names=outputs, dynamic_axes=axes)
     print(f"make_onnx_seeds: {len(cases)} seeds in {OUT}")
 
 
