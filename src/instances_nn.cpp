@@ -23,6 +23,7 @@
 #include "glassbox/nn/loss.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
 #include "glassbox/nn/mse_loss.hpp"
+#include "glassbox/nn/multi_output_loss.hpp"
 #include "glassbox/nn/pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
 #include "glassbox/nn/residual.hpp"

@@ -495,3 +495,54 @@ TEST_CASE("graph: a checkpoint keeps declared inputs and several outputs", "[gra
   CHECK_THROWS_WITH(io::make_layer<float>(spec, "file.gbck"),
                     Contains("field '2.op': is an input, but its child 'meta' is a dense"));
 }
+
+TEST_CASE("graph: two outputs train together under MultiOutputLoss", "[graph][train]") {
+  SECTION("the loss is the weighted sum of each output's, and so is its gradient") {
+    nn::MultiOutputLoss<double> loss;
+    loss.add<nn::SoftmaxCrossEntropy<double>>(Shape{3}, Shape{}).add<nn::MSELoss<double>>(Shape{2}, Shape{2}, 0.25);
+    CHECK(loss.name() == "multi_output(softmax_cross_entropy, mse)");
+    Rng rng(3);
+    const Tensor<double> logits = random_tensor(Shape{4, 3}, rng), values = random_tensor(Shape{4, 2}, rng);
+    const Tensor<double> labels(Shape{4}, {0, 2, 1, 2}), wanted = random_tensor(Shape{4, 2}, rng);
+    Tensor<double> grad, grad_ce, grad_mse;
+    const double total = loss.forward(pack<double>({logits, values}), pack<double>({labels, wanted}), &grad);
+    const double ce = nn::SoftmaxCrossEntropy<double>().forward(logits, labels, &grad_ce);
+    const double mse = nn::MSELoss<double>().forward(values, wanted, &grad_mse);
+    CHECK(total == Approx(ce + 0.25 * mse).epsilon(1e-14));
+    const std::vector<Tensor<double>> parts = unpack(grad, {Shape{3}, Shape{2}});
+    for (index_t i = 0; i < 12; ++i) CHECK(parts[0][i] == grad_ce[i]);
+    for (index_t i = 0; i < 8; ++i) CHECK(parts[1][i] == Approx(0.25 * grad_mse[i]).epsilon(1e-15));
+    CHECK(loss.tally(pack<double>({logits, values}), pack<double>({labels, wanted})).total == 4);
+    CHECK_THROWS_WITH(loss.forward(logits, labels, nullptr),
+                      Contains("expects packed outputs (N, 5) and targets (N, 3), got (4, 3) and (4)"));
+  }
+  SECTION("a class and a value from one input: both heads learn") {
+    auto g = std::make_unique<Graph<float>>();
+    auto x = g->input();
+    auto hidden = g->add<nn::Tanh<float>>(g->add<nn::Dense<float>>(x, 4, 16));
+    g->set_outputs({g->add<nn::Dense<float>>(hidden, 16, 3), g->add<nn::Dense<float>>(x, 4, 1)});
+    Sequential<float> model(Shape{4}, 11);
+    model.add(std::move(g));
+    Rng rng(12);
+    const index_t n = 600;
+    Tensor<float> xs(Shape{n, 4}), labels(Shape{n}), values(Shape{n, 1});
+    for (index_t i = 0; i < n; ++i) {
+      float v[4];
+      for (float& f : v) f = static_cast<float>(rng.normal());
+      std::copy(v, v + 4, xs.data() + i * 4);
+      const float score[3] = {v[0] + v[1], v[2] - v[0], -v[1] - v[3]};
+      labels[i] = static_cast<float>(std::max_element(score, score + 3) - score);
+      values[i] = 0.5f * v[0] - v[2] + 0.25f * v[3];
+    }
+    nn::MultiOutputLoss<float> loss;
+    loss.add<nn::SoftmaxCrossEntropy<float>>(Shape{3}, Shape{}).add<nn::MSELoss<float>>(Shape{1}, Shape{1}, 0.5f);
+    optim::Adam<float> adam(model.parameters(), 0.01f);
+    const train::History h =
+        train::fit(model, adam, loss, xs, pack<float>({labels, values}), test::quiet_fit<float>(40, 32));
+    CHECK(h.last().accuracy > 0.93);  // the first output's
+    const std::vector<Tensor<float>> out = unpack(model.predict(xs), {Shape{3}, Shape{1}});
+    double squared = 0;
+    for (index_t i = 0; i < n; ++i) squared += std::pow(out[1][i] - values[i], 2);
+    CHECK(squared / n < 1e-3);
+  }
+}

@@ -3,6 +3,7 @@
 // black boxes. This umbrella header includes the whole public API.
 
 #include "glassbox/core/error.hpp"
+#include "glassbox/core/packing.hpp"
 #include "glassbox/core/parameter.hpp"
 #include "glassbox/core/rng.hpp"
 #include "glassbox/core/shape.hpp"
@@ -49,6 +50,7 @@
 #include "glassbox/nn/loss.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
 #include "glassbox/nn/mse_loss.hpp"
+#include "glassbox/nn/multi_output_loss.hpp"
 #include "glassbox/nn/pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
 #include "glassbox/nn/residual.hpp"

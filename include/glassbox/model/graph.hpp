@@ -25,7 +25,7 @@
 // The graph (a layer still) then reads one packed tensor, each sample's
 // inputs flattened one after another, (N, S1 + S2 + ...), and returns its
 // outputs packed the same way (one output keeps its own shape); pack() and
-// unpack() convert. A model whose first layer is such a graph takes, and
+// unpack() (core/packing.hpp) convert. A model whose first layer is such a graph takes, and
 // exports to ONNX as, several inputs (several outputs when it is the last).
 //
 //   auto image = g.input(Shape{1, 28, 28}, "image");
@@ -47,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include "glassbox/core/packing.hpp"
 #include "glassbox/core/precompiled.hpp"
 #include "glassbox/model/graph_wiring.hpp"
 #include "glassbox/nn/layer.hpp"
@@ -74,7 +75,7 @@ class Graph : public GraphWiring<T> {
       Tensor<T>& value = k == out ? y : values_[k];
       if (e.op == Op::input) {
         value.resize(shapes[k]);
-        part_op(PartOp::read, value, x, nullptr, offset);
+        read_part(x, offset, value);
         offset += e.sample.size();
         continue;
       }
@@ -89,8 +90,8 @@ class Graph : public GraphWiring<T> {
     y.resize(output_shape(x.shape()));
     offset = 0;
     for (std::size_t id : outputs_) {
-      part_op(PartOp::write, values_[id], y, &y, offset);
-      offset += values_[id].size() / std::max<index_t>(x.shape()[0], 1);
+      write_part(values_[id], offset, y);
+      offset += per_sample(values_[id]);
     }
   }
 
@@ -99,13 +100,12 @@ class Graph : public GraphWiring<T> {
     has_grad_.assign(nodes_.size(), false);
     input_grad_written_ = false;
     const std::size_t out = direct_output();
-    const index_t batch = x.shape()[0];
     if (out == none) {  // the packed output's gradient, unpacked to each output
       index_t offset = 0;
       for (std::size_t id : outputs_) {
         grads_[id].resize(values_[id].shape());
-        part_op(PartOp::read, grads_[id], dy, nullptr, offset);
-        offset += values_[id].size() / std::max<index_t>(batch, 1);
+        read_part(dy, offset, grads_[id]);
+        offset += per_sample(values_[id]);
         has_grad_[id] = true;
       }
     }
@@ -120,7 +120,7 @@ class Graph : public GraphWiring<T> {
       const Entry& e = nodes_[k];
       if (e.op == Op::input) {
         input_end -= e.sample.size();
-        if (dx && has_grad_[k]) part_op(PartOp::add, grads_[k], *dx, dx, input_end);
+        if (dx && has_grad_[k]) write_part(grads_[k], input_end, *dx, true);
         continue;
       }
       if (k != out && !has_grad_[k]) continue;  // unreachable: every node leads to the output
@@ -160,25 +160,6 @@ class Graph : public GraphWiring<T> {
   using Base::outputs_;
   using typename Base::Entry;
 
-  // A part (N, ...) is values [offset, offset + its size per sample) of each
-  // row of a packed (N, S) tensor: read out of it, written or added into it.
-  enum class PartOp { read, write, add };
-  static void part_op(PartOp op, Tensor<T>& part, const Tensor<T>& packed_in, Tensor<T>* packed_out, index_t offset) {
-    const Tensor<T>& packed = packed_out ? *packed_out : packed_in;
-    const index_t n = packed.shape()[0], width = packed.size() / std::max<index_t>(n, 1);
-    const index_t size = part.size() / std::max<index_t>(n, 1);
-    for (index_t s = 0; s < n; ++s) {
-      T* p = part.data() + s * size;
-      if (op == PartOp::read) {
-        const T* row = packed.data() + s * width + offset;
-        std::copy(row, row + size, p);
-        continue;
-      }
-      T* row = packed_out->data() + s * width + offset;
-      for (index_t i = 0; i < size; ++i) row[i] = op == PartOp::write ? p[i] : row[i] + p[i];
-    }
-  }
-
   const Tensor<T>& node_value(std::size_t k, const Tensor<T>& x, const Tensor<T>& y) const {
     return k == 0 ? x : k == direct_output() ? y : values_[k];
   }
@@ -209,53 +190,6 @@ class Graph : public GraphWiring<T> {
   std::vector<const Tensor<T>*> merge_inputs_;
   std::vector<bool> merge_wanted_;
 };
-
-// Several tensors of one batch as the packed (N, S1 + S2 + ...) tensor a
-// graph with declared inputs reads (each sample's parts flattened one after
-// another), and a packed tensor back as its parts of the given per-sample
-// shapes (a graph's several outputs: Graph::output_shapes()).
-template <class T>
-Tensor<T> pack(const std::vector<Tensor<T>>& parts) {
-  if (parts.empty()) throw Error("pack: no tensors");
-  const index_t n = parts[0].shape().rank() ? parts[0].shape()[0] : 0;
-  index_t width = 0;
-  for (std::size_t k = 0; k < parts.size(); ++k) {
-    if (parts[k].shape().rank() < 2 || parts[k].shape()[0] != n)
-      throw Error(fmt::format("pack: tensor {} has shape {}; all need the batch of the first, {}, and a sample", k + 1,
-                              parts[k].shape().str(), n));
-    width += parts[k].shape().sample().size();
-  }
-  Tensor<T> packed(Shape{n, width});
-  index_t offset = 0;
-  for (const Tensor<T>& part : parts) {
-    const index_t size = part.shape().sample().size();
-    for (index_t s = 0; s < n; ++s)
-      std::copy(part.data() + s * size, part.data() + (s + 1) * size, packed.data() + s * width + offset);
-    offset += size;
-  }
-  return packed;
-}
-
-template <class T>
-std::vector<Tensor<T>> unpack(const Tensor<T>& packed, const std::vector<Shape>& samples) {
-  index_t width = 0;
-  for (const Shape& s : samples) width += s.size();
-  if (packed.shape().rank() != 2 || packed.shape()[1] != width)
-    throw Error(fmt::format("unpack: {} parts of {} values per sample in all, but the tensor has shape {}",
-                            samples.size(), width, packed.shape().str()));
-  const index_t n = packed.shape()[0];
-  std::vector<Tensor<T>> parts;
-  index_t offset = 0;
-  for (const Shape& sample : samples) {
-    Tensor<T> part(sample.batched(n));
-    const index_t size = sample.size();
-    for (index_t s = 0; s < n; ++s)
-      std::copy(packed.data() + s * width + offset, packed.data() + s * width + offset + size, part.data() + s * size);
-    offset += size;
-    parts.push_back(std::move(part));
-  }
-  return parts;
-}
 
 GLASSBOX_PRECOMPILED_INSTANCE(class Graph<float>)
 }  // namespace glassbox
