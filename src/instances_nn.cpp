@@ -26,6 +26,7 @@
 #include "glassbox/nn/multi_output_loss.hpp"
 #include "glassbox/nn/pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
+#include "glassbox/nn/reshape.hpp"
 #include "glassbox/nn/residual.hpp"
 #include "glassbox/nn/softmax.hpp"
 #include "glassbox/optim/adam.hpp"

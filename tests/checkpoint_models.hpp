@@ -8,7 +8,7 @@ namespace test {
 // Every built-in layer kind that can follow a 1x8x8 image, with a conv
 // whose ReLU is fused, explicit padding, a stride, dropout, batch norm,
 // affine maps (per channel; a scalar scale, then a per-pixel shift; per
-// feature), and residual blocks (one with dropout inside, one with a projection).
+// feature), reshapes, and residual blocks (one with dropout inside, one with a projection).
 inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   using namespace glassbox;
   Sequential<float> m(Shape{1, 8, 8}, seed);
@@ -35,6 +35,8 @@ inline glassbox::Sequential<float> every_kind_model(std::uint64_t seed = 7) {
   m.add<nn::AvgPool2D<float>>(nn::Size2{2, 2}, nn::PoolOptions{}, false);
   m.add<nn::LeakyReLU<float>>(0.05f);
   m.add<nn::Flatten<float>>();
+  m.add<nn::Reshape<float>>(Shape{4, 2, 2});
+  m.add<nn::Reshape<float>>(Shape{16});
   m.add<nn::Dropout<float>>(0.25f);
   m.add<nn::Dense<float>>(16, 12);
   m.add<nn::BatchNorm<float>>(12);

@@ -125,6 +125,8 @@ def run_graph(model, weights, x):
             y = torch.flatten(i[0], start_dim=a["axis"])
         elif op == "Identity":
             y = i[0]
+        elif op == "Reshape":
+            y = i[0].reshape([i[0].shape[k] if d == 0 else d for k, d in enumerate(i[1].tolist())])
         elif op == "Gemm":
             assert a.get("transB") == 1 and not a.get("transA")
             y = F.linear(i[0], i[1], i[2] if len(i) > 2 else None)

@@ -157,6 +157,30 @@ class TwoInputsTwoHeads(torch.nn.Module):
         return self.head(torch.cat([features, m], 1)), torch.sigmoid(self.aux(m))
 
 
+class SqueezeExciteLinear(torch.nn.Module):
+    """Squeeze-and-excitation as many write it, with Linear layers: the pooled
+    features viewed as (N, C), two Linear layers, and the gate viewed back as
+    (N, C, 1, 1) (a Reshape computed from its own shape); a second gate made
+    (N, C, 1, 1) by unsqueeze."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 6, 3, padding=1)
+        self.fc1 = torch.nn.Linear(6, 3)
+        self.fc2 = torch.nn.Linear(3, 6)
+        self.shift = torch.nn.Linear(6, 6)
+        self.head = torch.nn.Linear(6 * 6 * 6, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 1)
+        pooled = pooled.view(pooled.size(0), -1)
+        gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(pooled))))
+        x = x * gate.view(gate.size(0), -1, 1, 1)
+        x = x + torch.tanh(self.shift(pooled)).unsqueeze(-1).unsqueeze(-1)
+        return self.head(x.flatten(1))
+
+
 def mlp():
     """GELU in both forms, batch norm on features (kept as a node), dropout, log-softmax."""
     return torch.nn.Sequential(
@@ -252,7 +276,8 @@ def main(out):
              ("rnn_sequence", RnnSequence(), (5, 6)), ("view_cnn", ViewCnn(), (1, 8, 8)),
              ("branch_resnet", BranchResNet(), (1, 12, 12)), ("dense_block", DenseBlock(), (2, 6, 6)),
              ("squeeze_excite", SqueezeExcite(), (1, 6, 6)), ("rescaled", Rescaled(), (1, 8, 8)),
-             ("two_inputs_two_heads", TwoInputsTwoHeads(), [(1, 6, 6), (5,)])]
+             ("two_inputs_two_heads", TwoInputsTwoHeads(), [(1, 6, 6), (5,)]),
+             ("squeeze_excite_linear", SqueezeExciteLinear(), (1, 6, 6))]
     with open(f"{out}/manifest.txt", "w") as manifest:
         for name, model, sample in cases:
             randomize_statistics(model)

@@ -140,6 +140,24 @@ TEST_CASE("Affine: values by hand, stretched along the dimensions of 1; errors n
   CHECK_THROWS_WITH(nn::Affine<double>(Shape{2}, {false, false}), Catch::Matchers::Contains("a scale, a shift"));
 }
 
+TEST_CASE("Reshape keeps the batch and the values' order; errors name the layer") {
+  nn::Reshape<double> r(Shape{3, 1, 2});
+  const Tensor<double> x(Shape{2, 6}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  Tensor<double> y, dx;
+  r.forward(x, y, Mode::eval);
+  CHECK(y.shape() == Shape{2, 3, 1, 2});
+  CHECK(std::equal(y.begin(), y.end(), x.begin()));
+  r.backward(x, y, y, &dx);
+  CHECK(dx.shape() == x.shape());
+  CHECK(std::equal(dx.begin(), dx.end(), x.begin()));
+  CHECK(r.reshapes_only());
+  Sequential<double> m(Shape{5});
+  CHECK_THROWS_WITH(
+      m.add<nn::Reshape<double>>(Shape{2, 2}),
+      Catch::Matchers::Contains("reshape_1: cannot reshape 5 values per sample (input (1, 5)) to (2, 2)"));
+  CHECK_THROWS_WITH(nn::Reshape<double>(Shape{}), Catch::Matchers::Contains("rank >= 1"));
+}
+
 TEST_CASE("Dense splits a large input gradient over the batch, with the same values") {
   const int threads = num_threads();
   set_num_threads(2);

@@ -334,7 +334,7 @@ TEST_CASE("import_onnx and export_onnx: several inputs and outputs, the model's 
                     Contains("graph_1 has several outputs; it exports only as the model's last"));
 }
 
-TEST_CASE("import_onnx maps Gemm's transposes and scales, MatMul + Add, Reshape and a residual block") {
+TEST_CASE("import_onnx maps Gemm's transposes and scales, MatMul + Add, Reshape, Squeeze and a residual block") {
   const Tensor<float> x(Shape{2, 3}, {1, 0, -1, 0.5f, 2, 1});
   // Gemm with transB: y = x W^T + b.
   Sequential<float> plain = import(gemm_file().bytes());
@@ -410,13 +410,31 @@ TEST_CASE("import_onnx maps Gemm's transposes and scales, MatMul + Add, Reshape 
   CHECK_THROWS_WITH(import(view("x")), Contains("node 'view' (Reshape)") &&
                                            Contains("the shape of a tensor other than the one it reshapes"));
 
+  // Other shapes that keep the batch are Reshape layers; Unsqueeze and Squeeze too.
   OnnxFile reshape;
   reshape.input("x", {-1, 4})
       .output("y")
       .int64_initializer("shape", {0, 2, 2})
-      .node("Reshape", {"x", "shape"}, "y", "to_square");
-  CHECK_THROWS_WITH(import(reshape.bytes()),
-                    Contains("node 'to_square' (Reshape)") && Contains("no general reshape layer"));
+      .int64_initializer("axes", {1})
+      .int64_initializer("first", {1})
+      .node("Reshape", {"x", "shape"}, "square", "to_square")
+      .node("Unsqueeze", {"square", "axes"}, "deeper", "unsqueeze")
+      .node("Squeeze", {"deeper", "first"}, "y", "squeeze");
+  Sequential<float> reshaped = import(reshape.bytes());
+  REQUIRE(reshaped.size() == 3);
+  CHECK(reshaped.layer(0).kind() == "reshape");
+  CHECK(reshaped.predict(Tensor<float>(Shape{2, 4}, 1.0f)).shape() == Shape{2, 2, 2});
+  const auto refused = [](const std::string& op, const std::vector<std::int64_t>& values) {
+    OnnxFile f;
+    f.input("x", {-1, 4, 1}).output("y").int64_initializer("k", values).node(op, {"x", "k"}, "y", "node");
+    return f.bytes();
+  };
+  CHECK_THROWS_WITH(import(refused("Reshape", {2, 2, 1})),
+                    Contains("node 'node' (Reshape): reshapes (1, 4, 1) to (2, 2, 1) without keeping the batch"));
+  CHECK_THROWS_WITH(import(refused("Squeeze", {0})), Contains("axis 0 is the batch"));
+  CHECK_THROWS_WITH(import(refused("Squeeze", {1})), Contains("squeezes axis 1 of size 4"));
+  CHECK_THROWS_WITH(import(refused("Unsqueeze", {2, 2})),
+                    Contains("axis 2 is the batch, out of range for rank 5, or repeated"));
 }
 
 TEST_CASE("import_onnx reads recurrent layers back, and refuses what glassbox's cannot compute") {

@@ -29,6 +29,7 @@
 #include "glassbox/nn/flatten.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
+#include "glassbox/nn/reshape.hpp"
 #include "glassbox/nn/residual.hpp"
 #include "glassbox/nn/softmax.hpp"
 
@@ -200,6 +201,8 @@ LayerSpec describe(Layer<T>& layer) {
     detail::put_shape(s, a->shape());
     s.set("scale", a->options().scale);
     s.set("shift", a->options().shift);
+  } else if (auto* reshape = dynamic_cast<nn::Reshape<T>*>(&layer)) {
+    detail::put_shape(s, reshape->shape());
   } else if (auto* rnn = dynamic_cast<nn::Recurrent<T>*>(&layer)) {
     s.set("in", static_cast<double>(rnn->input_size()));
     s.set("hidden", static_cast<double>(rnn->hidden_size()));
@@ -273,7 +276,7 @@ inline std::vector<std::pair<std::string, Shape>> parameter_shapes(const LayerSp
   }
   for (const char* kind :
        {"max_pool2d", "avg_pool2d", "global_avg_pool2d", "flatten", "dropout", "relu", "leaky_relu", "sigmoid", "tanh",
-        "gelu", "softmax", "log_softmax", "identity", "sum", "multiply", "concat", "input"})
+        "gelu", "softmax", "log_softmax", "identity", "sum", "multiply", "concat", "input", "reshape"})
     if (spec.kind == kind) return {};
   throw Error(fmt::format("{}, layer '{}': unknown layer kind '{}'", where, spec.name, spec.kind));
 }
@@ -390,6 +393,7 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, const std::string& w
     if (kind == "identity") return std::make_unique<nn::Identity<T>>();
     if (kind == "global_avg_pool2d") return std::make_unique<nn::GlobalAvgPool2D<T>>();
     if (kind == "flatten") return std::make_unique<nn::Flatten<T>>();
+    if (kind == "reshape") return std::make_unique<nn::Reshape<T>>(detail::shape_field(r));
     if (kind == "batch_norm") {
       typename nn::BatchNorm<T>::Options o;
       o.eps = static_cast<T>(r.real("eps"));

@@ -13,15 +13,13 @@
 //     Conv2D -> Conv (OIHW weights, as glassbox), plus a Relu node when the
 //     ReLU is fused; "same" padding becomes explicit pads for the sample
 //     shape; pooling -> MaxPool / AveragePool / GlobalAveragePool; Flatten ->
-//     Flatten (axis 1); Dropout -> Identity; BatchNorm -> BatchNormalization
-//     (ONNX's momentum is 1 - glassbox's); Affine -> Mul by its weight and
-//     Add of its bias ("<layer>/shift"); ReLU, LeakyReLU, Sigmoid, Tanh,
-//     Softmax and LogSoftmax (last axis) -> their ONNX ops. GELU has no ONNX op before opset
-//     20, so it is written as its formula (Erf, or Tanh for the tanh form) in
-//     nodes named "<layer>/<step>"; SimpleRNN, LSTM and GRU -> RNN, LSTM and
-//     GRU (gates in ONNX's order, GRU with linear_before_reset = 1, which is
-//     PyTorch's and glassbox's GRU) between Transposes to and from
-//     time-major, with W, R and B as initializers "<layer>.W" and so on.
+//     Flatten (axis 1); Reshape -> Reshape (shape [0, ...]: the batch kept); Dropout -> Identity; BatchNorm ->
+//     BatchNormalization (ONNX's momentum is 1 - glassbox's); Affine -> Mul by its weight and Add of its bias
+//     ("<layer>/shift"); ReLU, LeakyReLU, Sigmoid, Tanh, Softmax and LogSoftmax (last axis) -> their ONNX ops. GELU has
+//     no ONNX op before opset 20, so it is written as its formula (Erf, or Tanh for the tanh form) in nodes named
+//     "<layer>/<step>"; SimpleRNN, LSTM and GRU -> RNN, LSTM and GRU (gates in ONNX's order, GRU with
+//     linear_before_reset = 1, which is PyTorch's and glassbox's GRU) between Transposes to and from time-major, with
+//     W, R and B as initializers "<layer>.W" and so on.
 //   - Graph -> its nodes (layers as above; sums as Add or Sum, products as
 //     Mul, concats as Concat), named "<graph>.<node>"; the metadata entry
 //     "glassbox.graphs" lists the graphs, so that import groups them again.
@@ -297,6 +295,11 @@ void emit_layer(GraphBuilder<T>& g, Layer<T>& layer, const std::string& input, c
     g.node("Flatten", {name + "/pool"}, output, name + "/flatten", {attribute_int("axis", 1)});
   } else if (dynamic_cast<nn::Flatten<T>*>(&layer)) {
     g.node("Flatten", {input}, output, name, {attribute_int("axis", 1)});
+  } else if (auto* reshape = dynamic_cast<nn::Reshape<T>*>(&layer)) {
+    std::vector<std::int64_t> shape{0};  // 0: the input's batch
+    shape.insert(shape.end(), reshape->shape().begin(), reshape->shape().end());
+    g.int64s(name + ".shape", shape);
+    g.node("Reshape", {input, name + ".shape"}, output, name);
   } else if (dynamic_cast<nn::Dropout<T>*>(&layer)) {
     g.node("Identity", {input}, output, name);
   } else if (auto* f = dynamic_cast<nn::Affine<T>*>(&layer)) {

@@ -62,6 +62,7 @@
 #include "glassbox/nn/flatten.hpp"
 #include "glassbox/nn/max_pool2d.hpp"
 #include "glassbox/nn/recurrent.hpp"
+#include "glassbox/nn/reshape.hpp"
 #include "glassbox/nn/residual.hpp"
 #include "glassbox/nn/softmax.hpp"
 
@@ -351,7 +352,9 @@ class Importer {
   bool last_step(const OnnxNode& n, std::int64_t axis, index_t count) const;
 
   // Reshape's target for an input of `in` (batch 1), or an error.
-  Shape reshape_target(const OnnxNode& n, const Shape& in) const;
+  Shape reshape_target(const OnnxNode& n, const Shape& in, bool* keeps_batch = nullptr) const;
+  // Flatten, Reshape, Squeeze or Unsqueeze as a Flatten, Identity or Reshape layer.
+  void reshape(const OnnxNode& n, Sink& sink);
   std::vector<std::int64_t> shape_values(const OnnxNode& n, const std::string& name, const Shape& in,
                                          std::size_t& budget) const;
   static constexpr std::int64_t batch_entry = -2;  // in shape_values: the batch dimension

@@ -377,17 +377,8 @@ std::size_t Importer<T>::single(const OnnxNode& n, const std::string& x, const s
     emit(sink, std::make_unique<nn::AvgPool2D<T>>(nn::Size2{sink.shape[2], sink.shape[3]}), n);
     return false;
   }
-  if (op == "Flatten" || op == "Reshape") {
-    if (!flattens(n, sink.shape)) {
-      if (op == "Reshape" && reshape_target(n, sink.shape) == sink.shape) {
-        emit(sink, std::make_unique<nn::Identity<T>>(), n);
-        return false;
-      }
-      fail(n, fmt::format("reshapes {} to something other than (batch, features); glassbox has no general "
-                          "reshape layer",
-                          sink.shape.str()));
-    }
-    emit(sink, std::make_unique<nn::Flatten<T>>(), n);
+  if (op == "Flatten" || op == "Reshape" || op == "Squeeze" || op == "Unsqueeze") {
+    reshape(n, sink);
     return false;
   }
   if (op == "BatchNormalization") {

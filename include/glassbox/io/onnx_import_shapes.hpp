@@ -47,7 +47,7 @@ void Importer<T>::shape_node(const OnnxNode& n) {
 
 // Reshape's target for an input of `in` (batch 1), or an error.
 template <class T>
-Shape Importer<T>::reshape_target(const OnnxNode& n, const Shape& in) const {
+Shape Importer<T>::reshape_target(const OnnxNode& n, const Shape& in, bool* keeps_batch) const {
   allow(n, {"allowzero"});
   if (n.inputs.size() < 2 || n.inputs[1].empty()) fail(n, "has no shape (input 1)");
   std::size_t budget = 256;
@@ -56,6 +56,11 @@ Shape Importer<T>::reshape_target(const OnnxNode& n, const Shape& in) const {
   std::vector<index_t> dims;
   index_t known = 1;
   int inferred = -1;
+  // Entry 0 is the batch when it reads it, copies it (0), is inferred (-1)
+  // or is the batch the file was exported with.
+  if (keeps_batch)
+    *keeps_batch = !target.empty() && (target[0] == batch_entry || target[0] == -1 || (target[0] == 0 && !allow_zero) ||
+                                       (target[0] == declared_batch_ && target[0] > 0));
   for (std::size_t i = 0; i < target.size(); ++i) {
     std::int64_t v = target[i] == batch_entry ? in[0] : target[i];
     if (v == 0 && !allow_zero) {
@@ -148,6 +153,61 @@ bool Importer<T>::flattens(const OnnxNode& n, const Shape& in) const {
   if (n.op != "Reshape") return false;
   const Shape s = reshape_target(n, in);
   return s.rank() == 2 && s[0] == in[0] && s[1] == in.sample().size();
+}
+
+// Flatten (axis 1), Reshape, Squeeze and Unsqueeze of non-batch axes: the
+// Flatten layer when the result is (batch, features), an Identity when the
+// shape stays, otherwise a Reshape layer; glassbox's own Reshape nodes are
+// always its Reshape layers.
+template <class T>
+void Importer<T>::reshape(const OnnxNode& n, Sink& sink) {
+  const Shape& in = sink.shape;  // batch 1
+  if (n.op == "Flatten") {
+    if (!flattens(n, in)) fail(n, "flattens from an axis other than 1; glassbox keeps the batch apart");
+    emit(sink, std::make_unique<nn::Flatten<T>>(), n);
+    return;
+  }
+  Shape target;
+  if (n.op == "Reshape") {
+    bool keeps_batch = false;
+    target = reshape_target(n, in, &keeps_batch);
+    if (!keeps_batch || target[0] != in[0])
+      fail(n, fmt::format("reshapes {} to {} without keeping the batch as entry 0 (the batch read from the input, "
+                          "0 or -1)",
+                          in.str(), target.str()));
+  } else {
+    allow(n, {"axes"});
+    std::vector<std::int64_t> axes;
+    if (const OnnxAttribute* a = typed(n, "axes", OnnxAttribute::ints)) axes = a->int_list;
+    if (n.inputs.size() > 1 && !n.inputs[1].empty())
+      for (const double v : constant_input(n, 1, "axes").values) axes.push_back(integer(n, v, "axes"));
+    if (axes.empty()) fail(n, "has no axes; glassbox squeezes named axes only, never the batch");
+    const bool squeeze = n.op == "Squeeze";
+    const auto rank = static_cast<std::int64_t>(in.rank()) + (squeeze ? 0 : static_cast<std::int64_t>(axes.size()));
+    if (rank > Shape::max_rank) fail(n, fmt::format("would give a rank of {} (at most {})", rank, Shape::max_rank));
+    std::vector<bool> chosen(static_cast<std::size_t>(rank), false);
+    for (std::int64_t a : axes) {
+      const std::int64_t at = a < 0 ? a + rank : a;
+      if (at < 1 || at >= rank || chosen[static_cast<std::size_t>(at)])
+        fail(n, fmt::format("axis {} is the batch, out of range for rank {}, or repeated", a, rank));
+      chosen[static_cast<std::size_t>(at)] = true;
+    }
+    std::vector<index_t> dims;
+    for (int d = 0, k = 0; d < rank; ++d) {
+      if (squeeze && chosen[static_cast<std::size_t>(d)] && in[d] != 1)
+        fail(n, fmt::format("squeezes axis {} of size {}", d, in[d]));
+      if (squeeze && !chosen[static_cast<std::size_t>(d)]) dims.push_back(in[d]);
+      if (!squeeze) dims.push_back(chosen[static_cast<std::size_t>(d)] ? 1 : in[k++]);
+    }
+    target = Shape(dims.begin(), dims.end());
+  }
+  if (m_.producer != "glassbox" && target == in) {
+    emit(sink, std::make_unique<nn::Identity<T>>(), n);
+  } else if (m_.producer != "glassbox" && target.rank() == 2) {
+    emit(sink, std::make_unique<nn::Flatten<T>>(), n);
+  } else {
+    emit(sink, std::make_unique<nn::Reshape<T>>(target.sample()), n);
+  }
 }
 
 // A graph input's per-sample shape, checked.

@@ -58,7 +58,7 @@ inline const char* box_fill(const std::string& kind) {
   if (kind == "lstm" || kind == "gru" || kind == "simple_rnn") return "#e5d8bd";
   if (kind == "batch_norm") return "#fff7bc";
   if (kind.find("pool") != std::string::npos) return "#c7e9c0";
-  if (kind == "flatten" || kind == "identity" || kind == "dropout") return "#f0f0f0";
+  if (kind == "flatten" || kind == "reshape" || kind == "identity" || kind == "dropout") return "#f0f0f0";
   return "#efedf5";  // activations, softmax and layers users write
 }
 
