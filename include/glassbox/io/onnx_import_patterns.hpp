@@ -377,15 +377,14 @@ bool Importer<T>::residual(const Segment& s, Sink& sink) {
   std::unique_ptr<Layer<T>> shortcut_layer;
   cut.add = [&](std::unique_ptr<Layer<T>> layer, const std::string&) { shortcut_layer = std::move(layer); };
   chain(sides[shortcut], s.in, add.inputs[shortcut], cut);
-  if (cut.layers > 1) {  // a shortcut of several layers: the piece becomes a Graph instead
+  // A shortcut of several layers, or sides of shapes that differ (a sum that
+  // broadcasts): the piece becomes a Graph instead, whose merges say what fits.
+  if (cut.layers > 1 || inner.shape != cut.shape) {
     assignments_.erase(assignments_.begin() + static_cast<std::ptrdiff_t>(assigned), assignments_.end());
     return false;
   }
   if (shortcut_layer && !dynamic_cast<nn::Identity<T>*>(shortcut_layer.get()))
     b.set_shortcut(std::move(shortcut_layer));
-  if (inner.shape != cut.shape)
-    fail(add,
-         fmt::format("adds {} to {}; glassbox's residual blocks add equal shapes", inner.shape.str(), cut.shape.str()));
   Layer<T>* raw = block.get();
   sink.add(std::move(block), block_name);
   sink.shape = raw->output_shape(sink.shape);
