@@ -13,8 +13,27 @@
 
 namespace glassbox::nn {
 
+// A layer whose output holds its input's values in the same order, in
+// another shape (Flatten, Reshape): forward and backward copy them.
 template <class T>
-class Reshape : public Layer<T> {
+class Regroup : public Layer<T> {
+ public:
+  bool reshapes_only() const override { return true; }
+
+  void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
+    y.resize(this->output_shape(x.shape()));
+    std::copy(x.begin(), x.end(), y.begin());
+  }
+
+  void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
+    if (!dx) return;
+    dx->resize(x.shape());
+    std::copy(dy.begin(), dy.end(), dx->begin());
+  }
+};
+
+template <class T>
+class Reshape : public Regroup<T> {
  public:
   // `shape`: per sample, without the batch.
   explicit Reshape(const Shape& shape) : shape_(shape) {
@@ -24,7 +43,6 @@ class Reshape : public Layer<T> {
 
   std::string kind() const override { return "reshape"; }
   std::string config() const override { return "to " + shape_.str(); }
-  bool reshapes_only() const override { return true; }
   const Shape& shape() const { return shape_; }
 
   Shape output_shape(const Shape& in) const override {
@@ -35,20 +53,10 @@ class Reshape : public Layer<T> {
     return shape_.batched(in[0]);
   }
 
-  void forward(const Tensor<T>& x, Tensor<T>& y, Mode) override {
-    y.resize(output_shape(x.shape()));
-    std::copy(x.begin(), x.end(), y.begin());
-  }
-
-  void backward(const Tensor<T>& x, const Tensor<T>&, const Tensor<T>& dy, Tensor<T>* dx) override {
-    if (!dx) return;
-    dx->resize(x.shape());
-    std::copy(dy.begin(), dy.end(), dx->begin());
-  }
-
  private:
   Shape shape_;
 };
 
+GLASSBOX_PRECOMPILED_INSTANCE(class Regroup<float>)
 GLASSBOX_PRECOMPILED_INSTANCE(class Reshape<float>)
 }  // namespace glassbox::nn
