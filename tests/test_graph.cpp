@@ -407,6 +407,16 @@ TEST_CASE("graph: several inputs and outputs, packed; gradients, values by hand,
     CHECK(dx[1] == 0.5);
     CHECK(dx[2] == Approx(3 + 1 - std::pow(std::tanh(0.5), 2)));
     CHECK(dx[3] == -2);
+
+    // A declared input may itself be the output: its gradient is the output's.
+    Graph<double> same;
+    same.set_output(same.input(Shape{2}, "only"));
+    const Tensor<double> pair(Shape{1, 2}, {3, 4});
+    Tensor<double> out, back;
+    same.forward(pair, out, Mode::eval);
+    same.backward(pair, out, Tensor<double>(Shape{1, 2}, {5, 6}), &back);
+    CHECK(std::vector<double>(out.begin(), out.end()) == std::vector<double>{3, 4});
+    CHECK(std::vector<double>(back.begin(), back.end()) == std::vector<double>{5, 6});
   }
   SECTION("gradient check: an image and features, two heads, one reading both inputs") {
     Rng rng(5);

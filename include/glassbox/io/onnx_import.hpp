@@ -148,8 +148,9 @@ class Importer {
   static constexpr const char* graph_outputs_op = "glassbox.outputs";
   static constexpr const char* packed_inputs = "glassbox.packed_inputs";
   static constexpr const char* packed_outputs = "glassbox.packed_outputs";
+  // `neighbour`: the input's first reader, or the first output's producer.
   const OnnxNode& virtual_node(const char* op, std::vector<std::string> inputs, std::vector<std::string> outputs,
-                               const std::vector<const OnnxNode*>& nodes);  // onnx_import_graph.hpp
+                               const OnnxNode* neighbour);  // onnx_import_graph.hpp
   bool is_virtual(const OnnxNode& n) const { return n.op.rfind(virtual_op, 0) == 0; }
 
   // Where the layers of a chain go: the model, or a residual block's body.

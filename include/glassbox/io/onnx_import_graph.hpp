@@ -417,19 +417,11 @@ typename Graph<T>::Node Importer<T>::run_step(GraphPiece& p, const typename Grap
 // The nodes that unpack several inputs and pack several outputs (see the class).
 template <class T>
 const OnnxNode& Importer<T>::virtual_node(const char* op, std::vector<std::string> inputs,
-                                          std::vector<std::string> outputs, const std::vector<const OnnxNode*>& nodes) {
+                                          std::vector<std::string> outputs, const OnnxNode* neighbour) {
   OnnxNode n;
   n.op = op;
-  const bool unpack = n.op == graph_input_op;
-  const std::string& tensor = unpack ? outputs[0] : inputs[0];
-  std::string block;
-  for (const OnnxNode* other : nodes) {
-    const auto& names = unpack ? other->inputs : other->outputs;
-    if (std::find(names.begin(), names.end(), tensor) == names.end()) continue;
-    block = graph_block_of(*other, "");
-    break;
-  }
-  n.name = (block.empty() ? "" : block + ".") + (unpack ? tensor : std::string("outputs"));
+  const std::string block = neighbour ? graph_block_of(*neighbour, "") : std::string();
+  n.name = (block.empty() ? "" : block + ".") + (n.op == graph_input_op ? outputs[0] : std::string("outputs"));
   n.inputs = std::move(inputs);
   n.outputs = std::move(outputs);
   virtual_nodes_.push_back(std::move(n));

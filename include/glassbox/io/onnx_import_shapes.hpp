@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -246,12 +247,19 @@ Shape Importer<T>::boundary(const std::vector<Shape>& samples, std::vector<const
   Shape sample_shape = samples[0];
   if (m_.inputs.size() > 1) {
     from = packed_inputs;
+    std::map<std::string, const OnnxNode*> reader;  // tensor -> its first reader
+    for (const OnnxNode* n : nodes)
+      for (const std::string& in : n->inputs) reader.emplace(in, n);
     index_t width = 0;
     std::vector<const OnnxNode*> unpacks;
     for (std::size_t k = 0; k < m_.inputs.size(); ++k) {
       width += samples[k].size();
+      if (width > max_dimension)
+        throw Error(fmt::format("{}: the inputs declare more than {} values per sample", where_, max_dimension));
       declared_inputs_[m_.inputs[k].name] = samples[k];
-      unpacks.push_back(&virtual_node(graph_input_op, {from}, {m_.inputs[k].name}, nodes));
+      const auto first = reader.find(m_.inputs[k].name);
+      unpacks.push_back(
+          &virtual_node(graph_input_op, {from}, {m_.inputs[k].name}, first == reader.end() ? nullptr : first->second));
     }
     nodes.insert(nodes.begin(), unpacks.begin(), unpacks.end());
     sample_shape = Shape{width};
@@ -260,7 +268,8 @@ Shape Importer<T>::boundary(const std::vector<Shape>& samples, std::vector<const
     std::vector<std::string> outputs;
     for (const OnnxValueInfo& out : m_.outputs) outputs.push_back(out.name);
     to = packed_outputs;
-    nodes.push_back(&virtual_node(graph_outputs_op, outputs, {to}, nodes));
+    const auto made = producer_.find(outputs[0]);
+    nodes.push_back(&virtual_node(graph_outputs_op, outputs, {to}, made == producer_.end() ? nullptr : made->second));
   }
   return sample_shape;
 }

@@ -58,10 +58,9 @@ template <class T>
 class Graph : public GraphWiring<T> {
  public:
   using Base = GraphWiring<T>;
-  using Base::declared_inputs;
   using Base::node_shapes;
   using Base::output_shape;
-  using Base::packed_input_shape;
+  using Base::packed_width;
   using typename Base::Node;
   using typename Base::Op;
 
@@ -109,18 +108,18 @@ class Graph : public GraphWiring<T> {
         has_grad_[id] = true;
       }
     }
-    const bool declared = !declared_inputs().empty();
-    if (dx && declared) {
+    index_t input_end = packed_width();  // packed inputs, met last to first
+    if (dx && input_end) {
       dx->resize(x.shape());
       dx->set_zero();
       input_grad_written_ = true;
     }
-    index_t input_end = declared ? packed_input_shape()[0] : 0;  // packed inputs, met last to first
     for (std::size_t k = nodes_.size(); k-- > 1;) {
       const Entry& e = nodes_[k];
       if (e.op == Op::input) {
         input_end -= e.sample.size();
-        if (dx && has_grad_[k]) write_part(grads_[k], input_end, *dx, true);
+        const Tensor<T>* grad = k == out ? &dy : has_grad_[k] ? &grads_[k] : nullptr;  // (an input may be the output)
+        if (dx && grad) write_part(*grad, input_end, *dx, true);
         continue;
       }
       if (k != out && !has_grad_[k]) continue;  // unreachable: every node leads to the output

@@ -53,10 +53,15 @@ class GraphWiring : public Layer<T> {
   const Shape& input_sample(Node n) const { return entry(n).sample; }  // of a declared input
   // What the graph reads per sample when its inputs are declared: (S1 + S2 + ...).
   Shape packed_input_shape() const {
+    if (!packed_width()) throw Error(fmt::format("{}: declares no inputs (input(shape))", this->name()));
+    return Shape{packed_width()};
+  }
+  // S1 + S2 + ..., 0 when no input is declared (without allocating: each pass asks).
+  index_t packed_width() const {
     index_t total = 0;
-    for (Node n : declared_inputs()) total += entry(n).sample.size();
-    if (!total) throw Error(fmt::format("{}: declares no inputs (input(shape))", this->name()));
-    return Shape{total};
+    for (std::size_t k = 1; k < nodes_.size(); ++k)
+      if (nodes_[k].op == Op::input) total += nodes_[k].sample.size();
+    return total;
   }
 
   // A layer reading node `from`, named kind_N within the graph by default.
@@ -143,13 +148,13 @@ class GraphWiring : public Layer<T> {
   // node whose inputs do not fit.
   std::vector<Shape> node_shapes(const Shape& in) const {
     require_complete();
-    const bool declared = !declared_inputs().empty();
-    if (declared && (in.rank() != 2 || in[1] != packed_input_shape()[0])) {
+    const index_t width = packed_width();
+    if (width && (in.rank() != 2 || in[1] != width)) {
       std::string parts;
       for (Node n : declared_inputs())
         parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", node_name(n), input_sample(n).str());
-      throw Error(fmt::format("{}: its inputs {} pack to (batch, {}); got input {}", this->name(), parts,
-                              packed_input_shape()[0], in.str()));
+      throw Error(
+          fmt::format("{}: its inputs {} pack to (batch, {}); got input {}", this->name(), parts, width, in.str()));
     }
     std::vector<Shape> shapes{in};
     for (std::size_t k = 1; k < nodes_.size(); ++k)
@@ -242,7 +247,7 @@ class GraphWiring : public Layer<T> {
     for (std::size_t k = nodes_.size(); k-- > 1;)
       if (needed[k])
         for (std::size_t i : nodes_[k].inputs) needed[i] = true;
-    const bool declared = !declared_inputs().empty();
+    const bool declared = packed_width() > 0;
     if (declared && needed[0])
       throw Error(fmt::format("{}: a graph with declared inputs (input(shape)) reads them, not input()", this->name()));
     for (std::size_t k = declared ? 1 : 0; k < nodes_.size(); ++k)
