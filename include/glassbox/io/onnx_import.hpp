@@ -140,15 +140,12 @@ class Importer {
   Shape boundary(const std::vector<Shape>& samples, std::vector<const OnnxNode*>& nodes, std::string& from,
                  std::string& to);
 
-  // The nodes that unpack several inputs and pack several outputs; named
-  // within the glassbox Graph their first reader or producer belongs to, if
-  // any, so that a graph glassbox exported is grouped again.
-  static constexpr const char* virtual_op = "glassbox.";
-  static constexpr const char* graph_input_op = "glassbox.input";
-  static constexpr const char* graph_outputs_op = "glassbox.outputs";
-  static constexpr const char* packed_inputs = "glassbox.packed_inputs";
-  static constexpr const char* packed_outputs = "glassbox.packed_outputs";
-  // `neighbour`: the input's first reader, or the first output's producer.
+  // The nodes that unpack several inputs and pack several outputs, named within
+  // the glassbox Graph of `neighbour` (the input's first reader, the first
+  // output's producer), so that a graph glassbox exported is grouped again.
+  static constexpr const char *virtual_op = "glassbox.", *graph_input_op = "glassbox.input",
+                              *graph_outputs_op = "glassbox.outputs", *packed_inputs = "glassbox.packed_inputs",
+                              *packed_outputs = "glassbox.packed_outputs";
   const OnnxNode& virtual_node(const char* op, std::vector<std::string> inputs, std::vector<std::string> outputs,
                                const OnnxNode* neighbour);  // onnx_import_graph.hpp
   bool is_virtual(const OnnxNode& n) const { return n.op.rfind(virtual_op, 0) == 0; }
