@@ -288,3 +288,72 @@ TEST_CASE("The seed CNN: summary and shape errors name the layer") {
   CHECK_THROWS_WITH(nn::MaxPool2D<float>({2, 2}, {{1, 1}, Padding::explicit_, {2, 2}}),
                     Contains("padding 2x2 exceeds half the 2x2 kernel"));
 }
+
+namespace {
+
+// Whether two tensors hold the same values, bit for bit (NaN equals NaN).
+template <class T>
+bool same_values(const Tensor<T>& a, const Tensor<T>& b) {
+  if (a.shape() != b.shape()) return false;
+  for (index_t i = 0; i < a.size(); ++i)
+    if (!(a[i] == b[i] || (a[i] != a[i] && b[i] != b[i]))) return false;
+  return true;
+}
+
+// Conv2D -> MaxPool2D(2x2) in a model, the pair run as one pass (no hooks)
+// against the same model run layer by layer (a hook on the convolution):
+// the outputs equal bit for bit, the gradients to rounding.
+template <class T>
+void check_fused_pair(index_t in, index_t out, Size2 kernel, index_t h, index_t w, bool relu, bool bias, bool fuses) {
+  INFO(in << " -> " << out << " channels, " << kernel.h << "x" << kernel.w << " on " << h << "x" << w
+          << (relu ? ", relu" : "") << (bias ? ", bias" : ""));
+  const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+  auto make = [&] {
+    Sequential<T> model(Shape{in, h, w}, 7);
+    typename nn::Conv2D<T>::Options options;
+    options.bias = bias;
+    options.activation = relu ? nn::Activation::relu : nn::Activation::none;
+    model.template add<nn::Conv2D<T>>(in, out, kernel, options);
+    if (bias) model.layer(0).parameters()[1]->value = test::cast<T>(random_tensor(Shape{out}, model.rng(), -0.3, 0.3));
+    model.template add<nn::MaxPool2D<T>>(Size2{2, 2});
+    return model;
+  };
+  Sequential<T> fused = make(), apart = make();
+  HookHandle watch = apart.add_forward_hook(0, [](const ForwardEvent<T>&) {});
+  CHECK(fused.layer(0).fuses_next(Shape{3, in, h, w}, fused.layer(1)) == fuses);
+  Rng rng(static_cast<std::uint64_t>(in * 100 + out * 10 + h + w));
+  const Tensor<T> x = test::cast<T>(random_tensor(Shape{3, in, h, w}, rng));
+  const Tensor<T> y = fused.forward(x, Mode::train);
+  CHECK(same_values(y, apart.forward(x, Mode::train)));
+  const Tensor<T> dy = test::cast<T>(random_tensor(y.shape(), rng));
+  fused.backward(dy, true);
+  apart.backward(dy, true);
+  CHECK(test::relative_error(fused.input_grad(), apart.input_grad()) < tolerance);
+  for (std::size_t p = 0; p < fused.parameters().size(); ++p)
+    CHECK(test::relative_error(fused.parameters()[p]->grad, apart.parameters()[p]->grad) < tolerance);
+  // The convolution's own output, computed when asked for, and the pooling's
+  // state from it: backward from either layer goes on as apart.
+  CHECK(same_values(fused.output(0), apart.output(0)));
+  fused.forward(x, Mode::train);
+  fused.backward(dy, true);
+  const Tensor<T> fused_grad = fused.input_grad();
+  fused.forward(x, Mode::train);
+  HookHandle late = fused.add_backward_hook(1, [](const BackwardEvent<T>&) {});  // after the fused forward
+  fused.backward(dy, true);
+  CHECK(test::relative_error(fused.input_grad(), fused_grad) < tolerance);
+  if (relu) CHECK(y.flat().minCoeff() == T(0));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Conv2D and the MaxPool2D after it run as one pass with the same results", "[direct]", float,
+                   double) {
+  check_fused_pair<TestType>(1, 32, {3, 3}, 28, 28, true, true, true);  // the seed CNN's layers
+  check_fused_pair<TestType>(3, 5, {3, 3}, 13, 29, true, false, true);  // 2 + 2 + 1 channels, rows of 13, odd sizes
+  check_fused_pair<TestType>(2, 3, {2, 3}, 6, 18, false, true, true);   // rows of exactly 8 windows
+  check_fused_pair<TestType>(1, 4, {3, 3}, 10, 35, true, true, true);   // rows of 16 windows
+  check_fused_pair<TestType>(3, 6, {3, 3}, 9, 24, true, true, true);    // 27 taps: 3 gradient blocks of 9
+  check_fused_pair<TestType>(2, 3, {5, 3}, 9, 20, false, true, true);   // 30 taps: 9 + 9 + 9 + 3
+  check_fused_pair<TestType>(1, 3, {3, 3}, 10, 17, true, true, false);  // rows of 7 windows: apart
+  check_fused_pair<TestType>(4, 6, {3, 3}, 10, 22, true, true, false);  // 36 taps: the GEMM path, apart
+}

@@ -367,6 +367,15 @@ class HookRegistry final : public HookOwner {
 
   std::uint64_t next_id() { return ++last_id_; }
 
+  // Whether a hook of a forward (backward) pass watches this layer, directly
+  // or as a hook on every layer.
+  bool watches_in_forward(std::size_t layer) const noexcept {
+    return pre.watches(layer) || forward.watches(layer) || output_block.watches(layer);
+  }
+  bool watches_in_backward(std::size_t layer) const noexcept {
+    return backward.watches(layer) || output_grad_block.watches(layer);
+  }
+
   void remove_hook(std::uint64_t id) noexcept override {
     pre.remove(id) || forward.remove(id) || output_block.remove(id) || output_grad_block.remove(id) ||
         backward.remove(id) || param_grad.remove(id);

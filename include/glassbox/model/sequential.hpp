@@ -2,7 +2,10 @@
 // Sequential<T>: a chain of layers. Owns the layers, names them ("dense_1",
 // "relu_2", unique per kind), caches every layer's output for backward and for
 // inspection, and checks shapes: at add() when the input shape is declared,
-// and at every forward.
+// and at every forward. A layer that can run the next one in its own pass
+// (Conv2D with the MaxPool2D after it) does so while no hook watches either;
+// its own output is then computed only when output() asks for it
+// (model/sequential_passes.hpp holds forward, backward and this fusion).
 //
 // The model keeps a copy of the last forward's input, so backward() never
 // depends on the caller's tensor staying alive.
@@ -71,6 +74,7 @@ class Sequential {
     layer->reset_parameters(rng_);
     layers_.push_back(std::move(layer));
     outputs_.emplace_back();
+    fused_.push_back(false);
     layers_.back()->set_in_model(true);
     register_children(layers_.size() - 1);
     return *layers_.back();
@@ -94,6 +98,7 @@ class Sequential {
     layer->set_in_model(false);
     register_children(index);
     has_forward_ = false;
+    std::fill(fused_.begin(), fused_.end(), false);
     has_input_grad_ = false;
     return layer;
   }
@@ -128,36 +133,7 @@ class Sequential {
   // Runs every layer; returns the last output (owned by the model, valid until
   // the next forward). Throws glassbox::Error naming the first layer whose
   // input shape is wrong. A train-mode pass counts as one training step.
-  const Tensor<T>& forward(const Tensor<T>& x, Mode mode = Mode::eval) {
-    if (layers_.empty()) throw Error("Sequential::forward: the model has no layers");
-    if (sample_shape_ && (x.rank() == 0 || x.shape().sample() != *sample_shape_))
-      throw Error(fmt::format("model input: expected samples of shape {}, got a batch of shape {}",
-                              sample_shape_->str(), x.shape().str()));
-    input_.resize(x.shape());
-    std::copy(x.begin(), x.end(), input_.begin());
-    has_forward_ = false;  // until every layer (and hook) has run
-    has_input_grad_ = false;
-    context_.mode = mode;
-    context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
-    const bool hooked =
-        hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty() && hooks_->output_block.empty());
-    Tensor<T>* in = &input_;
-    Runner runner(*this);
-    PassScope pass(*this);
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      layers_[i]->output_shape(in->shape());
-      if (hooked) run_forward_pre_hooks(i, *in);
-      layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
-      if (hooked && !hooks_->output_block.empty())
-        forward_with_block_hooks(i, *in, mode);
-      else
-        layers_[i]->forward(*in, outputs_[i], mode);
-      if (hooked) run_forward_hooks(i, *in, outputs_[i]);
-      in = &outputs_[i];
-    }
-    has_forward_ = true;
-    return *in;
-  }
+  const Tensor<T>& forward(const Tensor<T>& x, Mode mode = Mode::eval);
 
   // Backpropagates dLoss/d(output) through every layer, filling every
   // parameter's grad (overwritten, not accumulated). The gradient with respect
@@ -175,46 +151,19 @@ class Sequential {
   // needs. The parameters of later layers keep their old grads; parameter-grad
   // hooks fire for layers 0..last only.
   void backward_from(std::size_t last, const Tensor<T>& grad_output, bool want_input_grad = false,
-                     ParamGrads params = ParamGrads::compute) {
-    if (!has_forward_) throw Error("Sequential::backward: call forward first");
-    if (last >= layers_.size())
-      throw Error(
-          fmt::format("Sequential::backward: layer index {} out of range (model has {} layers)", last, layers_.size()));
-    if (grad_output.shape() != outputs_[last].shape())
-      throw Error(fmt::format("Sequential::backward: gradient shape {} differs from {}'s output shape {}",
-                              grad_output.shape().str(), layers_[last]->name(), outputs_[last].shape().str()));
-    const bool hooked = hooks_enabled && hooks_ && !hooks_->backward.empty();
-    const bool grad_blocks = hooks_enabled && hooks_ && !hooks_->output_grad_block.empty();
-    const bool first_input_grad = want_input_grad || (hooked && hooks_->backward.watches(0, /*through_all=*/false));
-    has_input_grad_ = false;
-    const Tensor<T>* dy = &grad_output;
-    if (grads_.size() < layers_.size()) grads_.resize(layers_.size());
-    Runner runner(*this);
-    PassScope pass(*this);
-    for (std::size_t i = last + 1; i-- > 0;) {
-      const Tensor<T>& x = i == 0 ? input_ : outputs_[i - 1];
-      Tensor<T>* dx = (i > 0 || first_input_grad) ? &grads_[i] : nullptr;
-      layers_[i]->want_parameter_grads(params == ParamGrads::compute);
-      layers_[i]->set_child_runner(nested_.empty() ? nullptr : &runner);
-      if (grad_blocks && dx)
-        backward_with_block_hooks(i, x, *dy, *dx);
-      else
-        layers_[i]->backward(x, outputs_[i], *dy, dx);
-      if (hooked) run_backward_hooks(i, *dy, dx);
-      dy = dx;
-    }
-    if (hooks_enabled && hooks_ && !hooks_->param_grad.empty() && params == ParamGrads::compute)
-      run_param_grad_hooks(last);
-    has_input_grad_ = first_input_grad;
-  }
+                     ParamGrads params = ParamGrads::compute);
 
   const Tensor<T>& input_grad() const {
     if (!has_input_grad_) throw Error("Sequential::input_grad: call backward(grad, /*want_input_grad=*/true) first");
     return grads_[0];
   }
 
-  // Output of layer i from the last forward.
-  const Tensor<T>& output(std::size_t index) const { return outputs_.at(index); }
+  // Output of layer i from the last forward (computed now if the pass ran
+  // the layer fused with the next).
+  const Tensor<T>& output(std::size_t index) {
+    if (has_forward_ && index < fused_.size() && fused_[index]) unfuse(index);
+    return outputs_.at(index);
+  }
 
   // Eval-mode forward over x in batches; returns a new tensor.
   Tensor<T> predict(const Tensor<T>& x, index_t batch_size = 256) {
@@ -356,6 +305,14 @@ class Sequential {
     return shape;
   }
 
+  // Whether layers i and i + 1 run as one pass (Layer::fuses_next): only
+  // while no hook watches either, since hooks see each layer's own tensors.
+  bool fuses_with_next(std::size_t i, const Shape& in) const;
+  bool watched_in_backward(std::size_t i) const { return hooks_enabled && hooks_ && hooks_->watches_in_backward(i); }
+  // Runs layers i and i + 1 apart, as the fused pass skipped: layer i's own
+  // output, and the next layer's state from it (for its own backward).
+  void unfuse(std::size_t i);
+
   Layer<T>* find(const std::string& name) {
     for (auto& l : layers_)
       if (l->name() == name) return l.get();
@@ -447,7 +404,8 @@ class Sequential {
   std::optional<Shape> sample_shape_;
   std::vector<std::unique_ptr<Layer<T>>> layers_;
   std::vector<Tensor<T>> outputs_;
-  Tensor<T> input_;  // copy of the last forward's input
+  std::vector<bool> fused_;  // per layer: the last forward ran it and the next as one pass
+  Tensor<T> input_;          // copy of the last forward's input
   // Per layer, the gradient wrt its input. One buffer per layer rather than two
   // shared ones: each is then written by the same threads every step. With
   // shared buffers a layer overwrote lines that another core had just read (a
@@ -467,7 +425,8 @@ class Sequential {
 
 }  // namespace glassbox
 
-#include "glassbox/model/sequential_hooks.hpp"  // the definitions of the hook members above
+#include "glassbox/model/sequential_hooks.hpp"   // the definitions of the hook members above
+#include "glassbox/model/sequential_passes.hpp"  // forward, backward and fusion
 
 namespace glassbox {
 GLASSBOX_PRECOMPILED_INSTANCE(class Sequential<float>)

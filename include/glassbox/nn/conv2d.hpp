@@ -10,7 +10,9 @@
 // and samples are spread over the threads (one thread per GEMM: the GEMMs of
 // small networks are too small to split). Workspaces are kept across batches.
 // A layer with small patches (an image model's first layer) runs the direct
-// kernels of nn/conv_direct.hpp instead, forward and for its weight gradient.
+// kernels of nn/conv_direct.hpp instead, forward and for its weight gradient;
+// followed by a 2x2 max pooling, it runs that pooling in the same pass
+// (nn/conv_pool_direct.hpp) when its model lets it (Layer::fuses_next).
 
 #include <fmt/format.h>
 
@@ -20,8 +22,10 @@
 #include "glassbox/core/threads.hpp"
 #include "glassbox/nn/activations.hpp"
 #include "glassbox/nn/conv_direct.hpp"
+#include "glassbox/nn/conv_pool_direct.hpp"
 #include "glassbox/nn/im2col.hpp"
 #include "glassbox/nn/init.hpp"
+#include "glassbox/nn/pool2d.hpp"
 #include "glassbox/nn/window.hpp"
 
 namespace glassbox::nn {
@@ -158,7 +162,71 @@ class Conv2D : public Layer<T> {
         this->input_grad_block_done(s, s + 1);
       }
     });
-    if (!parameter_grads) return;
+    if (parameter_grads) sum_thread_grads();
+  }
+
+  // With a 2x2 max pooling after it, on a geometry the direct kernels take.
+  bool fuses_next(const Shape& in, const Layer<T>& next) const override {
+    const auto* pool = dynamic_cast<const Pool2D<T>*>(&next);
+    if (!pool || next.kind() != "max_pool2d" || in.rank() != 4 || in[1] != in_) return false;
+    const Geometry g = geometry(in);
+    return g.direct && detail::DirectConvPool::applies(pool->window(), g.out.h, g.out.w);
+  }
+
+  void forward_fused(const Tensor<T>& x, Layer<T>& next, Tensor<T>& pooled) override {
+    if (!fuses_next(x.shape(), next)) Layer<T>::forward_fused(x, next, pooled);
+    const Geometry g = geometry(x.shape());
+    const detail::DirectConvPool kernels = pool_kernels(g);
+    pooled.resize(Shape{g.n, out_, kernels.ph, kernels.pw});
+    pool_winners_.resize(static_cast<std::size_t>(pooled.size()));
+    const int threads = num_threads();
+    prepare_split_workspace(kernels, threads, false);
+    const T* bias = options_.bias ? bias_.value.data() : nullptr;
+    const bool relu = options_.activation == Activation::relu;
+    const T* xd = x.data();
+    T* yd = pooled.data();
+    parallel_for(g.n, threads, [&](index_t s) {
+      T* split = splits_[static_cast<std::size_t>(thread_index())].data();
+      kernels.split(xd + s * g.in_size, split);
+      const index_t at = s * kernels.pooled_size();
+      kernels.forward(split, weight_.value.data(), bias, relu, yd + at, pool_winners_.data() + at);
+    });
+  }
+
+  void backward_fused(const Tensor<T>& x, const Tensor<T>& pooled, const Tensor<T>& dpooled, Tensor<T>* dx) override {
+    const Geometry g = geometry(x.shape());
+    const detail::DirectConvPool kernels = pool_kernels(g);
+    if (dpooled.shape() != pooled.shape() || static_cast<std::size_t>(pooled.size()) != pool_winners_.size())
+      throw Error(fmt::format("{}: backward of a pooled gradient {} that does not match the last forward", this->name(),
+                              dpooled.shape().str()));
+    const bool parameter_grads = this->parameter_grads_wanted();
+    if (!parameter_grads && !dx) return;
+    const int threads = num_threads();
+    prepare_workspace(g, threads, true, false);
+    prepare_split_workspace(kernels, threads, dx != nullptr);
+    for (auto& acc : weight_grads_) acc.set_zero();
+    for (auto& acc : bias_grads_) acc.set_zero();
+    if (dx) dx->resize(x.shape());
+    const bool relu = options_.activation == Activation::relu;
+    const T* xd = x.data();
+    parallel_for(g.n, threads, [&](index_t s) {
+      const auto t = static_cast<std::size_t>(thread_index());
+      T* split = splits_[t].data();
+      T* split_grad = dx ? split_grads_[t].data() : nullptr;
+      kernels.split(xd + s * g.in_size, split);
+      if (split_grad) split_grads_[t].set_zero();
+      const index_t at = s * kernels.pooled_size();
+      kernels.backward(split, pooled.data() + at, dpooled.data() + at, pool_winners_.data() + at, weight_.value.data(),
+                       relu, parameter_grads ? weight_grads_[t].data() : nullptr,
+                       parameter_grads && options_.bias ? bias_grads_[t].data() : nullptr, split_grad);
+      if (split_grad) kernels.merge(split_grad, dx->data() + s * g.in_size);
+    });
+    if (parameter_grads) sum_thread_grads();
+  }
+
+ private:
+  // The per-thread sums of backward into the parameters' grads.
+  void sum_thread_grads() {
     weight_.grad.flat() = weight_grads_[0].flat();
     for (std::size_t t = 1; t < weight_grads_.size(); ++t) weight_.grad.flat() += weight_grads_[t].flat();
     if (options_.bias) {
@@ -167,6 +235,7 @@ class Conv2D : public Layer<T> {
     }
   }
 
+ public:
   std::vector<Parameter<T>*> parameters() override {
     if (options_.bias) return {&weight_, &bias_};
     return {&weight_};
@@ -213,6 +282,10 @@ class Conv2D : public Layer<T> {
     return g;
   }
 
+  detail::DirectConvPool pool_kernels(const Geometry& g) const {
+    return detail::DirectConvPool(in_, out_, g.h, g.w, window_.kernel.h, window_.kernel.w);
+  }
+
   detail::DirectConv direct_kernels(const Geometry& g) const {
     return g.direct ? detail::DirectConv(in_, out_, g.h, g.w, window_.kernel.h, window_.kernel.w)
                     : detail::DirectConv(1, 1, 1, 1, 1, 1);
@@ -246,6 +319,15 @@ class Conv2D : public Layer<T> {
     if (for_backward) fit(weight_grads_, weight_.value.shape());
     if (for_backward && options_.bias) fit(bias_grads_, Shape{out_});
   }
+  void prepare_split_workspace(const detail::DirectConvPool& kernels, int thread_count, bool input_grad) {
+    auto fit = [&](std::vector<Tensor<T>>& buffers) {
+      buffers.resize(static_cast<std::size_t>(thread_count));
+      for (auto& b : buffers)
+        if (b.size() != kernels.split_size()) b.resize(Shape{kernels.split_size()});
+    };
+    fit(splits_);
+    if (input_grad) fit(split_grads_);
+  }
 
   index_t in_, out_;
   Options options_;
@@ -253,6 +335,8 @@ class Conv2D : public Layer<T> {
   Parameter<T> weight_;
   Parameter<T> bias_;
   std::vector<Tensor<T>> columns_, grad_columns_, masked_, weight_grads_, bias_grads_;
+  std::vector<Tensor<T>> splits_, split_grads_;  // the fused pooling's inputs split by column parity, per thread
+  std::vector<T> pool_winners_;                  // the fused pooling's winning corner (0-3) per output
 };
 
 GLASSBOX_PRECOMPILED_INSTANCE(class Conv2D<float>)

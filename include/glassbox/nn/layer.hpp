@@ -103,6 +103,20 @@ class Layer {
   // (Flatten): recorders reuse what they computed for the layer before.
   virtual bool reshapes_only() const { return false; }
 
+  // Running the next layer of a model in the same pass (Conv2D with the
+  // MaxPool2D after it: nn/conv_pool_direct.hpp). Sequential asks while no
+  // hook watches either layer; forward_fused then writes next's output, and
+  // backward_fused takes next's output gradient. This layer's own output is
+  // not computed (Sequential computes it when asked for it).
+  virtual bool fuses_next(const Shape& /*in*/, const Layer<T>& /*next*/) const { return false; }
+  virtual void forward_fused(const Tensor<T>& /*x*/, Layer<T>& next, Tensor<T>& /*next_y*/) {
+    throw Error(fmt::format("{}: cannot run {} in its pass", name(), next.name()));
+  }
+  virtual void backward_fused(const Tensor<T>& /*x*/, const Tensor<T>& /*next_y*/, const Tensor<T>& /*next_dy*/,
+                              Tensor<T>* /*dx*/) {
+    throw Error(fmt::format("{}: no fused pass to go back through", name()));
+  }
+
   // Hyperparameters for summaries, e.g. "784 -> 256" or "slope=0.01".
   virtual std::string config() const { return {}; }
 
