@@ -560,3 +560,76 @@ TEST_CASE("output-gradient block hooks see each sample of the gradient wrt a lay
   model.backward(random_tensor(y.shape(), rng));
   set_num_threads(threads);
 }
+
+namespace {
+
+// Rows of 8 pooling windows: the Conv2D and its MaxPool2D run as one pass
+// while no hook watches them (nn/conv_pool_direct.hpp).
+Sequential<float> fusing_cnn() {
+  Sequential<float> model(Shape{1, 18, 18}, 5);
+  nn::Conv2D<float>::Options relu;
+  relu.activation = nn::Activation::relu;
+  model.add<nn::Conv2D<float>>(1, 4, nn::Size2{3, 3}, relu);
+  model.add<nn::MaxPool2D<float>>(nn::Size2{2, 2});
+  model.add<nn::Flatten<float>>();
+  model.add<nn::Dense<float>>(256, 3);
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("A scheduled hook fires only in the passes it is due for; the others run as unwatched", "[hooks]") {
+  Sequential<float> model = fusing_cnn();
+  Rng rng(9);
+  const Tensor<float> x = cast<float>(random_tensor(Shape{2, 1, 18, 18}, rng));
+  model.forward(x, Mode::train);
+  CHECK(model.ran_fused(0));
+  CHECK_FALSE(model.ran_fused(2));
+  int forwards = 0, backwards = 0;
+  HookHandle forward = model.add_forward_hook(0, [&](const ForwardEvent<float>&) { ++forwards; });
+  HookHandle backward = model.add_backward_hook(1, [&](const BackwardEvent<float>&) { ++backwards; });
+  model.forward(x, Mode::train);
+  CHECK_FALSE(model.ran_fused(0));  // watched every pass
+  forward.only_when([](const HookContext& c) { return c.step % 3 == 0; });
+  backward.only_when([](const HookContext& c) { return c.step % 3 == 0; });
+  forwards = 0;
+  for (long long step = 2; step < 9; ++step) {
+    model.forward(x, Mode::train);
+    CHECK(model.ran_fused(0) == (step % 3 != 0));
+    model.backward(Tensor<float>(Shape{2, 3}, 0.5f));
+  }
+  CHECK(forwards == 2);  // steps 3 and 6
+  CHECK(backwards == 2);
+  forward.remove();
+  CHECK_THROWS_WITH(forward.only_when([](const HookContext&) { return true; }), Contains("no longer registered"));
+}
+
+TEST_CASE("Recorders every N steps leave the steps between fused, and record as before", "[hooks]") {
+  Sequential<float> model = fusing_cnn();
+  optim::Adam<float> adam(model.parameters(), 1e-2f);
+  nn::SoftmaxCrossEntropy<float> loss;
+  inspect::ActivationStatsOptions stats_options;
+  stats_options.schedule.every = 3;
+  inspect::ActivationStats<float> stats(model, stats_options);
+  inspect::GradientFlowOptions flow_options;
+  flow_options.schedule.every = 3;
+  inspect::GradientFlow<float> flow(model, flow_options);
+  Rng rng(4);
+  const Tensor<float> x = cast<float>(random_tensor(Shape{4, 1, 18, 18}, rng));
+  const Tensor<float> y(Shape{4}, {0.f, 1.f, 2.f, 1.f});
+  Tensor<float> grad;
+  for (long long step = 0; step < 7; ++step) {
+    loss.forward(model.forward(x, Mode::train), y, &grad);
+    CHECK(model.ran_fused(0) == (step % 3 != 0));
+    model.backward(grad);
+    adam.step();
+  }
+  model.forward(x, Mode::eval);                         // finishes the update ratios of step 6
+  CHECK(stats.series("conv2d_1").records.size() == 3);  // steps 0, 3, 6
+  CHECK(stats.series("max_pool2d_1").records.size() == 3);
+  CHECK(flow.layer("conv2d_1").records.size() == 3);
+  for (const auto& r : flow.parameter("conv2d_1.weight").records) {
+    CHECK(r.update_ratio > 0);
+    CHECK(r.update_ratio < 1);
+  }
+}

@@ -41,9 +41,11 @@ class ActivationCapture {
     options_.schedule.validate("ActivationCapture");
     for (const index_t s : options_.samples)
       if (s < 0) throw Error(fmt::format("ActivationCapture: sample index {} is negative", s));
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
-      return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
-    });
+    attach_to(
+        handles_, options_.layers, [this](const HookContext& c) { return due(c); },
+        [&](const HookTarget& t) {
+          return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
+        });
   }
   ActivationCapture(const ActivationCapture&) = delete;
   ActivationCapture& operator=(const ActivationCapture&) = delete;
@@ -89,8 +91,11 @@ class ActivationCapture {
   void write_json(const std::string& path) const { write_text_file(path, to_json()); }
 
  private:
+  bool due(const HookContext& c) const {
+    return options_.schedule.due(c) && (options_.batch < 0 || c.batch == options_.batch);
+  }
   void record(const ForwardEvent<T>& e) {
-    if (!options_.schedule.due(e) || (options_.batch >= 0 && e.batch != options_.batch)) return;
+    if (!due(e)) return;
     const Tensor<T>& y = e.output;
     if (y.rank() < 1) return;
     for (const index_t sample : options_.samples) {

@@ -58,16 +58,16 @@ class ActivationStats : public MergeableRecorder {
     if (options_.range && !(options_.range->first < options_.range->second))
       throw Error(fmt::format("ActivationStats: histogram range [{}, {}] is empty", options_.range->first,
                               options_.range->second));
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
     });
     // Large outputs are summarized block by block as the layer writes them,
     // when it reports blocks (model/hooks.hpp): a pre-hook begins the summary,
     // an output-block hook adds each block, and record() finishes it.
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_forward_pre_hook(t, [this](const ForwardPreEvent<T>& e) { begin_stream(e); });
     });
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_output_block_hook(t, [this](const OutputBlockEvent<T>& e) { add_block(e); });
     });
   }

@@ -95,25 +95,30 @@ class GradientFlow : public MergeableRecorder {
     if (!(options_.vanishing >= 0 && options_.vanishing < options_.exploding))
       throw Error(fmt::format("GradientFlow: need 0 <= vanishing < exploding, got {} and {}", options_.vanishing,
                               options_.exploding));
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_layer(e); });
     });
     // A large gradient wrt a layer's output is measured block by block as the
     // next layer's backward writes it, when that layer reports blocks
     // (model/hooks.hpp): the forward hook prepares, the block hook adds.
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { begin_stream(e); });
     });
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_output_grad_block_hook(t, [this](const OutputGradBlockEvent<T>& e) { add_block(e); });
     });
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_param_grad_hook(t, [this](const ParamGradEvent<T>& e) { record_parameter(e); });
     });
-    // The parameters have been updated by the time the next pass begins.
-    handles_.push_back(model.add_forward_pre_hook([this](const ForwardPreEvent<T>& e) {
-      if (e.index == 0 && e.depth == 0) finish_updates();
+    // The parameters have been updated by the time the next pass begins. The
+    // hook watches the last layer, so that it keeps no other layers apart
+    // from a fused pass (Conv2D with its MaxPool2D come first), and only
+    // while updates are pending.
+    const HookTarget last = model.size() > 0 ? HookTarget(model.size() - 1) : HookTarget::all();
+    handles_.push_back(model.add_forward_pre_hook(last, [this](const ForwardPreEvent<T>& e) {
+      if (e.depth == 0) finish_updates();
     }));
+    handles_.back().only_when([this](const HookContext&) { return pending_count_ > 0; });
   }
   GradientFlow(const GradientFlow&) = delete;
   GradientFlow& operator=(const GradientFlow&) = delete;

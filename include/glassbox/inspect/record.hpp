@@ -43,6 +43,9 @@ struct Schedule {
   bool due(const HookContext& c) const {
     return c.mode == Mode::train ? train && c.step % every == 0 : eval && c.batch % every == 0;
   }
+  HookSchedule hook_schedule() const {
+    return [schedule = *this](const HookContext& c) { return schedule.due(c); };
+  }
 };
 
 // Whether two hook events belong to the same pass of the model.
@@ -145,6 +148,14 @@ void attach_to(std::vector<HookHandle>& handles, const std::vector<HookTarget>& 
   } else {
     for (const HookTarget& t : targets) handles.push_back(add(t));
   }
+}
+// The same, the hooks firing only in the passes `when` is due for: in the
+// others the model runs as if unwatched (fused passes included).
+template <class Add>
+void attach_to(std::vector<HookHandle>& handles, const std::vector<HookTarget>& targets, HookSchedule when, Add add) {
+  const std::size_t first = handles.size();
+  attach_to(handles, targets, add);
+  for (std::size_t i = first; i < handles.size(); ++i) handles[i].only_when(when);
 }
 
 // Whether every value is finite, in one vectorised pass (Eigen's allFinite()

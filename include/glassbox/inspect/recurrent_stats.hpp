@@ -39,10 +39,10 @@ class RecurrentStats {
 
   explicit RecurrentStats(Sequential<T>& model, Options options = {}) : options_(std::move(options)) {
     options_.schedule.validate("RecurrentStats");
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_forward_hook(t, [this](const ForwardEvent<T>& e) { record(e); });
     });
-    attach_to(handles_, options_.layers, [&](const HookTarget& t) {
+    attach_to(handles_, options_.layers, options_.schedule.hook_schedule(), [&](const HookTarget& t) {
       return model.add_backward_hook(t, [this](const BackwardEvent<T>& e) { record_gradients(e); });
     });
   }

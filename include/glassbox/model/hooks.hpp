@@ -144,6 +144,10 @@ using BackwardHook = std::function<void(const BackwardEvent<T>&)>;
 template <class T>
 using ParamGradHook = std::function<void(const ParamGradEvent<T>&)>;
 
+// When a hook fires (HookHandle::only_when): in a pass whose context makes it
+// true. In other passes the hook is as if absent.
+using HookSchedule = std::function<bool(const HookContext&)>;
+
 // Which layer a hook watches: an index, a name, a layer of the model, or all().
 class HookTarget {
  public:
@@ -175,6 +179,7 @@ class HookOwner {
   virtual ~HookOwner() = default;
   virtual void remove_hook(std::uint64_t id) noexcept = 0;
   virtual bool has_hook(std::uint64_t id) const noexcept = 0;
+  virtual bool set_schedule(std::uint64_t id, HookSchedule when) = 0;
 };
 }  // namespace detail
 
@@ -201,6 +206,16 @@ class [[nodiscard]] HookHandle {
   void remove() noexcept {
     if (auto owner = owner_.lock()) owner->remove_hook(id_);
     owner_.reset();
+  }
+  // Lets the hook fire only in passes where when(context) is true (a
+  // recorder's "every 50 steps"). In the other passes the model treats the
+  // hook as absent: it may then run the layers the hook watches in one
+  // fused pass (Conv2D with its MaxPool2D), as without hooks. Returns *this.
+  HookHandle& only_when(HookSchedule when) {
+    auto owner = owner_.lock();
+    if (!owner || !owner->set_schedule(id_, std::move(when)))
+      throw Error("HookHandle::only_when: the hook is no longer registered");
+    return *this;
   }
   // True while the hook is registered on a live model.
   bool active() const noexcept {
@@ -236,11 +251,13 @@ namespace detail {
 template <class Fn>
 class HookList {
  public:
+  // `now`: the context of the pass running (or the last one), that schedules are asked about.
+  explicit HookList(const HookContext* now) : now_(now) {}
   bool empty() const noexcept { return entries_.empty(); }
 
   // `modifies`: the hook may change the tensor it is given (see watches_modifying).
   void add(std::uint64_t id, std::optional<std::size_t> layer, Fn fn, bool modifies = false) {
-    entries_.push_back(std::make_unique<Entry>(Entry{id, layer, std::move(fn), modifies, false}));
+    entries_.push_back(std::make_unique<Entry>(Entry{id, layer, std::move(fn), modifies, false, {}}));
   }
 
   bool remove(std::uint64_t id) noexcept {
@@ -257,6 +274,15 @@ class HookList {
     return false;
   }
 
+  bool set_schedule(std::uint64_t id, HookSchedule& when) {
+    for (auto& e : entries_)
+      if (e->id == id && !e->removed) {
+        e->when = std::move(when);
+        return true;
+      }
+    return false;
+  }
+
   bool contains(std::uint64_t id) const noexcept {
     for (const auto& e : entries_)
       if (e->id == id && !e->removed) return true;
@@ -265,15 +291,15 @@ class HookList {
 
   // Whether a live hook watches this layer, directly or (when through_all)
   // as a hook on every layer.
-  bool watches(std::size_t layer, bool through_all = true) const noexcept {
+  bool watches(std::size_t layer, bool through_all = true) const {
     for (const auto& e : entries_)
-      if (!e->removed && (e->layer ? *e->layer == layer : through_all)) return true;
+      if (live_now(*e) && (e->layer ? *e->layer == layer : through_all)) return true;
     return false;
   }
 
-  bool watches_modifying(std::size_t layer) const noexcept {
+  bool watches_modifying(std::size_t layer) const {
     for (const auto& e : entries_)
-      if (!e->removed && e->modifies && (!e->layer || *e->layer == layer)) return true;
+      if (live_now(*e) && e->modifies && (!e->layer || *e->layer == layer)) return true;
     return false;
   }
 
@@ -298,7 +324,7 @@ class HookList {
   std::vector<Fn*> live(std::size_t layer) {
     std::vector<Fn*> fns;
     for (auto& e : entries_)
-      if (!e->removed && (!e->layer || *e->layer == layer)) fns.push_back(&e->fn);
+      if (live_now(*e) && (!e->layer || *e->layer == layer)) fns.push_back(&e->fn);
     return fns;
   }
 
@@ -310,7 +336,7 @@ class HookList {
     const std::size_t count = entries_.size();
     for (std::size_t i = 0; i < count; ++i) {
       Entry& e = *entries_[i];
-      if (e.removed || (e.layer && *e.layer != layer)) continue;
+      if (!live_now(e) || (e.layer && *e.layer != layer)) continue;
       try {
         call(e.fn);
       } catch (...) {
@@ -326,7 +352,7 @@ class HookList {
     const std::size_t count = entries_.size();
     for (std::size_t i = 0; i < count; ++i) {
       Entry& e = *entries_[i];
-      if (e.removed || !e.layer || *e.layer != layer) continue;
+      if (!live_now(e) || !e.layer || *e.layer != layer) continue;
       try {
         call(e.fn);
       } catch (...) {
@@ -342,8 +368,12 @@ class HookList {
     Fn fn;
     bool modifies;
     bool removed;
+    HookSchedule when;  // empty: every pass
   };
+  // Registered, and due in the pass running.
+  bool live_now(const Entry& e) const { return !e.removed && (!e.when || e.when(*now_)); }
 
+  const HookContext* now_;
   std::vector<std::unique_ptr<Entry>> entries_;
   int running_ = 0;
   bool has_removed_ = false;
@@ -354,31 +384,39 @@ class HookList {
 template <class T>
 class HookRegistry final : public HookOwner {
  public:
+  // The context of the pass running, or of the last one: what hook schedules
+  // are asked about. The model sets it as each pass begins.
+  HookContext now;
   // Observing and modifying hooks share a list so that they run in
   // registration order, each seeing what the earlier ones left.
-  HookList<ModifyingForwardPreHook<T>> pre;
+  HookList<ModifyingForwardPreHook<T>> pre{&now};
   // Observing and modifying forward hooks share one list so that they run in
   // registration order, each seeing what the earlier ones left.
-  HookList<ModifyingForwardHook<T>> forward;
-  HookList<OutputBlockHook<T>> output_block;
-  HookList<OutputGradBlockHook<T>> output_grad_block;
-  HookList<BackwardHook<T>> backward;
-  HookList<ParamGradHook<T>> param_grad;
+  HookList<ModifyingForwardHook<T>> forward{&now};
+  HookList<OutputBlockHook<T>> output_block{&now};
+  HookList<OutputGradBlockHook<T>> output_grad_block{&now};
+  HookList<BackwardHook<T>> backward{&now};
+  HookList<ParamGradHook<T>> param_grad{&now};
 
   std::uint64_t next_id() { return ++last_id_; }
 
   // Whether a hook of a forward (backward) pass watches this layer, directly
   // or as a hook on every layer.
-  bool watches_in_forward(std::size_t layer) const noexcept {
+  bool watches_in_forward(std::size_t layer) const {
     return pre.watches(layer) || forward.watches(layer) || output_block.watches(layer);
   }
-  bool watches_in_backward(std::size_t layer) const noexcept {
+  bool watches_in_backward(std::size_t layer) const {
     return backward.watches(layer) || output_grad_block.watches(layer);
   }
 
   void remove_hook(std::uint64_t id) noexcept override {
     pre.remove(id) || forward.remove(id) || output_block.remove(id) || output_grad_block.remove(id) ||
         backward.remove(id) || param_grad.remove(id);
+  }
+  bool set_schedule(std::uint64_t id, HookSchedule when) override {
+    return pre.set_schedule(id, when) || forward.set_schedule(id, when) || output_block.set_schedule(id, when) ||
+           output_grad_block.set_schedule(id, when) || backward.set_schedule(id, when) ||
+           param_grad.set_schedule(id, when);
   }
   bool has_hook(std::uint64_t id) const noexcept override {
     return pre.contains(id) || forward.contains(id) || output_block.contains(id) || output_grad_block.contains(id) ||

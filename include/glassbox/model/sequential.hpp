@@ -165,6 +165,9 @@ class Sequential {
     return outputs_.at(index);
   }
 
+  // Whether the last forward ran layer `index` and the next as one pass (see above).
+  bool ran_fused(std::size_t index) const { return has_forward_ && index < fused_.size() && fused_[index]; }
+
   // Eval-mode forward over x in batches; returns a new tensor.
   Tensor<T> predict(const Tensor<T>& x, index_t batch_size = 256) {
     if (x.rank() < 1) throw Error("Sequential::predict: input needs a batch dimension");

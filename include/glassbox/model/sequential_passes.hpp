@@ -25,6 +25,7 @@ const Tensor<T>& Sequential<T>::forward(const Tensor<T>& x, Mode mode) {
   has_input_grad_ = false;
   context_.mode = mode;
   context_.step = mode == Mode::train ? training_steps_++ : training_steps_;
+  if (hooks_) hooks_->now = context_;  // what hook schedules are asked about in this pass
   const bool hooked =
       hooks_enabled && hooks_ && !(hooks_->pre.empty() && hooks_->forward.empty() && hooks_->output_block.empty());
   Tensor<T>* in = &input_;
@@ -56,6 +57,7 @@ template <class T>
 void Sequential<T>::backward_from(std::size_t last, const Tensor<T>& grad_output, bool want_input_grad,
                                   ParamGrads params) {
   if (!has_forward_) throw Error("Sequential::backward: call forward first");
+  if (hooks_) hooks_->now = context_;
   if (last >= layers_.size())
     throw Error(
         fmt::format("Sequential::backward: layer index {} out of range (model has {} layers)", last, layers_.size()));
