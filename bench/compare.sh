@@ -70,3 +70,4 @@ echo "$results" | awk '$1 == "glassbox" {print $2, $3, $4}' | while read -r mode
     "${def:--}" "$ratio"
 done
 echo "$results" | grep '^memory' || true
+echo "$results" | grep '^fusion' || true

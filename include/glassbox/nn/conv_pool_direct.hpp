@@ -228,32 +228,41 @@ struct DirectConvPool {
 
   // Taps [t0, t0 + kTapBlock) of one output channel. A last partial block
   // repeats its last tap in the sums beyond (which are dropped), so one
-  // instance of the loop serves every patch size.
+  // instance of the loop serves every patch size. Each tap's four corners
+  // read at one offset plus a shift per corner (three registers), not from a
+  // table of 36 offsets, which cost as many loads as the inputs themselves.
   template <class T>
   void weight_grad_block(const T* s, const Plane<T>& p, index_t t0, T* grads, T* bias_grad) const {
     using C = ChunkOf<T, kChunk>;
     using V = Vector<T>;
     const index_t taps_ = taps(), count = std::min<index_t>(kTapBlock, taps_ - t0);
-    index_t offset[kCorners][kTapBlock];
-    for (int k = 0; k < kCorners; ++k)
-      for (index_t t = 0; t < kTapBlock; ++t)
-        offset[k][t] = offsets[std::size_t(k * taps_ + t0 + std::min(t, count - 1))];
+    const index_t right = offsets[std::size_t(taps_ + t0)] - offsets[std::size_t(t0)];
+    const index_t down = offsets[std::size_t(2 * taps_ + t0)] - offsets[std::size_t(t0)];
+    index_t offset[kTapBlock];
+    for (index_t t = 0; t < kTapBlock; ++t) offset[t] = offsets[std::size_t(t0 + std::min(t, count - 1))];
     V acc[kTapBlock] = {};
     V bias_acc = {};
-    for_each_vector([&](index_t at, index_t split_at, index_t valid) {
-      V g[kCorners];
-      corner_grads(p, at, valid, g);
-      const T* base = s + split_at;
+    for (index_t oy = 0; oy < ph; ++oy)
+      for (index_t x0 = 0; x0 < pw; x0 += kChunk) {
+        V g[kCorners];
+        corner_grads(p, oy * pw + x0, std::min(kChunk, pw - x0), g);
+        const V top_left = g[0], top_right = g[1], bottom_left = g[2], bottom_right = g[3];
+        const T* base = s + row_of(oy) + x0;
 #pragma GCC unroll 9
-      for (index_t t = 0; t < kTapBlock; ++t)
-#pragma GCC unroll 4
-        for (int k = 0; k < kCorners; ++k) {
+        for (index_t t = 0; t < kTapBlock; ++t) {
+          const T* at = base + offset[t];
           V input;
-          C::load(input, base + offset[k][t]);
-          acc[t] += g[k] * input;
+          C::load(input, at);
+          acc[t] += top_left * input;
+          C::load(input, at + right);
+          acc[t] += top_right * input;
+          C::load(input, at + down);
+          acc[t] += bottom_left * input;
+          C::load(input, at + down + right);
+          acc[t] += bottom_right * input;
         }
-      bias_acc += (g[0] + g[1]) + (g[2] + g[3]);
-    });
+        bias_acc += (top_left + top_right) + (bottom_left + bottom_right);
+      }
     for (index_t t = 0; t < count; ++t) grads[t] += C::sum(acc[t]);
     if (bias_grad) *bias_grad += C::sum(bias_acc);
   }
