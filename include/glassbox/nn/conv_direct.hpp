@@ -57,6 +57,17 @@ struct DirectConv {
   }
   index_t taps() const { return in * kh * kw; }
 
+  // Output channels [c, c + Channels) of weights (out x taps) tap-major into
+  // by_tap, one broadcast per (tap, channel), zero beyond the last channel;
+  // returns how many channels are real.
+  template <int Channels, class T>
+  static int gather_block(const T* weights, index_t taps, index_t out, index_t c, T* by_tap) {
+    const int channels = static_cast<int>(std::min<index_t>(Channels, out - c));
+    for (index_t t = 0; t < taps; ++t)
+      for (int g = 0; g < Channels; ++g) by_tap[t * Channels + g] = g < channels ? weights[(c + g) * taps + t] : T(0);
+    return channels;
+  }
+
   // Whether the kernels take a convolution of this geometry: stride 1, no
   // dilation or padding, small patches, rows of a whole forward block.
   static bool applies(index_t in, index_t kh, index_t kw, index_t ow, bool unit_stride_no_dilation, bool unpadded) {
@@ -67,12 +78,9 @@ struct DirectConv {
   template <class T>
   void forward(const T* x, const T* weights, const T* bias, bool relu, T* y) const {
     const index_t taps_ = taps();
-    T by_tap[kMaxPatch * kChannels];  // a block's weights, tap-major: one broadcast per (tap, channel)
+    T by_tap[kMaxPatch * kChannels];
     for (index_t c = 0; c < out; c += kChannels) {
-      const int channels = static_cast<int>(std::min<index_t>(kChannels, out - c));
-      for (index_t t = 0; t < taps_; ++t)
-        for (int g = 0; g < kChannels; ++g)
-          by_tap[t * kChannels + g] = g < channels ? weights[(c + g) * taps_ + t] : T(0);
+      const int channels = gather_block<kChannels>(weights, taps_, out, c, by_tap);
       switch (channels) {
         case 4: forward_block<4>(x, by_tap, bias, relu, c, y); break;
         case 3: forward_block<3>(x, by_tap, bias, relu, c, y); break;
@@ -102,9 +110,10 @@ struct DirectConv {
   case n: weight_grad_block<n>(x, g, mask, t0, grads, bias_grad); break;
           GLASSBOX_DIRECT_TAPS(1)
           GLASSBOX_DIRECT_TAPS(2)
-          GLASSBOX_DIRECT_TAPS(3) GLASSBOX_DIRECT_TAPS(4) GLASSBOX_DIRECT_TAPS(5) GLASSBOX_DIRECT_TAPS(6)
-              GLASSBOX_DIRECT_TAPS(7) GLASSBOX_DIRECT_TAPS(8) GLASSBOX_DIRECT_TAPS(9) GLASSBOX_DIRECT_TAPS(10)
-                  GLASSBOX_DIRECT_TAPS(11) default : weight_grad_block<kMaxTaps>(x, g, mask, t0, grads, bias_grad);
+          GLASSBOX_DIRECT_TAPS(3)
+          GLASSBOX_DIRECT_TAPS(4) GLASSBOX_DIRECT_TAPS(5) GLASSBOX_DIRECT_TAPS(6) GLASSBOX_DIRECT_TAPS(7)
+              GLASSBOX_DIRECT_TAPS(8) GLASSBOX_DIRECT_TAPS(9) GLASSBOX_DIRECT_TAPS(10) GLASSBOX_DIRECT_TAPS(11) default
+              : weight_grad_block<kMaxTaps>(x, g, mask, t0, grads, bias_grad);
           break;
 #undef GLASSBOX_DIRECT_TAPS
         }

@@ -102,12 +102,9 @@ struct DirectConvPool {
   template <class T>
   void forward(const T* s, const T* weights, const T* bias, bool relu, T* y, T* winners) const {
     const index_t taps_ = taps();
-    T by_tap[kMaxPatch * kChannels];  // a block's weights, tap-major: one broadcast per (tap, channel)
+    T by_tap[kMaxPatch * kChannels];
     for (index_t c = 0; c < out; c += kChannels) {
-      const int channels = static_cast<int>(std::min<index_t>(kChannels, out - c));
-      for (index_t t = 0; t < taps_; ++t)
-        for (int g = 0; g < kChannels; ++g)
-          by_tap[t * kChannels + g] = g < channels ? weights[(c + g) * taps_ + t] : T(0);
+      const int channels = DirectConv::gather_block<kChannels>(weights, taps_, out, c, by_tap);
       for (index_t oy = 0; oy < ph; ++oy)
         for (index_t x0 = 0; x0 < pw; x0 += kChunk) {
           const index_t at = oy * pw + x0, valid = std::min(kChunk, pw - x0);
